@@ -1,0 +1,29 @@
+# make install: .venv with the project and its pins (quick when nothing changed)
+# make run:     install, then the word2vec pipeline (quick profile)
+# make test:    install, then the test suite
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+SHARED := $(abspath ../shared)
+MIRROR ?= $(if $(wildcard $(SHARED)/datasets),$(SHARED)/datasets,)
+export SEQFLOW_MIRROR ?= $(MIRROR)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install run test lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/seqflow run word2vec --profile quick
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

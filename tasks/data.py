@@ -1,0 +1,260 @@
+"""Getting a declared dataset file onto disk (mirror, cache or download) and decoding it.
+
+A downloaded file is streamed to a temp file beside its cache slot, hashed while it arrives and
+renamed into place only once its sha256 matches the catalog: the cache never holds a partial or
+unverified file.
+"""
+
+import csv
+import io
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.catalog import DatasetSpec, SourceFile
+from tasks.settings import data_dir, mirror_dir
+from tasks.stage import StageOutput, run_logger, run_stage, sha256_file, write_table
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+class DataSourceError(RuntimeError):
+    """A dataset file could not be obtained or decoded; the message says what to do."""
+
+
+def fetch(
+    spec: DatasetSpec,
+    name: str,
+    *,
+    mirror: Path | None = None,
+    cache: Path | None = None,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+) -> Path:
+    """Return a verified local path for file `name` of `spec`.
+
+    Order: the mirror (if set: the file must be there), then the download cache, then the URL.
+    """
+    source = spec.file(name)
+    mirror = mirror if mirror is not None else mirror_dir()
+    if mirror is not None:
+        path = mirror / spec.folder / source.name
+        if not path.is_file():
+            raise DataSourceError(
+                f"{path} is missing from the mirror {mirror}: point SEQFLOW_MIRROR/--mirror at a "
+                f"folder laid out like shared/datasets/, or unset it to download {source.url}"
+            )
+        _check_sha(path, source, where="mirror copy")
+        return path
+
+    cache = cache if cache is not None else data_dir() / "cache"
+    target = cache / spec.folder / source.name
+    if target.is_file():
+        if sha256_file(target) == source.sha256:
+            return target
+        log.warning("cached %s does not match its sha256; downloading it again", target)
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return download(source, target, retries=retries, backoff=backoff, timeout=timeout)
+
+
+def download(
+    source: SourceFile, target: Path, *, retries: int = 3, backoff: float = 1.0, timeout: float = 60
+) -> Path:
+    """Download `source` to `target` atomically, retrying transient failures with backoff."""
+    last: Exception | None = None
+    for attempt in range(1, retries + 1):
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            _stream(source.url, tmp, timeout)
+            got = sha256_file(tmp)
+            if got != source.sha256:
+                raise DataSourceError(
+                    f"checksum mismatch for {source.url}: expected sha256 {source.sha256}, got "
+                    f"{got}. The file changed upstream or the transfer was corrupted; nothing was "
+                    "cached. Check the URL, or use a mirror (SEQFLOW_MIRROR) holding the "
+                    "published file."
+                )
+            os.replace(tmp, target)
+            return target
+        except urllib.error.HTTPError as err:
+            if err.code < 500:  # 404 and friends will not get better by retrying
+                raise DataSourceError(
+                    f"download of {source.url} failed: HTTP {err.code} {err.reason}. Check the URL "
+                    "in tasks/catalog.py, or use a mirror (SEQFLOW_MIRROR)."
+                ) from err
+            last = err
+        except (urllib.error.URLError, OSError, _Truncated) as err:
+            last = err
+        finally:
+            tmp.unlink(missing_ok=True)
+        if attempt < retries:
+            wait = backoff * 2 ** (attempt - 1)
+            log.warning(
+                "download of %s failed (%s); retry %d in %.1fs", source.url, last, attempt, wait
+            )
+            time.sleep(wait)
+    raise DataSourceError(
+        f"download of {source.url} failed after {retries} attempts: {last}. Nothing was cached; "
+        "check the network or use a mirror (SEQFLOW_MIRROR)."
+    )
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _stream(url: str, tmp: Path, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "seqflow"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp, open(tmp, "wb") as out:
+        expected = resp.headers.get("Content-Length")
+        received = 0
+        try:
+            for block in iter(lambda: resp.read(CHUNK), b""):
+                out.write(block)
+                received += len(block)
+        except (ConnectionError, TimeoutError, io.UnsupportedOperation) as err:
+            raise _Truncated(f"transfer interrupted after {received} bytes: {err}") from err
+        except Exception as err:  # http.client.IncompleteRead and similar
+            raise _Truncated(f"transfer interrupted after {received} bytes: {err!r}") from err
+        if expected is not None and received != int(expected):
+            raise _Truncated(f"transfer interrupted: got {received} of {expected} bytes")
+
+
+def _check_sha(path: Path, source: SourceFile, where: str) -> None:
+    got = sha256_file(path)
+    if got != source.sha256:
+        raise DataSourceError(
+            f"{where} {path} has sha256 {got}, expected {source.sha256}: it is not the published "
+            f"file. Replace it with a fresh copy of {source.url}."
+        )
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+@dataclass
+class DecodedText:
+    text: str
+    decode_errors: int
+    error_offsets: list[int]  # byte offsets of the replaced sequences
+
+
+def decode_utf8(raw: bytes) -> DecodedText:
+    """Decode UTF-8, replacing each invalid sequence with U+FFFD and counting them."""
+    parts: list[str] = []
+    offsets: list[int] = []
+    pos = 0
+    while True:
+        try:
+            parts.append(raw[pos:].decode("utf-8"))
+            break
+        except UnicodeDecodeError as err:
+            parts.append(raw[pos : pos + err.start].decode("utf-8"))
+            parts.append("\ufffd")
+            offsets.append(pos + err.start)
+            pos += err.end
+    return DecodedText("".join(parts), len(offsets), offsets)
+
+
+@dataclass
+class CsvTable:
+    columns: dict[str, list[str]]
+    decode_errors: int
+    bad_rows: list[int]  # 1-based data row numbers holding a replaced sequence
+
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
+    """Read a CSV with a header holding at least `columns`; every record becomes one row."""
+    decoded = decode_utf8(path.read_bytes())
+    if decoded.text.startswith("\ufeff"):
+        decoded.text = decoded.text[1:]
+    reader = csv.reader(io.StringIO(decoded.text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise DataSourceError(f"{path} is empty: expected a CSV header with {', '.join(columns)}")
+    header = [h.strip() for h in header]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataSourceError(
+            f"{path} lacks column(s) {', '.join(missing)} (header: {', '.join(header)}); "
+            "supply a CSV with the columns " + ", ".join(columns)
+        )
+    index = [header.index(c) for c in columns]
+    out: dict[str, list[str]] = {c: [] for c in columns}
+    bad_rows: list[int] = []
+    for number, record in enumerate(reader, start=1):
+        if not record:
+            continue  # a blank line is not a record
+        if len(record) != len(header):
+            raise DataSourceError(
+                f"{path}, record {number} (line {reader.line_num}) has {len(record)} fields, the "
+                f"header has {len(header)}: fix the quoting of that line"
+            )
+        for c, i in zip(columns, index, strict=True):
+            out[c].append(record[i])
+        if decoded.decode_errors and any("\ufffd" in record[i] for i in index):
+            bad_rows.append(number)
+    return CsvTable(out, decoded.decode_errors, bad_rows)
+
+
+# --- the ingest stage ------------------------------------------------------------------------
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def ingest_csv(
+    pipeline: str, dataset: str, file: str, limit_rows: int | None = None
+) -> StageOutput:
+    """Fetch a CSV dataset file and store its rows as Parquet (`rows.parquet`)."""
+    import pyarrow as pa
+
+    from tasks.catalog import DATASETS
+
+    logger = run_logger()
+    spec = DATASETS[dataset]
+    path = fetch(spec, file)
+
+    def build(out: Path) -> dict:
+        table = read_csv(path, spec.columns)
+        if table.decode_errors:
+            logger.warning(
+                "%s: %d invalid UTF-8 sequence(s) replaced with U+FFFD in data row(s) %s",
+                path,
+                table.decode_errors,
+                table.bad_rows,
+            )
+        cols = {c: v[:limit_rows] if limit_rows else v for c, v in table.columns.items()}
+        arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
+        for name in ("id", "label"):  # integer columns where the dataset has them
+            if name in arrays:
+                arrays[name] = arrays[name].cast(pa.int64())
+        write_table(pa.table(arrays), out / "rows.parquet")
+        return {
+            "rows": len(next(iter(cols.values()))),
+            "decode_errors": table.decode_errors,
+            "decode_error_rows": table.bad_rows,
+            "source": str(path),
+        }
+
+    result = run_stage(
+        pipeline,
+        "ingest",
+        inputs={"source": spec.file(file).sha256},
+        params={"dataset": dataset, "file": file, "limit_rows": limit_rows},
+        code=(sys.modules[__name__],),
+        libs=("pyarrow",),
+        build=build,
+    )
+    return result

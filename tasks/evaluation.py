@@ -1,0 +1,106 @@
+"""Evaluating word vectors: nearest neighbours, the loss curve, a downstream classifier."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from prefect import task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from tasks.stage import StageOutput, run_logger  # noqa: E402
+
+
+def nearest_words(
+    vectors: np.ndarray, id2tok: list[str], words: list[str], k: int = 10
+) -> dict[str, list[str]]:
+    """The k nearest tokens of each word by cosine distance (itself excluded); unknown words
+    are left out."""
+    tok2id = {t: i for i, t in enumerate(id2tok)}
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms == 0, 1, norms)
+    out: dict[str, list[str]] = {}
+    for word in words:
+        if word not in tok2id:
+            continue
+        idx = tok2id[word]
+        dist = 1.0 - unit @ unit[idx]  # [V] cosine distances
+        dist[idx] = np.inf
+        best = np.argsort(dist, kind="stable")[:k]
+        out[word] = [id2tok[i] for i in best]
+    return out
+
+
+def loss_figure(epoch_loss: list[float], title: str = "training loss"):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.arange(1, len(epoch_loss) + 1), epoch_loss, "r-o", label="loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean cross-entropy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def mean_pooled(vectors: np.ndarray, ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One vector per document: the mean of its tokens' vectors (zeros for an empty one)."""
+    lengths = np.diff(offsets)
+    doc_of = np.repeat(np.arange(len(lengths)), lengths)
+    sums = np.zeros((len(lengths), vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, doc_of, vectors[ids])
+    return sums / np.maximum(lengths, 1)[:, None]
+
+
+def downstream_f1(
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    test_size: float,
+    seed: int,
+) -> float:
+    """F1 of the positive (hate) class: logistic regression on mean-pooled document vectors,
+    trained and scored on a fixed stratified split of the labelled rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = mean_pooled(vectors, ids, offsets)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        features, labels, test_size=test_size, random_state=seed, stratify=labels
+    )
+    clf = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")
+    )
+    clf.fit(x_tr, y_tr)
+    return float(f1_score(y_te, clf.predict(x_te), pos_label=1))
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id: str) -> dict:
+    """Neighbours of the probe words, the loss curve and downstream F1, logged to the run."""
+    import matplotlib.pyplot as plt
+
+    from tasks import tracking
+    from tasks.vocab import read_encoded, read_vocab
+
+    logger = run_logger()
+    id2tok, _ = read_vocab(vocab)
+    vectors = trained.model.word_vectors().float().cpu().numpy()
+    neighbours = nearest_words(vectors, id2tok, cfg.words, cfg.k)
+    for word in cfg.words:
+        logger.info("%s: %s", word, neighbours.get(word, "(not in the vocabulary)"))
+    ids, offsets, table = read_encoded(encoded)
+    f1 = downstream_f1(
+        vectors, ids, offsets, table.column("label").to_numpy(), cfg.test_size, cfg.split_seed
+    )
+    logger.info("downstream_f1 (hate class, logistic regression on mean vectors): %.4f", f1)
+    tracking.log_json(run_id, id2tok, "vocab.json")
+    tracking.log_json(run_id, neighbours, "neighbors.json")
+    fig = loss_figure(trained.epoch_loss)
+    tracking.log_figure(run_id, fig, "loss.png")
+    plt.close(fig)
+    tracking.log_metrics(run_id, {"downstream_f1": f1})
+    return {"neighbors": neighbours, "downstream_f1": f1}

@@ -1,0 +1,34 @@
+"""Where seqflow keeps its files and where it finds a dataset mirror (environment-driven)."""
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """Root for the download cache, stage outputs and the default MLflow store."""
+    return Path(os.environ.get("SEQFLOW_DATA_DIR", "data")).resolve()
+
+
+def mirror_dir() -> Path | None:
+    """A local folder laid out like shared/datasets/ that stands in for the network."""
+    value = os.environ.get("SEQFLOW_MIRROR", "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def use_mirror(path: str | os.PathLike | None) -> None:
+    """Point this process (and the libraries it drives) at a mirror folder."""
+    if not path:
+        return
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"mirror folder {folder} does not exist: pass --mirror (or SEQFLOW_MIRROR) "
+            "pointing at a folder laid out like shared/datasets/"
+        )
+    os.environ["SEQFLOW_MIRROR"] = str(folder)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # with a mirror nothing may touch the Hub
+    nltk_data = folder / "nltk_data"
+    if nltk_data.is_dir():
+        os.environ["NLTK_DATA"] = os.pathsep.join(
+            p for p in (str(nltk_data), os.environ.get("NLTK_DATA", "")) if p
+        )

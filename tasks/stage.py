@@ -1,0 +1,176 @@
+"""Stage outputs on disk: a folder of files plus `manifest.json`, keyed by what made them.
+
+A stage's key is a hash of named parts: its inputs' content fingerprints, its parameters, a hash
+of its code and the versions of the libraries that shape its output. The output folder is
+`<data>/stages/<pipeline>/<stage>/<key>`; it is built in a temp folder and renamed into place
+with its manifest written last, so a folder with a manifest is complete. A later run with the
+same key verifies the files against the manifest and reuses them (a cache hit).
+"""
+
+import hashlib
+import importlib.metadata
+import inspect
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.settings import data_dir
+
+_fallback = logging.getLogger(__name__)
+
+
+def run_logger():
+    """Prefect's run logger inside a flow or task (shown in the UI), else a plain logger."""
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:
+        return _fallback
+
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """What a stage hands to the next one: a folder, its content fingerprint and its stats."""
+
+    stage: str
+    path: str
+    key: str
+    fingerprint: str
+    cached: bool
+    stats: dict = field(default_factory=dict)
+
+    def file(self, name: str) -> Path:
+        return Path(self.path) / name
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(read_manifest(Path(self.path))["files"])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_hash(*modules: ModuleType) -> str:
+    digest = hashlib.sha256()
+    for module in sorted(modules, key=lambda m: m.__name__):
+        digest.update(module.__name__.encode())
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:16]
+
+
+def lib_versions(*names: str) -> dict[str, str]:
+    return {n: importlib.metadata.version(n) for n in sorted(names)}
+
+
+def stage_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def _verify(folder: Path) -> dict | None:
+    """The manifest if every file it lists is present with its recorded hash, else None."""
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError):
+        return None
+    for name, meta in manifest["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != meta["bytes"]:
+            return None
+        if sha256_file(path) != meta["sha256"]:
+            return None
+    return manifest
+
+
+def run_stage(
+    pipeline: str,
+    stage: str,
+    *,
+    inputs: dict[str, str],
+    params: dict,
+    code: tuple[ModuleType, ...],
+    libs: tuple[str, ...] = (),
+    build: Callable[[Path], dict],
+    root: Path | None = None,
+) -> StageOutput:
+    """Reuse the stage's output for this key if it is intact, otherwise build it atomically.
+
+    `build(folder)` writes the stage's files into `folder` and returns its stats (JSON-able).
+    """
+    parts = {
+        "inputs": inputs,
+        "params": params,
+        "code": code_hash(*code),
+        "libs": lib_versions(*libs),
+    }
+    key = stage_key(parts)
+    base = (root or data_dir()) / "stages" / pipeline / stage
+    final = base / key[:20]
+    manifest = _verify(final) if final.exists() else None
+    if manifest is not None:
+        run_logger().info("stage %s: cache hit, reusing %s", stage, final)
+        return StageOutput(stage, str(final), key, manifest["fingerprint"], True, manifest["stats"])
+    if final.exists():
+        run_logger().warning("stage %s: %s is incomplete or corrupted; rebuilding it", stage, final)
+
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        started = time.perf_counter()
+        stats = build(tmp)
+        files = {
+            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(tmp.iterdir())
+        }
+        fingerprint = stage_key({n: m["sha256"] for n, m in files.items()})
+        manifest = {
+            "pipeline": pipeline,
+            "stage": stage,
+            "key": key,
+            "parts": parts,
+            "fingerprint": fingerprint,
+            "files": files,
+            "stats": stats,
+            "seconds": round(time.perf_counter() - started, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if final.exists():  # a corrupted earlier output: move it aside, never read it again
+            shutil.rmtree(final)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another run finished the same key first; theirs is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    run_logger().info("stage %s: computed in %.2fs -> %s", stage, manifest["seconds"], final)
+    return StageOutput(stage, str(final), key, fingerprint, False, stats)
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Stage tables are Parquet, zstd-compressed."""
+    pq.write_table(table, path, compression="zstd")

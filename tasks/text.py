@@ -1,0 +1,99 @@
+"""Text to tokens, as the notebooks do it (pure functions; the flow wraps them in stages)."""
+
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.catalog import NLTK_STOPWORDS
+from tasks.data import fetch
+from tasks.stage import StageOutput, run_stage, write_table
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def stopword_set(language: str) -> frozenset[str]:
+    """NLTK's stopword list: from NLTK_DATA, the mirror, or the download cache."""
+    import nltk
+    from nltk.corpus import stopwords
+
+    try:
+        return frozenset(stopwords.words(language))
+    except LookupError:
+        pass
+    zip_path = fetch(NLTK_STOPWORDS, "corpora/stopwords.zip")  # mirror or verified download
+    nltk.data.path.insert(0, str(zip_path.parent.parent))  # the folder holding corpora/
+    return frozenset(stopwords.words(language))
+
+
+def make_stemmer(name: str) -> Callable[[str], str]:
+    if name == "none":
+        return lambda token: token
+    if name == "snowball":
+        from nltk.stem.snowball import SnowballStemmer
+
+        return lru_cache(maxsize=None)(SnowballStemmer("english").stem)
+    raise ValueError(f"unknown stemmer {name!r}: use 'snowball' or 'none'")
+
+
+def tweet_tokenizer(
+    *, drop_pattern: str, stopwords: str | None, stemmer: str, lowercase: bool = True
+) -> Callable[[str], list[str]]:
+    """The notebook's split_tokens: lowercase, drop characters, split on spaces, filter, stem.
+
+    Stopwords are matched before stemming, as the notebook does; the stem of each distinct
+    token is computed once.
+    """
+    drop = re.compile(drop_pattern)
+    spaces = re.compile(r" +")
+    stop = stopword_set(stopwords) if stopwords else frozenset()
+    stem = make_stemmer(stemmer)
+
+    def tokenize(text: str) -> list[str]:
+        if lowercase:
+            text = text.lower()
+        words = spaces.split(drop.sub("", text))
+        return [stem(w) for w in words if w and w not in stop]
+
+    return tokenize
+
+
+def tokenize_all(texts: Iterable[str], tokenize: Callable[[str], list[str]]) -> list[list[str]]:
+    return [tokenize(t) for t in texts]
+
+
+@task(name="tokenize", cache_policy=NO_CACHE)
+def tokenize_tweets(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
+    """rows.parquet (id, label, tweet) -> tokens.parquet (id, label, tokens list<string>)."""
+
+    def build(out: Path) -> dict:
+        table = pq.read_table(rows.file("rows.parquet"))
+        tokenize = tweet_tokenizer(
+            drop_pattern=cfg.drop_pattern,
+            stopwords=cfg.stopwords,
+            stemmer=cfg.stemmer,
+            lowercase=cfg.lowercase,
+        )
+        docs = tokenize_all(table.column("tweet").to_pylist(), tokenize)
+        keep = [c for c in ("id", "label") if c in table.column_names]
+        result = table.select(keep).append_column("tokens", pa.array(docs, pa.list_(pa.string())))
+        write_table(result, out / "tokens.parquet")
+        return {"rows": len(docs), "tokens": sum(map(len, docs))}
+
+    return run_stage(
+        pipeline,
+        "tokenize",
+        inputs={"rows": rows.fingerprint},
+        params=cfg.model_dump(),
+        code=(sys.modules[__name__],),
+        libs=("nltk", "pyarrow"),
+        build=build,
+    )

@@ -1,0 +1,181 @@
+"""All MLflow calls live here; nothing else imports mlflow.
+
+Everything logs by explicit run id through `MlflowClient`: Prefect runs tasks on worker threads,
+where the fluent API's thread-local active run is not the flow's run.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.settings import data_dir
+from tasks.stage import run_logger
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else an embedded SQLite store in the data folder."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    data_dir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+def client() -> MlflowClient:
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def ensure_experiment(name: str) -> str:
+    c = client()
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if _is_local(tracking_uri()):  # else the server's own artifact root
+        location = (data_dir() / "mlartifacts" / name).as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def start_run(experiment: str, params: dict, tags: dict, run_name: str | None = None) -> str:
+    c = client()
+    run = c.create_run(ensure_experiment(experiment), run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    items = [
+        Param(k, json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()
+    ]
+    for i in range(0, len(items), 100):
+        c.log_batch(run_id, params=items[i : i + 100])
+    return run_id
+
+
+def set_tags(run_id: str, tags: dict) -> None:
+    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_metrics(run_id: str, metrics: dict, step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def log_json(run_id: str, obj, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+        client().log_artifact(run_id, str(path))
+
+
+def log_file(run_id: str, path: Path, artifact_path: str | None = None) -> None:
+    client().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_figure(run_id: str, figure, name: str) -> None:
+    client().log_figure(run_id, figure, name)
+
+
+def log_model(run_id: str, model, registered_name: str, input_example, requirements: list[str]):
+    """Log a torch model (pickle format, with a signature) and register a new version of it."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    model.eval()
+    with torch.no_grad():
+        output = model(torch.as_tensor(input_example)).cpu().numpy()
+    signature = infer_signature(input_example, output)
+    client()
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model.cpu(),
+            name="model",
+            serialization_format="pickle",
+            signature=signature,
+            pip_requirements=requirements,
+            registered_model_name=registered_name,
+        )
+    return info.registered_model_version, info.model_uri
+
+
+def end_run(run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+    c = client()
+    if reason:
+        c.set_tag(run_id, "failure_reason", reason[:5000])
+    c.set_terminated(run_id, status=status)
+
+
+def get_run(run_id: str):
+    return client().get_run(run_id)
+
+
+@contextmanager
+def pipeline_run(pipeline: str, profile: str, params: dict, tags: dict | None = None):
+    """One MLflow run per pipeline run: FINISHED on success, FAILED (with the reason) on error."""
+    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()}
+    all_tags.update(tags or {})
+    run_id = start_run(pipeline, params, all_tags, run_name=f"{pipeline}-{profile}")
+    try:
+        yield run_id
+    except BaseException as err:
+        end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    end_run(run_id, "FINISHED")
+
+
+def log_stages(run_id: str, stages: list) -> int:
+    """Stage keys as tags, stage stats as metrics; returns how many were cache hits."""
+    hits = sum(s.cached for s in stages)
+    set_tags(
+        run_id,
+        {f"stage.{s.stage}.key": s.key[:20] for s in stages}
+        | {f"stage.{s.stage}.cached": s.cached for s in stages},
+    )
+    log_metrics(run_id, {"cache_hits": hits})
+    return hits
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register_task(run_id: str, model, registered_name: str, example_ids: list[int]) -> dict:
+    """Log the trained model with a signature and register a new version of it."""
+    import numpy as np
+
+    version, uri = log_model(
+        run_id, model, registered_name, np.asarray(example_ids, dtype=np.int64), REQUIREMENTS
+    )
+    set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
+    run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)
+    return {"version": version, "uri": uri}
+
+
+REQUIREMENTS = [f"torch=={__import__('torch').__version__.split('+')[0]}", "numpy"]

@@ -1,0 +1,176 @@
+"""Training loops (plain PyTorch, no tracking: results come back to the flow)."""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from torch import nn
+from tqdm.auto import tqdm
+
+from models.word2vec import SkipGramNS, Word2Vec
+from tasks.stage import StageOutput, run_logger
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    epoch_loss: list[float] = field(default_factory=list)
+    pairs_seen: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+
+    @property
+    def pairs_per_sec(self) -> float:
+        return self.pairs_seen / self.seconds if self.seconds else 0.0
+
+
+def softmax_loss(model: Word2Vec, center: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting `center` from `context` (the notebook's loss).
+
+    The logits depend on the context id only, so they are computed once per distinct context
+    in the batch: the same loss and gradient as the per-pair form, with far fewer FLOPs.
+    """
+    uniq, inverse, counts = torch.unique(context, return_inverse=True, return_counts=True)
+    logits = model(uniq)  # [U, V]
+    log_z = torch.logsumexp(logits, dim=1)  # [U]
+    picked = logits[inverse, center]  # [batch]
+    return ((counts * log_z).sum() - picked.sum()) / center.numel()
+
+
+def noise_table(counts: np.ndarray, power: float, size: int = 1 << 22) -> torch.Tensor:
+    """Token ids laid out in proportion to count**power; uniform draws from it sample noise."""
+    probs = counts.astype(np.float64) ** power
+    probs /= probs.sum()
+    repeats = np.round(probs * size).astype(np.int64)
+    return torch.from_numpy(np.repeat(np.arange(len(counts)), np.maximum(repeats, 1)))
+
+
+def train_word2vec(
+    pairs: np.ndarray,
+    counts: np.ndarray,
+    cfg,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> TrainResult:
+    """Train on shuffled minibatches of (center, context) pairs. `counts` = token frequencies.
+
+    cfg: the pipeline's train section (model, embed_size, batch_size, lr, epochs, ...).
+    """
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    vocab_size = len(counts)
+    data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2] (center, context)
+    n = len(data)
+    if n == 0:
+        raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
+    if cfg.model == "softmax":
+        model = Word2Vec(vocab_size, cfg.embed_size).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        model = SkipGramNS(vocab_size, cfg.embed_size).to(device)
+        opt = torch.optim.SparseAdam(model.parameters(), lr=cfg.lr)
+        table = noise_table(counts, cfg.unigram_power).to(device)
+    steps = math.ceil(n / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    result = TrainResult(model, device=str(device))
+    for epoch in range(cfg.epochs):
+        started = time.perf_counter()
+        order = torch.randperm(n, generator=gen, device=device)
+        total = torch.zeros((), device=device)
+        seen = 0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for step in bar:
+            batch = data[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+            center, context = batch[:, 0], batch[:, 1]
+            if cfg.model == "softmax":
+                # the notebook's direction: the context word predicts the center word
+                loss = softmax_loss(model, center, context)
+            else:
+                negatives = table[
+                    torch.randint(
+                        len(table), (len(batch), cfg.negatives), generator=gen, device=device
+                    )
+                ]
+                loss = SkipGramNS.loss(*model.score(center, context, negatives))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(batch)
+            seen += len(batch)
+        mean = (total / seen).item()
+        if not math.isfinite(mean):
+            raise NonFiniteLoss(f"training loss became {mean} in epoch {epoch + 1}")
+        seconds = time.perf_counter() - started
+        result.epoch_loss.append(mean)
+        result.pairs_seen += seen
+        result.seconds += seconds
+        log.info(
+            "epoch %d/%d  loss %.4f  %.0f pairs/s  (%d steps, %s)",
+            epoch + 1,
+            cfg.epochs,
+            mean,
+            seen / seconds,
+            steps,
+            device,
+        )
+        if on_epoch:
+            on_epoch(epoch, mean, seen / seconds)
+    return result
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> TrainResult:
+    """Train on the Parquet pairs; per-epoch loss goes to the MLflow run as it happens."""
+    from tasks import tracking
+    from tasks.vocab import read_vocab
+    from tasks.windows import read_pairs
+
+    logger = run_logger()
+    _, counts = read_vocab(vocab)
+    data = read_pairs(pairs)
+    logger.info(
+        "training %s on %d pairs, vocab %d, device %s",
+        cfg.model,
+        len(data),
+        len(counts),
+        pick_device(cfg.device),
+    )
+
+    def on_epoch(epoch: int, loss: float, rate: float) -> None:
+        logger.info("epoch %d/%d  train_loss %.4f  %.0f pairs/s", epoch + 1, cfg.epochs, loss, rate)
+        tracking.log_metrics(run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate}, step=epoch)
+
+    result = train_word2vec(data, counts, cfg, on_epoch)
+    tracking.log_metrics(
+        run_id,
+        {
+            "final_train_loss": result.epoch_loss[-1],
+            "pairs_per_sec": result.pairs_per_sec,
+            "train_seconds": result.seconds,
+        },
+    )
+    tracking.set_tags(run_id, {"device": result.device})
+    return result

@@ -1,0 +1,110 @@
+"""Vocabularies: counting tokens, filtering rare ones, mapping tokens to ids."""
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.stage import StageOutput, run_stage, write_table
+
+
+def count_tokens(docs: Iterable[Sequence[str]]) -> Counter:
+    """Counts in first-occurrence order (a Counter keeps insertion order)."""
+    counts: Counter = Counter()
+    for doc in docs:
+        counts.update(doc)
+    return counts
+
+
+def frequent_tokens(counts: Counter, min_count: int) -> list[str]:
+    """Tokens seen at least `min_count` times, in first-occurrence order (the notebook's
+    `{k: v for k, v in counts.items() if v > 10}` is `min_count=11`)."""
+    return [tok for tok, n in counts.items() if n >= min_count]
+
+
+def encode_docs(
+    docs: Iterable[Sequence[str]], tok2id: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop out-of-vocabulary tokens and encode: flat int32 ids plus row offsets (len = rows+1)."""
+    ids: list[int] = []
+    offsets = [0]
+    get = tok2id.get
+    for doc in docs:
+        ids.extend(i for i in map(get, doc) if i is not None)
+        offsets.append(len(ids))
+    return np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
+
+
+def read_vocab(vocab: StageOutput) -> tuple[list[str], np.ndarray]:
+    """(id2tok, counts) from a vocab stage output."""
+    data = json.loads(vocab.file("vocab.json").read_text())
+    return data["tokens"], np.asarray(data["counts"], dtype=np.int64)
+
+
+def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+    """(flat ids, offsets, table) from an encode stage output."""
+    table = pq.read_table(encoded.file("ids.parquet"))
+    column = table.column("ids").combine_chunks()
+    ids = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    offsets = column.offsets.to_numpy().astype(np.int64) - column.offset
+    return ids, offsets, table
+
+
+@task(name="vocab", cache_policy=NO_CACHE)
+def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutput:
+    """tokens.parquet -> vocab.json: {"tokens": [index -> token], "counts": [...]}."""
+
+    def build(out: Path) -> dict:
+        docs = pq.read_table(tokens.file("tokens.parquet")).column("tokens").to_pylist()
+        counts = count_tokens(docs)
+        kept = frequent_tokens(counts, min_count)
+        if not kept:
+            raise ValueError(
+                f"no token occurs at least {min_count} times in {tokens.path}: lower "
+                "vocab.min_count (--set vocab.min_count=N) or use more rows"
+            )
+        payload = {"tokens": kept, "counts": [counts[t] for t in kept]}
+        (out / "vocab.json").write_text(json.dumps(payload, ensure_ascii=False))
+        return {"vocab_size": len(kept), "distinct_tokens": len(counts)}
+
+    return run_stage(
+        pipeline,
+        "vocab",
+        inputs={"tokens": tokens.fingerprint},
+        params={"min_count": min_count},
+        code=(sys.modules[__name__],),
+        build=build,
+    )
+
+
+@task(name="drop_rare", cache_policy=NO_CACHE)
+def drop_rare_tokens(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> StageOutput:
+    """tokens.parquet + vocab -> ids.parquet (id, label, ids list<int32>), rare tokens dropped."""
+
+    def build(out: Path) -> dict:
+        table = pq.read_table(tokens.file("tokens.parquet"))
+        id2tok, _ = read_vocab(vocab)
+        ids, offsets = encode_docs(
+            table.column("tokens").to_pylist(), {t: i for i, t in enumerate(id2tok)}
+        )
+        column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids))
+        keep = [c for c in ("id", "label") if c in table.column_names]
+        write_table(table.select(keep).append_column("ids", column), out / "ids.parquet")
+        return {"rows": table.num_rows, "tokens_kept": int(len(ids))}
+
+    return run_stage(
+        pipeline,
+        "drop_rare",
+        inputs={"tokens": tokens.fingerprint, "vocab": vocab.fingerprint},
+        params={},
+        code=(sys.modules[__name__],),
+        libs=("pyarrow",),
+        build=build,
+    )

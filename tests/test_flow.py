@@ -1,0 +1,91 @@
+"""The word2vec flow on a slice, with a real Prefect server and a real MLflow SQLite store."""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.config import load_config
+from flows.word2vec import word2vec
+
+SMOKE = ["data.limit_rows=1500", "train.max_steps_per_epoch=3", "train.epochs=2"]
+
+
+@pytest.fixture
+def mlflow_client(data_dir):
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    return lambda: MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def run(overrides=()):
+    return word2vec(config=load_config("word2vec", "quick", SMOKE + list(overrides)))
+
+
+def test_flow_logs_params_metrics_artifacts_and_registers(prefect_server, mlflow_client, data_dir):
+    run_id = run()
+    c = mlflow_client()
+    r = c.get_run(run_id)
+    assert r.info.status == "FINISHED"
+    exp = c.get_experiment(r.info.experiment_id)
+    assert exp.name == "word2vec" and exp.artifact_location.startswith((data_dir).as_uri())
+
+    p = r.data.params
+    assert p["profile"] == "quick" and p["data.limit_rows"] == "1500"
+    assert p["train.embed_size"] == "50" and p["tokenize.stemmer"] == "snowball"
+    t = r.data.tags
+    assert t["pipeline"] == "word2vec" and t["profile"] == "quick"
+    assert len(t["data_fingerprint"]) == 64 and t["git_commit"]
+    assert t["prefect_flow_run_id"] not in ("", "none")
+
+    m = r.data.metrics
+    assert m["train_rows"] == 1500 and m["decode_errors"] == 2  # counted over the file
+    assert m["vocab_size"] > 100 and m["pairs"] > 10000
+    assert m["cache_hits"] == 0
+    assert m["pairs_per_sec"] > 0 and 0 <= m["downstream_f1"] <= 1
+    history = c.get_metric_history(run_id, "train_loss")
+    assert [h.step for h in history] == [0, 1]
+    assert m["final_train_loss"] == history[-1].value
+
+    artifacts = {a.path for a in c.list_artifacts(run_id)}
+    assert {"vocab.json", "neighbors.json", "loss.png"} <= artifacts
+    vocab = json.load(open(c.download_artifacts(run_id, "vocab.json", str(data_dir))))
+    assert vocab[:2] == ["@user", "father"] and len(vocab) == m["vocab_size"]
+    neighbours = json.load(open(c.download_artifacts(run_id, "neighbors.json", str(data_dir))))
+    assert set(neighbours) <= {"good", "bad", "school", "day"} and "day" in neighbours
+    assert all(len(v) == 10 for v in neighbours.values())
+
+    versions = c.search_model_versions("name='word2vec'")
+    assert [v.run_id for v in versions] == [run_id]
+
+
+def test_second_run_is_served_from_cache_and_tokenizer_change_recomputes(
+    prefect_server, mlflow_client
+):
+    first = run()
+    second = run()
+    c = mlflow_client()
+    assert c.get_run(first).data.metrics["cache_hits"] == 0
+    assert c.get_run(second).data.metrics["cache_hits"] == 5
+    tags = c.get_run(second).data.tags
+    assert all(
+        tags[f"stage.{s}.cached"] == "True"
+        for s in ("ingest", "tokenize", "vocab", "drop_rare", "windows")
+    )
+
+    third = run(["tokenize.stemmer=none"])
+    tags = c.get_run(third).data.tags
+    assert tags["stage.ingest.cached"] == "True"
+    assert all(
+        tags[f"stage.{s}.cached"] == "False" for s in ("tokenize", "vocab", "drop_rare", "windows")
+    )
+    assert c.get_run(third).data.metrics["cache_hits"] == 1
+
+
+def test_failed_run_is_marked_failed_with_the_reason(prefect_server, mlflow_client):
+    with pytest.raises(Exception, match="no token occurs at least 100000 times"):
+        run(["vocab.min_count=100000"])
+    runs = mlflow_client().search_runs(
+        [mlflow_client().get_experiment_by_name("word2vec").experiment_id]
+    )
+    assert runs[0].info.status == "FAILED"
+    assert "vocab.min_count" in runs[0].data.tags["failure_reason"]
