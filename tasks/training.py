@@ -67,6 +67,15 @@ def noise_table(counts: np.ndarray, power: float, size: int = 1 << 22) -> torch.
     return torch.from_numpy(np.repeat(np.arange(len(counts)), np.maximum(repeats, 1)))
 
 
+def keep_probability(counts: np.ndarray, sample: float) -> torch.Tensor:
+    """word2vec's frequent-word subsampling: P(keep an occurrence of w), capped at 1."""
+    if sample <= 0:
+        return torch.ones(len(counts))
+    threshold = sample * counts.sum()
+    freq = np.maximum(counts.astype(np.float64), 1)
+    return torch.from_numpy(np.minimum((np.sqrt(freq / threshold) + 1) * threshold / freq, 1))
+
+
 def train_word2vec(
     pairs: np.ndarray,
     counts: np.ndarray,
@@ -91,14 +100,18 @@ def train_word2vec(
         model = SkipGramNS(vocab_size, cfg.embed_size).to(device)
         opt = torch.optim.SparseAdam(model.parameters(), lr=cfg.lr)
         table = noise_table(counts, cfg.unigram_power).to(device)
-    steps = math.ceil(n / cfg.batch_size)
-    if cfg.max_steps_per_epoch:
-        steps = min(steps, cfg.max_steps_per_epoch)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    keep = keep_probability(counts, cfg.subsample).float().to(device)  # [V]
     result = TrainResult(model, device=str(device))
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=gen, device=device)
+        if cfg.subsample > 0:  # drop pairs of frequent words, afresh each epoch
+            p_keep = keep[data[order, 0]] * keep[data[order, 1]]
+            order = order[torch.rand(n, generator=gen, device=device) < p_keep]
+        steps = math.ceil(len(order) / cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            steps = min(steps, cfg.max_steps_per_epoch)
         total = torch.zeros((), device=device)
         seen = 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
