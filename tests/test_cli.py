@@ -1,0 +1,65 @@
+"""The `seqflow` command, run as a user runs it (a subprocess against the test Prefect server)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+SLICE = [
+    "--set",
+    "data.limit_rows=800",
+    "--set",
+    "train.max_steps_per_epoch=2",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "vocab.min_count=2",
+]
+
+
+@pytest.fixture
+def env(prefect_server, data_dir):
+    from prefect.settings import PREFECT_API_URL
+
+    out = dict(os.environ, SEQFLOW_DATA_DIR=str(data_dir), PREFECT_API_URL=PREFECT_API_URL.value())
+    out.pop("MLFLOW_TRACKING_URI", None)
+    return out
+
+
+def seqflow(*args, env):
+    cmd = [sys.executable, "-m", "flows.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_run_names_the_mlflow_run_on_its_last_line(env, data_dir):
+    done = seqflow("run", "word2vec", "--profile", "quick", *SLICE, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("MLflow run ") and "(FINISHED)" in last
+    run_id = last.split()[2]
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.data.params["train.max_steps_per_epoch"] == "2"
+    assert run.data.metrics["train_rows"] == 800
+
+
+def test_bad_override_exits_2_before_any_work(env, data_dir):
+    done = seqflow("run", "word2vec", "--set", "train.epochs=-3", env=env)
+    assert done.returncode == 2
+    assert "train.epochs" in done.stderr and "greater than or equal to 1" in done.stderr
+    assert not (data_dir / "stages").exists()
+
+
+def test_failed_run_exits_non_zero(env):
+    done = seqflow(
+        "run", "word2vec", "--profile", "quick", *SLICE, "--set", "vocab.min_count=100000", env=env
+    )
+    assert done.returncode == 1
+    assert "word2vec failed" in done.stderr and "vocab.min_count" in done.stderr
+
+
+def test_missing_mirror_is_named(env, tmp_path):
+    done = seqflow("run", "word2vec", "--mirror", str(tmp_path / "nope"), env=env)
+    assert done.returncode == 2 and "mirror folder" in done.stderr
