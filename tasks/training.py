@@ -76,6 +76,62 @@ def keep_probability(counts: np.ndarray, sample: float) -> torch.Tensor:
     return torch.from_numpy(np.minimum((np.sqrt(freq / threshold) + 1) * threshold / freq, 1))
 
 
+def use_cpu_kernel(cfg, device: torch.device) -> bool:
+    if cfg.kernel == "torch" or device.type != "cpu":
+        return False
+    try:
+        import tasks.sgns_cpu  # noqa: F401  (needs numba)
+    except ImportError:
+        if cfg.kernel == "numba":
+            raise
+        return False
+    return True
+
+
+def _train_sgns_cpu(pairs: np.ndarray, counts: np.ndarray, cfg, on_epoch) -> TrainResult:
+    """SGNS with the compiled per-pair loop (tasks/sgns_cpu.py) on the model's own weights."""
+    from tasks.sgns_cpu import sgns_epoch
+
+    model = SkipGramNS(len(counts), cfg.embed_size)
+    win, wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()  # shared memory
+    table = noise_table(counts, cfg.unigram_power).numpy()
+    keep = keep_probability(counts, cfg.subsample).numpy()
+    rng = np.random.default_rng(cfg.seed)
+    n = len(pairs)
+    per_epoch = (
+        n if not cfg.max_steps_per_epoch else min(n, cfg.max_steps_per_epoch * cfg.batch_size)
+    )
+    total = per_epoch * cfg.epochs
+    result = TrainResult(model, device="cpu")
+    for epoch in range(cfg.epochs):
+        started = time.perf_counter()
+        order = rng.permutation(n)
+        if cfg.subsample > 0:
+            order = order[rng.random(n) < keep[pairs[order, 0]] * keep[pairs[order, 1]]]
+        order = order[:per_epoch]
+        mean = sgns_epoch(
+            win,
+            wout,
+            pairs,
+            order,
+            table,
+            cfg.negatives,
+            cfg.lr,
+            epoch * per_epoch,
+            total,
+            cfg.seed + epoch,
+        )
+        if not math.isfinite(mean):
+            raise NonFiniteLoss(f"training loss became {mean} in epoch {epoch + 1}")
+        seconds = time.perf_counter() - started
+        result.epoch_loss.append(mean)
+        result.pairs_seen += len(order)
+        result.seconds += seconds
+        if on_epoch:
+            on_epoch(epoch, mean, len(order) / seconds)
+    return result
+
+
 def train_word2vec(
     pairs: np.ndarray,
     counts: np.ndarray,
@@ -93,6 +149,8 @@ def train_word2vec(
     n = len(data)
     if n == 0:
         raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
+    if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
+        return _train_sgns_cpu(data.numpy(), counts, cfg, on_epoch)
     if cfg.model == "softmax":
         model = Word2Vec(vocab_size, cfg.embed_size).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
