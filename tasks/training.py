@@ -45,6 +45,19 @@ class TrainResult:
     def pairs_per_sec(self) -> float:
         return self.pairs_seen / self.seconds if self.seconds else 0.0
 
+    def record(self, epoch: int, mean: float, seen: int, seconds: float, on_epoch) -> None:
+        """Book one finished epoch; a non-finite loss stops training at once."""
+        if not math.isfinite(mean):
+            raise NonFiniteLoss(f"training loss became {mean} in epoch {epoch + 1}")
+        self.epoch_loss.append(mean)
+        self.pairs_seen += seen
+        self.seconds += seconds
+        log.info(
+            "epoch %d  loss %.4f  %.0f pairs/s (%s)", epoch + 1, mean, seen / seconds, self.device
+        )
+        if on_epoch:
+            on_epoch(epoch, mean, seen / seconds)
+
 
 def softmax_loss(model: Word2Vec, center: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of predicting `center` from `context` (the notebook's loss).
@@ -121,14 +134,7 @@ def _train_sgns_cpu(pairs: np.ndarray, counts: np.ndarray, cfg, on_epoch) -> Tra
             total,
             cfg.seed + epoch,
         )
-        if not math.isfinite(mean):
-            raise NonFiniteLoss(f"training loss became {mean} in epoch {epoch + 1}")
-        seconds = time.perf_counter() - started
-        result.epoch_loss.append(mean)
-        result.pairs_seen += len(order)
-        result.seconds += seconds
-        if on_epoch:
-            on_epoch(epoch, mean, len(order) / seconds)
+        result.record(epoch, mean, len(order), time.perf_counter() - started, on_epoch)
     return result
 
 
@@ -192,23 +198,7 @@ def train_word2vec(
             total += loss.detach() * len(batch)
             seen += len(batch)
         mean = (total / seen).item()
-        if not math.isfinite(mean):
-            raise NonFiniteLoss(f"training loss became {mean} in epoch {epoch + 1}")
-        seconds = time.perf_counter() - started
-        result.epoch_loss.append(mean)
-        result.pairs_seen += seen
-        result.seconds += seconds
-        log.info(
-            "epoch %d/%d  loss %.4f  %.0f pairs/s  (%d steps, %s)",
-            epoch + 1,
-            cfg.epochs,
-            mean,
-            seen / seconds,
-            steps,
-            device,
-        )
-        if on_epoch:
-            on_epoch(epoch, mean, seen / seconds)
+        result.record(epoch, mean, seen, time.perf_counter() - started, on_epoch)
     return result
 
 
