@@ -80,13 +80,38 @@ def noise_table(counts: np.ndarray, power: float, size: int = 1 << 22) -> torch.
     return torch.from_numpy(np.repeat(np.arange(len(counts)), np.maximum(repeats, 1)))
 
 
-def keep_probability(counts: np.ndarray, sample: float) -> torch.Tensor:
+def keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
     """word2vec's frequent-word subsampling: P(keep an occurrence of w), capped at 1."""
     if sample <= 0:
-        return torch.ones(len(counts))
+        return np.ones(len(counts))
     threshold = sample * counts.sum()
     freq = np.maximum(counts.astype(np.float64), 1)
-    return torch.from_numpy(np.minimum((np.sqrt(freq / threshold) + 1) * threshold / freq, 1))
+    return np.minimum((np.sqrt(freq / threshold) + 1) * threshold / freq, 1)
+
+
+def pair_probability(
+    pairs: np.ndarray, counts: np.ndarray, cfg, distance: np.ndarray | None
+) -> np.ndarray | None:
+    """P(a pair is trained on in an epoch), drawn afresh each epoch; None = every pair.
+
+    subsample: both words survive word2vec's frequent-word subsampling. dynamic_window:
+    word2vec shrinks each center's window to b ~ U{1..w}, so a pair at distance d survives
+    with probability (w - d + 1) / w.
+    """
+    p = None
+    if cfg.subsample > 0:
+        keep = keep_probability(counts, cfg.subsample)
+        p = keep[pairs[:, 0]] * keep[pairs[:, 1]]
+    if cfg.dynamic_window:
+        if distance is None or len(distance) != len(pairs):
+            raise ValueError(
+                "train.dynamic_window needs each pair's window distance (the windows stage's "
+                "'distance' column); re-run the windows stage or set train.dynamic_window=false"
+            )
+        w = int(distance.max()) if len(distance) else 1
+        by_window = (w - distance.astype(np.float64) + 1) / w
+        p = by_window if p is None else p * by_window
+    return p
 
 
 def use_cpu_kernel(cfg, device: torch.device) -> bool:
@@ -101,39 +126,33 @@ def use_cpu_kernel(cfg, device: torch.device) -> bool:
     return True
 
 
-def _train_sgns_cpu(pairs: np.ndarray, counts: np.ndarray, cfg, on_epoch) -> TrainResult:
+def _train_sgns_cpu(pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch) -> TrainResult:
     """SGNS with the compiled per-pair loop (tasks/sgns_cpu.py) on the model's own weights."""
-    from tasks.sgns_cpu import sgns_epoch
+    from tasks.sgns_cpu import alias_table, sgns_epoch
 
     model = SkipGramNS(len(counts), cfg.embed_size)
     win, wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()  # shared memory
-    table = noise_table(counts, cfg.unigram_power).numpy()
-    keep = keep_probability(counts, cfg.subsample).numpy()
+    noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
+    centers = np.ascontiguousarray(pairs[:, 0], dtype=np.int32)
+    contexts = np.ascontiguousarray(pairs[:, 1], dtype=np.int32)
     rng = np.random.default_rng(cfg.seed)
     n = len(pairs)
-    per_epoch = (
-        n if not cfg.max_steps_per_epoch else min(n, cfg.max_steps_per_epoch * cfg.batch_size)
-    )
-    total = per_epoch * cfg.epochs
+    expected = n if p_pair is None else int(p_pair.sum())
+    per_epoch = expected
+    if cfg.max_steps_per_epoch:
+        per_epoch = min(expected, cfg.max_steps_per_epoch * cfg.batch_size)
+    total = max(per_epoch * cfg.epochs, 1)
+    done = 0
     result = TrainResult(model, device="cpu")
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         order = rng.permutation(n)
-        if cfg.subsample > 0:
-            order = order[rng.random(n) < keep[pairs[order, 0]] * keep[pairs[order, 1]]]
+        if p_pair is not None:
+            order = order[rng.random(n) < p_pair[order]]
         order = order[:per_epoch]
-        mean = sgns_epoch(
-            win,
-            wout,
-            pairs,
-            order,
-            table,
-            cfg.negatives,
-            cfg.lr,
-            epoch * per_epoch,
-            total,
-            cfg.seed + epoch,
-        )
+        mean = sgns_epoch(win, wout, centers, contexts, order, noise, cfg.negatives, cfg.lr,
+                          done, total, cfg.seed + epoch)  # fmt: skip
+        done += len(order)
         result.record(epoch, mean, len(order), time.perf_counter() - started, on_epoch)
     return result
 
@@ -143,20 +162,23 @@ def train_word2vec(
     counts: np.ndarray,
     cfg,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    distance: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on shuffled minibatches of (center, context) pairs. `counts` = token frequencies.
 
     cfg: the pipeline's train section (model, embed_size, batch_size, lr, epochs, ...).
+    distance: each pair's window distance, needed by cfg.dynamic_window.
     """
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     vocab_size = len(counts)
-    data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2] (center, context)
-    n = len(data)
+    n = len(pairs)
     if n == 0:
         raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
+    p_pair = pair_probability(pairs, counts, cfg, distance)
     if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
-        return _train_sgns_cpu(data.numpy(), counts, cfg, on_epoch)
+        return _train_sgns_cpu(pairs, counts, cfg, p_pair, on_epoch)
+    data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2] (center, context)
     if cfg.model == "softmax":
         model = Word2Vec(vocab_size, cfg.embed_size).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -165,14 +187,14 @@ def train_word2vec(
         opt = torch.optim.SparseAdam(model.parameters(), lr=cfg.lr)
         table = noise_table(counts, cfg.unigram_power).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    keep = keep_probability(counts, cfg.subsample).float().to(device)  # [V]
+    if p_pair is not None:
+        p_pair = torch.from_numpy(p_pair).float().to(device)  # [N]
     result = TrainResult(model, device=str(device))
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=gen, device=device)
-        if cfg.subsample > 0:  # drop pairs of frequent words, afresh each epoch
-            p_keep = keep[data[order, 0]] * keep[data[order, 1]]
-            order = order[torch.rand(n, generator=gen, device=device) < p_keep]
+        if p_pair is not None:  # subsampling / dynamic window, afresh each epoch
+            order = order[torch.rand(n, generator=gen, device=device) < p_pair[order]]
         steps = math.ceil(len(order) / cfg.batch_size)
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
@@ -207,7 +229,7 @@ def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> Trai
     """Train on the Parquet pairs; per-epoch loss goes to the MLflow run as it happens."""
     from tasks import tracking
     from tasks.vocab import read_vocab
-    from tasks.windows import read_pairs
+    from tasks.windows import read_distances, read_pairs
 
     logger = run_logger()
     _, counts = read_vocab(vocab)
@@ -224,7 +246,8 @@ def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> Trai
         logger.info("epoch %d/%d  train_loss %.4f  %.0f pairs/s", epoch + 1, cfg.epochs, loss, rate)
         tracking.log_metrics(run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate}, step=epoch)
 
-    result = train_word2vec(data, counts, cfg, on_epoch)
+    distance = read_distances(pairs) if cfg.dynamic_window else None
+    result = train_word2vec(data, counts, cfg, on_epoch, distance)
     tracking.log_metrics(
         run_id,
         {

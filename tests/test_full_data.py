@@ -7,7 +7,7 @@ from flows.config import load_config
 from tasks.data import ingest_csv
 from tasks.text import tokenize_tweets
 from tasks.vocab import build_vocab, drop_rare_tokens, read_vocab
-from tasks.windows import read_pairs, window_pairs
+from tasks.windows import read_distances, read_pairs, window_pairs
 
 
 def test_full_train_csv_matches_the_notebook(data_dir):
@@ -29,5 +29,7 @@ def test_full_train_csv_matches_the_notebook(data_dir):
     assert pairs.stats["shards"] == 4 and data.dtype == np.int32
     assert data.min() >= 0 and data.max() < 3085
     schema = pq.read_schema(pairs.file("pairs-00000.parquet"))
-    assert [str(t) for t in schema.types] == ["int32", "int32"]
-    assert schema.names == ["center", "context"]
+    assert [str(t) for t in schema.types] == ["int32", "int32", "int8"]
+    assert schema.names == ["center", "context", "distance"]
+    distance = read_distances(pairs)
+    assert len(distance) == len(data) and set(np.unique(distance)) == {1, 2, 3}

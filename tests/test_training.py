@@ -6,7 +6,8 @@ import torch
 
 from flows.config import load_config
 from models.word2vec import Word2Vec
-from tasks.training import softmax_loss, train_word2vec
+from tasks.sgns_cpu import alias_table
+from tasks.training import keep_probability, pair_probability, softmax_loss, train_word2vec
 
 
 def toy_pairs(seed=0, n=20000):
@@ -74,3 +75,38 @@ def test_no_pairs_is_a_clear_error():
     cfg = load_config("word2vec", "quick").train
     with pytest.raises(ValueError, match="no training pairs"):
         train_word2vec(np.zeros((0, 2), np.int32), np.ones(5), cfg)
+
+
+def test_alias_table_reproduces_the_noise_distribution_exactly():
+    probs = np.array([5.0, 1.0, 0.0, 3.0, 0.5, 7.25]) ** 0.75
+    accept, alias = alias_table(probs)
+    n = len(probs)
+    implied = accept.astype(np.float64) / n
+    np.add.at(implied, alias, (1 - accept.astype(np.float64)) / n)
+    np.testing.assert_allclose(implied, probs / probs.sum(), atol=1e-7)
+
+
+def test_pair_probability_subsampling_and_dynamic_window():
+    pairs = np.array([[0, 1], [1, 0], [0, 2], [2, 2]], dtype=np.int32)
+    counts = np.array([100_000, 10, 10])
+    distance = np.array([1, 2, 3, 1], dtype=np.int8)
+    cfg = load_config("word2vec", "best").train
+    p = pair_probability(pairs, counts, cfg, distance)
+    keep = keep_probability(counts, cfg.subsample)
+    assert keep[0] < 1 and keep[1] == keep[2] == 1
+    np.testing.assert_allclose(p, [keep[0], keep[0] * 2 / 3, keep[0] / 3, 1.0])
+    plain = cfg.model_copy(update={"subsample": 0.0, "dynamic_window": False})
+    assert pair_probability(pairs, counts, plain, None) is None
+    with pytest.raises(ValueError, match="distance"):
+        pair_probability(pairs, counts, cfg, None)
+
+
+def test_best_profile_trains_on_fewer_pairs_with_the_same_signal():
+    pairs, counts = toy_pairs()
+    distance = np.ones(len(pairs), dtype=np.int8) + (np.arange(len(pairs)) % 3).astype(np.int8)
+    cfg = load_config("word2vec", "best").train.model_copy(
+        update={"epochs": 4, "lr": 0.05, "embed_size": 16, "subsample": 0.0}
+    )
+    result = train_word2vec(pairs, counts, cfg, distance=distance)
+    assert 0.55 * 4 * len(pairs) < result.pairs_seen < 0.8 * 4 * len(pairs)  # E = 2/3
+    assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3

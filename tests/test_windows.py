@@ -4,14 +4,14 @@ import pytest
 from tasks.windows import sliding_window_pairs
 
 
-def reference_pairs(docs, wsize):
+def reference_pairs(docs, wsize, with_distance=False):
     """The notebook's windowizer, written out plainly."""
     out = []
     for doc in docs:
         for i, word in enumerate(doc):
             for j in range(-wsize, wsize + 1):
                 if j != 0 and 0 <= i + j < len(doc):
-                    out.append((word, doc[i + j]))
+                    out.append((word, doc[i + j], abs(j)) if with_distance else (word, doc[i + j]))
     return out
 
 
@@ -57,6 +57,10 @@ def test_windows_never_cross_documents_and_match_reference():
         got = sliding_window_pairs(*flat(docs), wsize=wsize)
         assert [tuple(p) for p in got.tolist()] == reference_pairs(docs, wsize)
         assert got.dtype == np.int32 and got.shape[1] == 2
+        pairs, distance = sliding_window_pairs(*flat(docs), wsize=wsize, with_distance=True)
+        assert distance.dtype == np.int8
+        rows = [(c, o, d) for (c, o), d in zip(pairs.tolist(), distance.tolist(), strict=True)]
+        assert rows == reference_pairs(docs, wsize, with_distance=True)
 
 
 def test_no_documents_gives_no_pairs():
