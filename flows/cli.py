@@ -1,36 +1,41 @@
-"""`seqflow` command line: run a pipeline, open the MLflow UI."""
+"""`seqflow` command line: run or retrain a pipeline, move the champion, deploy, open the UI."""
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-PIPELINES = ("word2vec",)
+from flows.pipelines import NAMES as PIPELINES
 
-
-def _flow(pipeline: str):
-    if pipeline == "word2vec":
-        from flows.word2vec import word2vec
-
-        return word2vec
-    raise SystemExit(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
+REPO = Path(__file__).resolve().parent.parent
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace, extra: list[str] = ()):
+    """Mirror + validated config, or None after printing why (exit 2)."""
     from flows.config import ConfigError, load_config
     from tasks.settings import use_mirror
 
     try:
         use_mirror(args.mirror or os.environ.get("SEQFLOW_MIRROR"))
-        config = load_config(args.pipeline, args.profile, args.set or [])
+        return load_config(args.pipeline, args.profile, [*(args.set or []), *extra])
     except (ConfigError, FileNotFoundError) as err:
         print(f"seqflow: {err}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows import pipelines
+
+    config = _config(args)
+    if config is None:
         return 2
     from tasks import tracking
 
-    flow = _flow(args.pipeline)
     try:
-        run_id = flow(config=config)
+        run_id = pipelines.get(args.pipeline).flow(config=config)
     except Exception as err:  # the flow's logs hold the traceback; the run is marked FAILED
         print(f"seqflow: {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
@@ -42,44 +47,118 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    if _config(args) is None:  # validate before any work
+        return 2
+    from flows.retrain import retrain
+
+    try:
+        outcome = retrain(
+            pipeline=args.pipeline,
+            profile=args.profile,
+            overrides=args.set or [],
+            warm_start=args.warm_start,
+        )
+    except Exception as err:
+        print(
+            f"seqflow: retrain {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr
+        )
+        return 1
+    print(json.dumps(outcome, indent=2))
+    print(f"retrain {args.pipeline}: {outcome['decision']}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from tasks import tracking
+
+    try:
+        tracking.promote(
+            args.pipeline, args.version, f"manual: seqflow promote --version {args.version}"
+        )
+    except mlflow.exceptions.MlflowException as err:
+        print(
+            f"seqflow: cannot promote {args.pipeline} version {args.version}: {err.message}\n"
+            f"  list the versions in the MLflow UI (seqflow ui) or with `seqflow promote "
+            f"{args.pipeline} --history`",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"{args.pipeline}: alias champion -> version {args.version}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from tasks import tracking
+
+    for move in tracking.alias_history(args.pipeline):
+        print(f"{move['at']}  version {move['version']:>3}  {move['reason']}")
+    champ = tracking.champion(args.pipeline)
+    print(f"champion now: version {champ.version}" if champ else "no champion yet")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Create the work pool if missing, then `prefect --no-prompt deploy --all`."""
+    prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+    env = dict(os.environ, SEQFLOW_HOME=os.environ.get("SEQFLOW_HOME", str(REPO)))
+    pools = subprocess.run([prefect, "work-pool", "inspect", args.pool], env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    if pools.returncode != 0:
+        made = subprocess.run([prefect, "work-pool", "create", args.pool, "--type", "process"],
+                              env=env)  # fmt: skip
+        if made.returncode != 0:
+            return made.returncode
+    return subprocess.call([prefect, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from tasks import tracking
 
     uri = tracking.tracking_uri()
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", "127.0.0.1", "--port", str(args.port)]  # fmt: skip
     return subprocess.call(cmd)
+
+
+def _pipeline_args(p: argparse.ArgumentParser, profile: str) -> None:
+    p.add_argument("pipeline", choices=PIPELINES)
+    p.add_argument("--profile", default=profile, help="parity | quick | best")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.epochs=1 (repeatable)",
+    )
+    p.add_argument(
+        "--mirror",
+        metavar="PATH",
+        help="read datasets from a local folder laid out like shared/datasets/",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seqflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline end to end")
-    run.add_argument("pipeline", choices=PIPELINES)
-    run.add_argument("--profile", default="parity", help="parity | quick | best")
-    run.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set train.epochs=1 (repeatable)",
-    )
-    run.add_argument(
-        "--mirror",
-        metavar="PATH",
-        help="read datasets from a local folder laid out like shared/datasets/",
-    )
+    _pipeline_args(run, "parity")
     run.set_defaults(func=cmd_run)
+    re = sub.add_parser("retrain", help="retrain on new data in data/incoming/<pipeline>/")
+    _pipeline_args(re, "quick")
+    re.add_argument("--warm-start", action="store_true", help="start from the champion's vectors")
+    re.set_defaults(func=cmd_retrain)
+    pr = sub.add_parser("promote", help="point alias champion at a model version (rollback)")
+    pr.add_argument("pipeline", choices=PIPELINES)
+    group = pr.add_mutually_exclusive_group(required=True)
+    group.add_argument("--version", type=int, help="registered model version")
+    group.add_argument("--history", action="store_true", help="list the alias moves")
+    pr.set_defaults(func=lambda a: cmd_history(a) if a.history else cmd_promote(a))
+    de = sub.add_parser("deploy", help="register prefect.yaml's deployments with the server")
+    de.add_argument("--pool", default="seqflow", help="process work pool (created if missing)")
+    de.set_defaults(func=cmd_deploy)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)

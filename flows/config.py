@@ -19,12 +19,18 @@ class TrainConfig(Section):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="unset = the whole epoch")
     seed: int = 2023
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    warm_start: bool = Field(
+        False, description="start from the champion model's weights for tokens it knows"
+    )
 
 
 class DataSection(Section):
     dataset: str = "tweets_hate_speech"
     file: str = "train.csv"
     limit_rows: int | None = Field(None, ge=1, description="use only the first N rows")
+    incoming: bool = Field(
+        False, description="append the CSVs in data/incoming/<pipeline>/ (retrain sets it)"
+    )
 
 
 class TokenizeSection(Section):

@@ -4,13 +4,14 @@ ingest -> tokenize -> vocab -> drop rare tokens -> sliding-window pairs (Parquet
        -> train -> evaluate -> log/register
 """
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.config import Word2VecConfig, flatten
-from tasks import tracking
-from tasks.data import ingest_csv
-from tasks.evaluation import evaluate_task
+from tasks import records, tracking
+from tasks.data import data_fingerprint, incoming_files, ingest_csv
+from tasks.evaluation import evaluate_task, score_embeddings
 from tasks.text import tokenize_tweets
 from tasks.training import train_task
 from tasks.vocab import build_vocab, drop_rare_tokens
@@ -18,30 +19,70 @@ from tasks.windows import window_pairs
 
 PIPELINE = "word2vec"
 PARITY = Word2VecConfig()
+PRIMARY_METRIC = ("downstream_f1", "max")  # what retraining compares champion and challenger on
+
+
+def fingerprint(config: Word2VecConfig) -> str:
+    """What this config trains on (source file, row limit, incoming files), before any stage."""
+    d = config.data
+    incoming = incoming_files(PIPELINE) if d.incoming else []
+    return data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
 
 
 @flow(name=PIPELINE)
 def word2vec(config: Word2VecConfig = PARITY) -> str:
     """Returns the MLflow run id."""
-    tags = {"prefect_flow_run_id": flow_run.get_id() or "none"}
+    d = config.data
+    incoming = incoming_files(PIPELINE) if d.incoming else []
+    tags = {
+        "prefect_flow_run_id": flow_run.get_id() or "none",
+        "data_fingerprint": data_fingerprint(d.dataset, d.file, d.limit_rows, incoming),
+        "incoming_files": len(incoming),
+    }
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
-        rows = ingest_csv(PIPELINE, config.data.dataset, config.data.file, config.data.limit_rows)
+        rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming)
         tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
         vocab = build_vocab(PIPELINE, tokens, config.vocab.min_count)
         encoded = drop_rare_tokens(PIPELINE, tokens, vocab)
         pairs = window_pairs(PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
-        tracking.log_stages(run_id, [rows, tokens, vocab, encoded, pairs])
-        tracking.set_tags(run_id, {"data_fingerprint": rows.fingerprint})
-        tracking.log_metrics(
-            run_id,
-            {
-                "train_rows": rows.stats["rows"],
-                "decode_errors": rows.stats["decode_errors"],
-                "vocab_size": vocab.stats["vocab_size"],
-                "pairs": pairs.stats["pairs"],
-            },
-        )
+        stages = [rows, tokens, vocab, encoded, pairs]
+        tracking.log_stages(run_id, stages)
+        tracking.set_tags(run_id, {"rows_fingerprint": rows.fingerprint})
+        metrics = {
+            "train_rows": rows.stats["rows"],
+            "decode_errors": rows.stats["decode_errors"],
+            "vocab_size": vocab.stats["vocab_size"],
+            "pairs": pairs.stats["pairs"],
+        }
+        tracking.log_metrics(run_id, metrics)
         trained = train_task(pairs, vocab, config.train, run_id)
-        evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
-        tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
+        scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
+        model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
+        metrics |= {
+            "final_train_loss": trained.epoch_loss[-1],
+            "pairs_per_sec": trained.pairs_per_sec,
+            "downstream_f1": scores["downstream_f1"],
+            "model_version": model["version"],
+        }
+        record = records.pipeline_record(
+            PIPELINE, config.profile, run_id, tracking.run_link(run_id), stages, metrics
+        )
+        records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
     return run_id
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score(config: Word2VecConfig, version: int | str) -> float:
+    """The primary metric of registered model `version` on the fixed evaluation data: the
+    source file without incoming rows (downstream F1 of the hate class, fixed split)."""
+    from tasks.vocab import read_tokens
+
+    d = config.data
+    rows = ingest_csv.fn(PIPELINE, d.dataset, d.file, d.limit_rows)
+    tokens = tokenize_tweets.fn(PIPELINE, rows, config.tokenize)
+    docs, labels = read_tokens(tokens)
+    mv = tracking.client().get_model_version(PIPELINE, str(version))
+    model = tracking.load_model(PIPELINE, version)
+    id2tok = tracking.load_json(mv.run_id, "vocab.json")
+    vectors = model.word_vectors().float().cpu().numpy()
+    return score_embeddings(vectors, id2tok, docs, labels, config.evaluate)

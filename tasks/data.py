@@ -213,11 +213,57 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
 # --- the ingest stage ------------------------------------------------------------------------
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def incoming_files(pipeline: str) -> list[Path]:
+    """New data dropped for a pipeline: data/incoming/<pipeline>/*.csv, in name order."""
+    folder = data_dir() / "incoming" / pipeline
+    return sorted(p for p in folder.glob("*.csv") if p.is_file()) if folder.is_dir() else []
+
+
+def data_fingerprint(
+    dataset: str, file: str, limit_rows: int | None, incoming: list[Path] = ()
+) -> str:
+    """What a model is trained on: the source file's sha256, the row limit and each incoming
+    file's name and sha256. Computed without reading the data through the pipeline."""
+    import hashlib
+    import json
+
+    from tasks.catalog import DATASETS
+
+    parts = {
+        "source": [dataset, file, DATASETS[dataset].file(file).sha256, limit_rows],
+        "incoming": [[p.name, sha256_file(p)] for p in incoming],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _read_rows(path: Path, spec: DatasetSpec, limit_rows: int | None = None) -> tuple:
+    """(pyarrow table, decode_errors, bad_rows) of one CSV in the dataset's columns."""
+    import pyarrow as pa
+
+    table = read_csv(path, spec.columns)
+    cols = {c: v[:limit_rows] if limit_rows else v for c, v in table.columns.items()}
+    arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
+    for name in ("id", "label"):  # integer columns where the dataset has them
+        if name in arrays:
+            try:
+                arrays[name] = arrays[name].cast(pa.int64())
+            except pa.ArrowInvalid as err:
+                raise DataSourceError(
+                    f"{path}: column {name!r} must hold integers ({err}); fix the file or move "
+                    "it out of the folder"
+                ) from None
+    return pa.table(arrays), table.decode_errors, table.bad_rows
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
 def ingest_csv(
-    pipeline: str, dataset: str, file: str, limit_rows: int | None = None
+    pipeline: str,
+    dataset: str,
+    file: str,
+    limit_rows: int | None = None,
+    incoming: list[Path] = (),
 ) -> StageOutput:
-    """Fetch a CSV dataset file and store its rows as Parquet (`rows.parquet`)."""
+    """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`."""
     import pyarrow as pa
 
     from tasks.catalog import DATASETS
@@ -225,36 +271,40 @@ def ingest_csv(
     logger = run_logger()
     spec = DATASETS[dataset]
     path = fetch(spec, file)
+    incoming = [Path(p) for p in incoming]
 
     def build(out: Path) -> dict:
-        table = read_csv(path, spec.columns)
-        if table.decode_errors:
-            logger.warning(
-                "%s: %d invalid UTF-8 sequence(s) replaced with U+FFFD in data row(s) %s",
-                path,
-                table.decode_errors,
-                table.bad_rows,
-            )
-        cols = {c: v[:limit_rows] if limit_rows else v for c, v in table.columns.items()}
-        arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-        for name in ("id", "label"):  # integer columns where the dataset has them
-            if name in arrays:
-                arrays[name] = arrays[name].cast(pa.int64())
-        write_table(pa.table(arrays), out / "rows.parquet")
+        parts, errors, rows_from = [], 0, {}
+        for source, limit in [(path, limit_rows)] + [(p, None) for p in incoming]:
+            table, decode_errors, bad_rows = _read_rows(source, spec, limit)
+            if decode_errors:
+                logger.warning(
+                    "%s: %d invalid UTF-8 sequence(s) replaced with U+FFFD in data row(s) %s",
+                    source,
+                    decode_errors,
+                    bad_rows,
+                )
+            parts.append(table)
+            errors += decode_errors
+            rows_from[source.name] = table.num_rows
+        rows = pa.concat_tables(parts)
+        write_table(rows, out / "rows.parquet")
+        if incoming:
+            logger.info("ingest: %s", ", ".join(f"{n}: {r} rows" for n, r in rows_from.items()))
         return {
-            "rows": len(next(iter(cols.values()))),
-            "decode_errors": table.decode_errors,
-            "decode_error_rows": table.bad_rows,
+            "rows": rows.num_rows,
+            "decode_errors": errors,
             "source": str(path),
+            "rows_from": rows_from,
         }
 
-    result = run_stage(
+    return run_stage(
         pipeline,
         "ingest",
-        inputs={"source": spec.file(file).sha256},
+        inputs={"source": spec.file(file).sha256}
+        | {f"incoming/{p.name}": sha256_file(p) for p in incoming},
         params={"dataset": dataset, "file": file, "limit_rows": limit_rows},
         code=(sys.modules[__name__],),
         libs=("pyarrow",),
         build=build,
     )
-    return result

@@ -78,6 +78,17 @@ def downstream_f1(
     return float(f1_score(y_te, clf.predict(x_te), pos_label=1))
 
 
+def score_embeddings(
+    vectors: np.ndarray, id2tok: list[str], docs: list[list[str]], labels: np.ndarray, cfg
+) -> float:
+    """downstream_f1 of any model's vectors on the same token lists: each model encodes them
+    with its own vocabulary, so models with different vocabularies are compared fairly."""
+    from tasks.vocab import encode_docs
+
+    ids, offsets = encode_docs(docs, {t: i for i, t in enumerate(id2tok)})
+    return downstream_f1(vectors, ids, offsets, labels, cfg.test_size, cfg.split_seed)
+
+
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id: str) -> dict:
     """Neighbours of the probe words, the loss curve and downstream F1, logged to the run."""

@@ -21,6 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.settings import data_dir
 from tasks.stage import run_logger
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI if set, else an embedded SQLite store in the data folder."""
@@ -165,6 +167,77 @@ def log_stages(run_id: str, stages: list) -> int:
     return hits
 
 
+CHAMPION = "champion"
+
+
+def champion(name: str):
+    """The registered model version behind alias `champion`, or None."""
+    try:
+        return client().get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:  # no such model or no such alias
+        return None
+
+
+def alias_history(name: str) -> list[dict]:
+    """Every move of the champion alias (MLflow keeps none), oldest first."""
+    try:
+        raw = client().get_registered_model(name).tags.get("champion_history", "[]")
+    except mlflow.exceptions.MlflowException:
+        return []
+    return json.loads(raw)
+
+
+def promote(name: str, version: int | str, reason: str) -> None:
+    """Point alias `champion` at `version` and record the move in a registered-model tag."""
+    c = client()
+    c.get_model_version(name, str(version))  # raises when the version does not exist
+    c.set_registered_model_alias(name, CHAMPION, str(version))
+    history = alias_history(name)[-40:]  # a tag value holds at most 5,000 characters
+    history.append({"version": int(version), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "reason": reason[:60]})  # fmt: skip
+    c.set_registered_model_tag(name, "champion_history", json.dumps(history))
+
+
+def runs_with_tag(experiment: str, key: str, value: str) -> list:
+    """FINISHED runs of an experiment whose tag `key` equals `value`, newest first."""
+    c = client()
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = c.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return list(runs)
+
+
+def model_version_of_run(name: str, run_id: str):
+    found = client().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return max(found, key=lambda v: int(v.version)) if found else None
+
+
+def load_model(name: str, version: int | str):
+    import mlflow.pytorch
+
+    client()
+    return mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu")
+
+
+def load_json(run_id: str, name: str):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client().download_artifacts(run_id, name, tmp)
+        return json.loads(Path(path).read_text())
+
+
+def run_link(run_id: str) -> str:
+    """Where the run shows in the MLflow UI."""
+    run = client().get_run(run_id)
+    uri = tracking_uri()
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
 @task(name="register", cache_policy=NO_CACHE)
 def register_task(run_id: str, model, registered_name: str, example_ids: list[int]) -> dict:
     """Log the trained model with a signature and register a new version of it."""
@@ -175,6 +248,11 @@ def register_task(run_id: str, model, registered_name: str, example_ids: list[in
     )
     set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
     run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)
+    if champion(registered_name) is None:
+        promote(registered_name, version, "first model")
+        run_logger().info(
+            "%s version %s is the first model: alias champion", registered_name, version
+        )
     return {"version": version, "uri": uri}
 
 

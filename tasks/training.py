@@ -126,11 +126,38 @@ def use_cpu_kernel(cfg, device: torch.device) -> bool:
     return True
 
 
-def _train_sgns_cpu(pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch) -> TrainResult:
+def warm_start(model: nn.Module, old: nn.Module, old_vocab: list[str], new_vocab: list[str]) -> int:
+    """Copy the rows of tokens both vocabularies know from `old` into `model` (every parameter
+    with one row per token and the same width); new tokens keep their fresh init. Returns how
+    many tokens were carried over (0 when the two models do not match in shape)."""
+    old_index = {t: i for i, t in enumerate(old_vocab)}
+    pairs = [(i, old_index[t]) for i, t in enumerate(new_vocab) if t in old_index]
+    if not pairs:
+        return 0
+    new_rows, old_rows = (torch.tensor(x) for x in zip(*pairs, strict=True))
+    old_params = dict(old.named_parameters())
+    carried = 0
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            src = old_params.get(name)
+            if src is None or src.shape[1:] != param.shape[1:] or len(src) != len(old_vocab):
+                continue
+            if len(param) != len(new_vocab):
+                continue
+            param[new_rows.to(param.device)] = src.detach()[old_rows].to(param.device, param.dtype)
+            carried += 1
+    return len(pairs) if carried else 0
+
+
+def _train_sgns_cpu(
+    pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch, init
+) -> TrainResult:
     """SGNS with the compiled per-pair loop (tasks/sgns_cpu.py) on the model's own weights."""
     from tasks.sgns_cpu import alias_table, sgns_epoch
 
     model = SkipGramNS(len(counts), cfg.embed_size)
+    if init:
+        init(model)
     win, wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()  # shared memory
     noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
     centers = np.ascontiguousarray(pairs[:, 0], dtype=np.int32)
@@ -163,11 +190,13 @@ def train_word2vec(
     cfg,
     on_epoch: Callable[[int, float, float], None] | None = None,
     distance: np.ndarray | None = None,
+    init: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train on shuffled minibatches of (center, context) pairs. `counts` = token frequencies.
 
     cfg: the pipeline's train section (model, embed_size, batch_size, lr, epochs, ...).
     distance: each pair's window distance, needed by cfg.dynamic_window.
+    init: called on the fresh model before training (e.g. a warm start).
     """
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -177,13 +206,15 @@ def train_word2vec(
         raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
     p_pair = pair_probability(pairs, counts, cfg, distance)
     if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
-        return _train_sgns_cpu(pairs, counts, cfg, p_pair, on_epoch)
+        return _train_sgns_cpu(pairs, counts, cfg, p_pair, on_epoch, init)
     data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2] (center, context)
+    model = (Word2Vec if cfg.model == "softmax" else SkipGramNS)(vocab_size, cfg.embed_size)
+    if init:
+        init(model)
+    model = model.to(device)
     if cfg.model == "softmax":
-        model = Word2Vec(vocab_size, cfg.embed_size).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        model = SkipGramNS(vocab_size, cfg.embed_size).to(device)
         opt = torch.optim.SparseAdam(model.parameters(), lr=cfg.lr)
         table = noise_table(counts, cfg.unigram_power).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -224,6 +255,29 @@ def train_word2vec(
     return result
 
 
+def _warm_start_hook(id2tok: list[str], run_id: str, logger, name: str = "word2vec"):
+    """An `init` that copies the champion's rows for known tokens (None without a champion)."""
+    from tasks import tracking
+
+    champ = tracking.champion(name)
+    if champ is None:
+        logger.info("warm start: no champion yet, training from scratch")
+        return None
+    old = tracking.load_model(name, champ.version)
+    old_vocab = tracking.load_json(champ.run_id, "vocab.json")
+
+    def init(model: nn.Module) -> None:
+        carried = warm_start(model, old, old_vocab, id2tok)
+        logger.info(
+            "warm start from %s version %s: %d of %d tokens keep their vectors, %d start fresh",
+            name, champ.version, carried, len(id2tok), len(id2tok) - carried,
+        )  # fmt: skip
+        tracking.set_tags(run_id, {"warm_start_from": f"{name}/{champ.version}"})
+        tracking.log_metrics(run_id, {"warm_start_tokens": carried})
+
+    return init
+
+
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> TrainResult:
     """Train on the Parquet pairs; per-epoch loss goes to the MLflow run as it happens."""
@@ -232,8 +286,9 @@ def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> Trai
     from tasks.windows import read_distances, read_pairs
 
     logger = run_logger()
-    _, counts = read_vocab(vocab)
+    id2tok, counts = read_vocab(vocab)
     data = read_pairs(pairs)
+    init = _warm_start_hook(id2tok, run_id, logger) if cfg.warm_start else None
     logger.info(
         "training %s on %d pairs, vocab %d, device %s",
         cfg.model,
@@ -247,7 +302,7 @@ def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> Trai
         tracking.log_metrics(run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate}, step=epoch)
 
     distance = read_distances(pairs) if cfg.dynamic_window else None
-    result = train_word2vec(data, counts, cfg, on_epoch, distance)
+    result = train_word2vec(data, counts, cfg, on_epoch, distance, init)
     tracking.log_metrics(
         run_id,
         {

@@ -48,6 +48,12 @@ def read_vocab(vocab: StageOutput) -> tuple[list[str], np.ndarray]:
     return data["tokens"], np.asarray(data["counts"], dtype=np.int64)
 
 
+def read_tokens(tokens: StageOutput) -> tuple[list[list[str]], np.ndarray]:
+    """(token lists, labels) from a tokenize stage output."""
+    table = pq.read_table(tokens.file("tokens.parquet"), columns=["tokens", "label"])
+    return table.column("tokens").to_pylist(), table.column("label").to_numpy()
+
+
 def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table]:
     """(flat ids, offsets, table) from an encode stage output."""
     table = pq.read_table(encoded.file("ids.parquet"))

@@ -35,6 +35,7 @@ def test_flow_logs_params_metrics_artifacts_and_registers(prefect_server, mlflow
     t = r.data.tags
     assert t["pipeline"] == "word2vec" and t["profile"] == "quick"
     assert len(t["data_fingerprint"]) == 64 and t["git_commit"]
+    assert len(t["rows_fingerprint"]) == 64
     assert t["prefect_flow_run_id"] not in ("", "none")
 
     m = r.data.metrics

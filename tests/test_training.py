@@ -110,3 +110,19 @@ def test_best_profile_trains_on_fewer_pairs_with_the_same_signal():
     result = train_word2vec(pairs, counts, cfg, distance=distance)
     assert 0.55 * 4 * len(pairs) < result.pairs_seen < 0.8 * 4 * len(pairs)  # E = 2/3
     assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3
+
+
+def test_warm_start_keeps_known_tokens_and_starts_new_ones_fresh():
+    from models.word2vec import Word2Vec
+    from tasks.training import warm_start
+
+    old = Word2Vec(3, 4)
+    new = Word2Vec(4, 4)
+    fresh = {k: v.clone() for k, v in new.state_dict().items()}
+    carried = warm_start(new, old, ["a", "b", "c"], ["c", "x", "a", "y"])
+    assert carried == 2
+    for name in ("embed.weight", "expand.weight"):
+        got, src = new.state_dict()[name], old.state_dict()[name]
+        assert torch.equal(got[0], src[2]) and torch.equal(got[2], src[0])
+        assert torch.equal(got[1], fresh[name][1]) and torch.equal(got[3], fresh[name][3])
+    assert warm_start(Word2Vec(4, 8), old, ["a", "b", "c"], ["c", "x", "a", "y"]) == 0

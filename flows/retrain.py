@@ -1,0 +1,92 @@
+"""Retrain a pipeline when new data arrives; promote the challenger only if it is better.
+
+New data: CSV files in data/incoming/<pipeline>/ (the source's format), appended to the source.
+The champion is the registered model version behind MLflow alias `champion`.
+"""
+
+from prefect import flow, get_run_logger
+
+from flows import pipelines
+from flows.config import load_config
+from tasks import records, tracking
+
+
+def _record(pipeline: str, outcome: dict) -> str:
+    lines = [f"# {pipeline} retrain: {outcome['decision']}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in outcome.items() if k != "decision"]
+    return "\n".join(lines)
+
+
+@flow(name="retrain")
+def retrain(
+    pipeline: str = "word2vec",
+    profile: str = "quick",
+    overrides: list[str] | None = None,
+    warm_start: bool = False,
+) -> dict:
+    """Returns the outcome: decision, versions, scores, data fingerprints."""
+    logger = get_run_logger()
+    spec = pipelines.get(pipeline)
+    sets = [*(overrides or []), "data.incoming=true"]
+    if warm_start:
+        sets.append("train.warm_start=true")
+    config = load_config(pipeline, profile, sets)
+    data_fp = spec.fingerprint(config)
+    champ = tracking.champion(pipeline)
+    champ_fp = tracking.get_run(champ.run_id).data.tags.get("data_fingerprint") if champ else None
+    outcome: dict = {"data_fingerprint": data_fp, "champion_data_fingerprint": champ_fp}
+    if champ is not None and champ_fp == data_fp:
+        logger.info(
+            "no new data: %s champion (version %s) was trained on data %s; nothing to do",
+            pipeline, champ.version, data_fp,
+        )  # fmt: skip
+        outcome = {"decision": "no new data", "champion_version": int(champ.version)} | outcome
+        records.publish(f"{pipeline}-retrain", _record(pipeline, outcome), "retrain decision")
+        return outcome
+
+    tried = [
+        r
+        for r in tracking.runs_with_tag(pipeline, "data_fingerprint", data_fp)
+        if r.data.tags.get("retrain.decision") == "kept champion"
+    ]
+    if champ is not None and tried:
+        logger.info(
+            "no new data: a challenger on data %s (run %s) already lost to champion version %s",
+            data_fp, tried[0].info.run_id, champ.version,
+        )  # fmt: skip
+        outcome = {"decision": "no new data", "champion_version": int(champ.version),
+                   "already_tried": tried[0].info.run_id} | outcome  # fmt: skip
+        records.publish(f"{pipeline}-retrain", _record(pipeline, outcome), "retrain decision")
+        return outcome
+
+    logger.info("new data %s (champion's: %s): training a challenger", data_fp, champ_fp)
+    run_id = spec.flow(config=config)
+    challenger = tracking.model_version_of_run(pipeline, run_id)
+    outcome["challenger_version"] = int(challenger.version)
+    outcome["challenger_run"] = run_id
+    if champ is None:
+        outcome["decision"] = "first model: champion"
+    else:
+        new, old = spec.score(config, challenger.version), spec.score(config, champ.version)
+        outcome |= {"champion_version": int(champ.version), "metric": spec.metric,
+                    "challenger_score": new, "champion_score": old}  # fmt: skip
+        if spec.better(new, old):
+            reason = f"retrain: {spec.metric} {new:.4f} vs {old:.4f}"
+            tracking.promote(pipeline, challenger.version, reason)
+            outcome["decision"] = "promoted"
+        else:
+            outcome["decision"] = "kept champion"
+        logger.info(
+            "%s: challenger v%s %.4f vs champion v%s %.4f -> %s",
+            spec.metric, challenger.version, new, champ.version, old, outcome["decision"],
+        )  # fmt: skip
+        tracking.log_metrics(
+            run_id, {"retrain.challenger_score": new, "retrain.champion_score": old}
+        )
+    tracking.set_tags(
+        run_id,
+        {f"retrain.{k}": v for k, v in outcome.items() if not k.endswith("_score")},
+    )
+    outcome["mlflow_run"] = tracking.run_link(run_id)
+    records.publish(f"{pipeline}-retrain", _record(pipeline, outcome), "retrain decision")
+    return outcome

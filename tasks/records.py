@@ -1,0 +1,43 @@
+"""Run records: a Prefect markdown artifact per flow run, beside the MLflow run."""
+
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.stage import StageOutput
+
+
+def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def pipeline_record(
+    pipeline: str, profile: str, run_id: str, link: str, stages: list[StageOutput], metrics: dict
+) -> str:
+    """What ran, what came from cache, the key metrics and the MLflow link, as markdown."""
+    hits = sum(s.cached for s in stages)
+    lines = [
+        f"# {pipeline} ({profile})",
+        "",
+        f"MLflow run [`{run_id}`]({link})",
+        "",
+        f"## Stages ({hits} of {len(stages)} from cache)",
+        "",
+        *_table(
+            ("stage", "cached", "key"),
+            [(s.stage, "yes" if s.cached else "no", f"`{s.key[:12]}`") for s in stages],
+        ),
+        "",
+        "## Metrics",
+        "",
+        *_table(("metric", "value"), [(k, _fmt(v)) for k, v in metrics.items()]),
+    ]
+    return "\n".join(lines)
+
+
+def publish(key: str, markdown: str, description: str) -> None:
+    """Attach the markdown to the current Prefect flow run (key: lowercase, digits, dashes)."""
+    create_markdown_artifact(key=key, markdown=markdown, description=description)

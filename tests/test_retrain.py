@@ -1,0 +1,93 @@
+"""Retraining on new data: champion/challenger, no-op without new data, rollback."""
+
+import csv
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.cli import main as cli
+from flows.config import load_config
+from flows.retrain import retrain
+from flows.word2vec import word2vec
+from tests.conftest import MIRROR
+
+SMOKE = ["data.limit_rows=1500", "train.max_steps_per_epoch=4", "train.epochs=2"]
+
+
+def drop_tweets(data_dir, name, first, last, header=None):
+    """Rows first..last of the real train.csv as a new incoming CSV."""
+    with open(MIRROR / "tweets_hate_speech" / "train.csv", encoding="utf-8", errors="replace") as f:
+        rows = list(csv.reader(f))
+    folder = data_dir / "incoming" / "word2vec"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / name, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header or rows[0])
+        w.writerows(rows[first:last])
+    return folder / name
+
+
+def champion(c):
+    return int(c.get_model_version_by_alias("word2vec", "champion").version)
+
+
+def test_retrain_cycle(prefect_server, data_dir, capsys):
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    first = word2vec(config=load_config("word2vec", "quick", SMOKE))
+    assert champion(c) == 1  # the first trained model becomes champion
+    runs_before = len(c.search_runs([c.get_experiment_by_name("word2vec").experiment_id]))
+
+    # nothing new: no training, no new run
+    out = retrain(profile="quick", overrides=SMOKE)
+    assert out["decision"] == "no new data" and out["champion_version"] == 1
+    exp_id = c.get_experiment_by_name("word2vec").experiment_id
+    assert len(c.search_runs([exp_id])) == runs_before
+
+    # new tweets arrive: a challenger is trained, warm-started, and judged on fixed data
+    drop_tweets(data_dir, "batch-001.csv", 1501, 4501)
+    out = retrain(profile="quick", overrides=SMOKE, warm_start=True)
+    assert out["decision"] in ("promoted", "kept champion")
+    assert out["challenger_version"] == 2 and out["champion_version"] == 1
+    assert out["data_fingerprint"] != out["champion_data_fingerprint"]
+    better = out["challenger_score"] > out["champion_score"]
+    assert champion(c) == (2 if better else 1)
+    assert (out["decision"] == "promoted") == better
+    r = c.get_run(out["challenger_run"])
+    assert r.data.tags["retrain.decision"] == out["decision"]
+    assert r.data.tags["data_fingerprint"] == out["data_fingerprint"]
+    assert r.data.tags["incoming_files"] == "1" and r.data.metrics["train_rows"] == 4500
+    assert r.data.metrics["retrain.challenger_score"] == pytest.approx(out["challenger_score"])
+    assert r.data.metrics["retrain.champion_score"] == pytest.approx(out["champion_score"])
+    assert r.data.tags["warm_start_from"] == "word2vec/1"
+    assert 0 < r.data.metrics["warm_start_tokens"] <= r.data.metrics["vocab_size"]
+    assert r.data.params["data.incoming"] == "True"
+
+    # the same data again: no training whatever the last decision was
+    runs_before = len(c.search_runs([exp_id]))
+    assert retrain(profile="quick", overrides=SMOKE)["decision"] == "no new data"
+    assert len(c.search_runs([exp_id])) == runs_before
+
+    # rollback with one command, and a clear error for a version that does not exist
+    assert cli(["promote", "word2vec", "--version", "1"]) == 0
+    assert champion(c) == 1
+    assert cli(["promote", "word2vec", "--version", "99"]) == 2
+    assert "cannot promote word2vec version 99" in capsys.readouterr().err
+    assert cli(["promote", "word2vec", "--history"]) == 0
+    history = capsys.readouterr().out
+    assert "first model" in history and "manual" in history and "champion now: version 1" in history
+    assert first
+
+
+def test_bad_incoming_file_is_named_and_nothing_changes(prefect_server, data_dir):
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    word2vec(config=load_config("word2vec", "quick", SMOKE))
+    bad = drop_tweets(data_dir, "batch-002.csv", 1501, 1600, header=["id", "tweet"])
+    with pytest.raises(Exception, match="batch-002.csv lacks column"):
+        retrain(profile="quick", overrides=SMOKE)
+    assert bad.exists()  # the file is kept for the user to fix
+    assert champion(c) == 1
+    versions = c.search_model_versions("name = 'word2vec'")
+    assert len(versions) == 1
