@@ -1,6 +1,6 @@
 # make install: .venv with the project and its pins (quick when nothing changed)
 # make run:     install, then the word2vec pipeline (quick profile)
-# make test:    install, then the test suite
+# make test:    install (+ PostgreSQL and Chromium for the end-to-end test), then the test suite
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -9,7 +9,7 @@ MIRROR ?= $(if $(wildcard $(SHARED)/datasets),$(SHARED)/datasets,)
 export SEQFLOW_MIRROR ?= $(MIRROR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install run test lint
+.PHONY: install sysdeps run test lint
 
 install: $(STAMP)
 
@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(VENV)/bin/seqflow run word2vec --profile quick
 
-test: install
+sysdeps:
+	bash scripts/sysdeps.sh
+
+test: install sysdeps
 	$(VENV)/bin/python -m pytest -q
 
 lint: install

@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.config import Word2VecConfig, flatten
+from flows.config import Word2VecConfig, flatten, load_config
 from tasks import records, tracking
 from tasks.data import data_fingerprint, incoming_files, ingest_csv
 from tasks.evaluation import evaluate_task, score_embeddings
@@ -18,7 +18,6 @@ from tasks.vocab import build_vocab, drop_rare_tokens
 from tasks.windows import window_pairs
 
 PIPELINE = "word2vec"
-PARITY = Word2VecConfig()
 PRIMARY_METRIC = ("downstream_f1", "max")  # what retraining compares champion and challenger on
 
 
@@ -30,8 +29,15 @@ def fingerprint(config: Word2VecConfig) -> str:
 
 
 @flow(name=PIPELINE)
-def word2vec(config: Word2VecConfig = PARITY) -> str:
-    """Returns the MLflow run id."""
+def word2vec(
+    config: Word2VecConfig | None = None,
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+) -> str:
+    """Returns the MLflow run id. Give a whole `config`, or a `profile` name plus `--set`-style
+    `overrides` (what deployments do); neither = the parity profile."""
+    if config is None:
+        config = load_config(PIPELINE, profile or "parity", overrides or [])
     d = config.data
     incoming = incoming_files(PIPELINE) if d.incoming else []
     tags = {

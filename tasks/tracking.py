@@ -73,6 +73,7 @@ def git_commit() -> str:
 
 def start_run(experiment: str, params: dict, tags: dict, run_name: str | None = None) -> str:
     c = client()
+    tags = {k: str(v) for k, v in tags.items()}  # a REST store takes strings only
     run = c.create_run(ensure_experiment(experiment), run_name=run_name, tags=tags)
     run_id = run.info.run_id
     items = [
