@@ -64,6 +64,10 @@ def retrain(
     challenger = tracking.model_version_of_run(pipeline, run_id)
     outcome["challenger_version"] = int(challenger.version)
     outcome["challenger_run"] = run_id
+    if champ is None:  # another run may have registered a champion meanwhile
+        champ = tracking.champion(pipeline)
+        if champ is not None and champ.version == challenger.version:
+            champ = None
     if champ is None:
         outcome["decision"] = "first model: champion"
     else:

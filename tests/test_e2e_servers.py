@@ -44,7 +44,7 @@ def stack(tmp_path_factory):
 
 def sh(env, *args, timeout=300) -> str:
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    assert out.returncode == 0, f"{' '.join(args)}: exit {out.returncode}\n{out.stdout}{out.stderr}"
     return out.stdout + out.stderr
 
 
