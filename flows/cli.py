@@ -114,6 +114,32 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return subprocess.call([prefect, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env)
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    """German -> English with the seq2seq model behind alias champion (or --version)."""
+    sentences = list(args.text)
+    if args.file:
+        try:
+            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            print(f"seqflow: cannot read {args.file}: {err}", file=sys.stderr)
+            return 2
+        sentences += [line for line in lines if line.strip()]
+    if not sentences:
+        print("seqflow: nothing to translate: give sentences or --file PATH", file=sys.stderr)
+        return 2
+    from flows.seq2seq import load_translator
+
+    try:
+        translate, version = load_translator(args.version)
+    except LookupError as err:
+        print(f"seqflow: {err}", file=sys.stderr)
+        return 1
+    for text in translate(sentences):
+        print(text)
+    print(f"(seq2seq version {version})", file=sys.stderr)
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from tasks import tracking
 
@@ -159,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     de = sub.add_parser("deploy", help="register prefect.yaml's deployments with the server")
     de.add_argument("--pool", default="seqflow", help="process work pool (created if missing)")
     de.set_defaults(func=cmd_deploy)
+    tr = sub.add_parser("translate", help="German -> English with the seq2seq champion")
+    tr.add_argument("text", nargs="*", help="sentences (each one argument)")
+    tr.add_argument("--file", help="a UTF-8 file, one sentence per line")
+    tr.add_argument("--version", type=int, help="a registered version instead of the champion")
+    tr.set_defaults(func=cmd_translate)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)

@@ -28,7 +28,12 @@ def get(name: str) -> Pipeline:
 
         metric, direction = w.PRIMARY_METRIC
         return Pipeline(name, w.word2vec, w.fingerprint, w.score, metric, direction)
+    if name == "seq2seq":
+        from flows import seq2seq as s
+
+        metric, direction = s.PRIMARY_METRIC
+        return Pipeline(name, s.seq2seq, s.fingerprint, s.score, metric, direction)
     raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
 
 
-NAMES = ("word2vec",)
+NAMES = ("word2vec", "seq2seq")

@@ -100,6 +100,10 @@ def log_json(run_id: str, obj, name: str) -> None:
         client().log_artifact(run_id, str(path))
 
 
+def log_text(run_id: str, text: str, name: str) -> None:
+    client().log_text(run_id, text, name)
+
+
 def log_file(run_id: str, path: Path, artifact_path: str | None = None) -> None:
     client().log_artifact(run_id, str(path), artifact_path)
 
@@ -108,15 +112,19 @@ def log_figure(run_id: str, figure, name: str) -> None:
     client().log_figure(run_id, figure, name)
 
 
-def log_model(run_id: str, model, registered_name: str, input_example, requirements: list[str]):
-    """Log a torch model (pickle format, with a signature) and register a new version of it."""
+def log_model(
+    run_id: str, model, registered_name: str, input_example, requirements: list[str], output=None
+):
+    """Log a torch model (pickle format, with a signature) and register a new version of it.
+    `output`: an example output, where model(input_example) is not the model's use."""
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
 
     model.eval()
-    with torch.no_grad():
-        output = model(torch.as_tensor(input_example)).cpu().numpy()
+    if output is None:
+        with torch.no_grad():
+            output = model(torch.as_tensor(input_example)).cpu().numpy()
     signature = infer_signature(input_example, output)
     client()
     with mlflow.start_run(run_id=run_id):
@@ -240,13 +248,13 @@ def run_link(run_id: str) -> str:
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(run_id: str, model, registered_name: str, example_ids: list[int]) -> dict:
-    """Log the trained model with a signature and register a new version of it."""
+def register_task(run_id: str, model, registered_name: str, example_ids, example_output=None):
+    """Log the trained model with a signature and register a new version of it; the first
+    version of a model becomes its champion."""
     import numpy as np
 
-    version, uri = log_model(
-        run_id, model, registered_name, np.asarray(example_ids, dtype=np.int64), REQUIREMENTS
-    )
+    example = np.asarray(example_ids, dtype=np.int64)
+    version, uri = log_model(run_id, model, registered_name, example, REQUIREMENTS, example_output)
     set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
     run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)
     if champion(registered_name) is None:

@@ -1,0 +1,186 @@
+"""The Seq2Seq translation pipeline (Laboratorio 4, part 2), German -> English on Multi30k.
+
+ingest (3 archives) -> tokenize (spaCy) -> vocab (train split) -> encode (Parquet)
+       -> train (best-validation checkpoint) -> evaluate (test loss/ppl, BLEU) -> register
+"""
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import torch
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows.config import Seq2SeqConfig, flatten, load_config
+from models.seq2seq import Seq2Seq, count_parameters
+from tasks import records, tracking
+from tasks.seq2seq_train import corpus_bleu, detokenize, evaluate_loss, fit, translate_ids
+from tasks.settings import data_dir
+from tasks.stage import StageOutput, run_logger
+from tasks.training import pick_device
+from tasks.translation import (
+    SPLITS,
+    build_vocabs,
+    encode,
+    encode_parallel,
+    ingest_parallel,
+    load_tokenizer,
+    read_split,
+    read_vocabs,
+    tokenize_parallel,
+    tokenize_texts,
+)
+
+PIPELINE = "seq2seq"
+PRIMARY_METRIC = ("test_bleu", "max")
+
+
+def fingerprint(config: Seq2SeqConfig) -> str:
+    from tasks.catalog import DATASETS
+
+    spec = DATASETS[config.data.dataset]
+    parts = [spec.file(name).sha256 for name, _ in SPLITS.values()]
+    parts += [config.data.src_lang, config.data.trg_lang, config.data.limit_train]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def build_model(cfg, src_vocab: int, trg_vocab: int) -> Seq2Seq:
+    return Seq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
+                   cfg.init_range)  # fmt: skip
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str):
+    logger = run_logger()
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    src_vocab, trg_vocab = read_vocabs(vocab)
+    model = build_model(cfg, len(src_vocab), len(trg_vocab)).to(device)
+    n_params = count_parameters(model)
+    logger.info("Seq2Seq: %d trainable parameters, device %s", n_params, device)
+    tracking.log_metrics(run_id, {"n_params": n_params})
+    # checkpoints belong to the data + every setting but the epoch count (so runs extend)
+    setup = cfg.model_dump(exclude={"epochs", "max_steps_per_epoch", "resume", "device"})
+    key = hashlib.sha256(json.dumps([encoded.fingerprint, setup], sort_keys=True).encode())
+    folder = data_dir() / "checkpoints" / PIPELINE / key.hexdigest()[:16]
+    if not cfg.resume and (folder / "last.pt").exists():
+        (folder / "last.pt").unlink()
+
+    def on_epoch(epoch: int, train: float, val: float, rate: float) -> None:
+        tracking.log_metrics(run_id, {"train_loss": train, "val_loss": val,
+                                      "train_ppl": math.exp(train), "val_ppl": math.exp(val),
+                                      "epoch_tokens_per_sec": rate}, step=epoch)  # fmt: skip
+
+    hist = fit(model, read_split(encoded, "train"), read_split(encoded, "valid"), cfg, device,
+               folder, on_epoch, logger.info)  # fmt: skip
+    tracking.log_metrics(run_id, {"final_train_loss": hist.train_loss[-1],
+                                  "best_val_loss": hist.best_val,
+                                  "best_epoch": hist.best_epoch + 1,
+                                  "tokens_per_sec": hist.tokens_per_sec})  # fmt: skip
+    tracking.set_tags(run_id, {"device": str(device), "checkpoints": str(folder)})
+    return model.cpu(), hist
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(model, rows, encoded, vocab, cfg, batch_size: int, run_id: str) -> dict:
+    """Test loss/perplexity with the best checkpoint, greedy translations, corpus BLEU."""
+    import pyarrow.parquet as pq
+
+    logger = run_logger()
+    src_vocab, trg_vocab = read_vocabs(vocab)
+    test = read_split(encoded, "test")
+    test_loss = evaluate_loss(model, test, batch_size, torch.device("cpu"))
+    hyp_ids = translate_ids(model, test[0], torch.device("cpu"), cfg.max_len)
+    hyps = [detokenize([trg_vocab[i] for i in ids]) for ids in hyp_ids]
+    table = pq.read_table(rows.file("test.parquet"))
+    sources, refs = table.column("src").to_pylist(), table.column("trg").to_pylist()
+    bleu = corpus_bleu(hyps, refs)
+    metrics = {"test_loss": test_loss, "test_ppl": math.exp(test_loss), "test_bleu": bleu}
+    logger.info("test loss %.3f  ppl %.1f  BLEU %.2f", test_loss, metrics["test_ppl"], bleu)
+    lines = ["| source | reference | hypothesis |", "|---|---|---|"]
+    shown = list(zip(sources, refs, hyps, strict=True))[: cfg.examples]
+    lines += [f"| {s} | {r} | {h} |" for s, r, h in shown]
+    tracking.log_text(run_id, "\n".join(lines) + "\n", "translations.md")
+    tracking.log_json(run_id, src_vocab, "src_vocab.json")
+    tracking.log_json(run_id, trg_vocab, "trg_vocab.json")
+    tracking.log_metrics(run_id, metrics)
+    return metrics
+
+
+@flow(name=PIPELINE)
+def seq2seq(
+    config: Seq2SeqConfig | None = None,
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+) -> str:
+    """Returns the MLflow run id."""
+    if config is None:
+        config = load_config(PIPELINE, profile or "parity", overrides or [])
+    d = config.data
+    tags = {"prefect_flow_run_id": flow_run.get_id() or "none",
+            "data_fingerprint": fingerprint(config)}  # fmt: skip
+    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+        rows = ingest_parallel(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+        tokens = tokenize_parallel(PIPELINE, rows, config.tokenize)
+        vocab = build_vocabs(PIPELINE, tokens, config.vocab.min_freq)
+        encoded = encode_parallel(PIPELINE, tokens, vocab)
+        stages = [rows, tokens, vocab, encoded]
+        tracking.log_stages(run_id, stages)
+        metrics = {"src_vocab_size": vocab.stats["src_vocab_size"],
+                   "trg_vocab_size": vocab.stats["trg_vocab_size"],
+                   "train_pairs": rows.stats["train_pairs"]}  # fmt: skip
+        tracking.log_metrics(run_id, metrics)
+        model, hist = train_task(encoded, vocab, config.train, run_id)
+        metrics |= evaluate_task(model, rows, encoded, vocab, config.evaluate,
+                                 config.train.batch_size, run_id)  # fmt: skip
+        example = np.array([[2, 5, 6, 3]], dtype=np.int64).T  # source ids [len, 1]
+        hyp = model.greedy(torch.as_tensor(example), 2, 3, 5)[0]  # <sos> = 2, <eos> = 3
+        reg = tracking.register_task(run_id, model, PIPELINE, example,
+                                     np.asarray([hyp or [3]], dtype=np.int64))  # fmt: skip
+        metrics |= {"final_train_loss": hist.train_loss[-1], "best_val_loss": hist.best_val,
+                    "tokens_per_sec": hist.tokens_per_sec,
+                    "model_version": reg["version"]}  # fmt: skip
+        record = records.pipeline_record(PIPELINE, config.profile, run_id,
+                                         tracking.run_link(run_id), stages, metrics)  # fmt: skip
+        records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+    return run_id
+
+
+def load_translator(version: int | str | None = None):
+    """(translate(list of German sentences) -> English, model version) from the registry:
+    the champion unless a version is given."""
+    v = version if version is not None else tracking.champion(PIPELINE)
+    if v is None:
+        raise LookupError("no seq2seq champion yet: run `seqflow run seq2seq` first")
+    mv = v if hasattr(v, "run_id") else tracking.client().get_model_version(PIPELINE, str(v))
+    model = tracking.load_model(PIPELINE, mv.version)
+    params = tracking.get_run(mv.run_id).data.params
+    src_vocab = tracking.load_json(mv.run_id, "src_vocab.json")
+    trg_vocab = tracking.load_json(mv.run_id, "trg_vocab.json")
+    tokenizer = load_tokenizer(params["tokenize.src_model"])
+    lower = params["tokenize.lowercase"] == "True"
+    reverse = params["tokenize.reverse_src"] == "True"
+    max_len = int(params["evaluate.max_len"])
+
+    def translate(sentences: list[str]) -> list[str]:
+        ids = encode(tokenize_texts(sentences, tokenizer, lower, reverse), src_vocab)
+        out = translate_ids(model, ids, torch.device("cpu"), max_len)
+        return [detokenize([trg_vocab[i] for i in h]) for h in out]
+
+    return translate, int(mv.version)
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score(config: Seq2SeqConfig, version: int | str) -> float:
+    """Test BLEU of registered model `version` on the Multi30k test split."""
+    d = config.data
+    rows = ingest_parallel.fn(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(rows.file("test.parquet"))
+    translate, _ = load_translator(version)
+    hyps = translate(table.column("src").to_pylist())
+    return corpus_bleu(hyps, table.column("trg").to_pylist())
