@@ -114,6 +114,9 @@ class ParallelVocab(Section):
 
 
 class Seq2SeqTrain(TrainConfig):
+    model: Literal["lstm", "attention"] = Field(
+        "lstm", description="lstm = the notebook's; attention = Bahdanau, packed, masked"
+    )
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(128, ge=1)
     emb_dim: int = Field(256, ge=1)
@@ -181,6 +184,15 @@ PROFILES["seq2seq"] = {
             "lr": 0.005,
         },
         "evaluate": {"max_len": 30},
+    },
+    "best": {
+        "train": {
+            "model": "attention",
+            "epochs": 6,
+            "emb_dim": 256,
+            "hid_dim": 512,
+            "dropout": 0.5,
+        },
     },
 }
 

@@ -27,7 +27,9 @@ def retrain(
     """Returns the outcome: decision, versions, scores, data fingerprints."""
     logger = get_run_logger()
     spec = pipelines.get(pipeline)
-    sets = [*(overrides or []), "data.incoming=true"]
+    sets = [*(overrides or [])]
+    if "incoming" in type(load_config(pipeline, profile, sets).data).model_fields:
+        sets.append("data.incoming=true")  # pipelines that take dropped-in files
     if warm_start:
         sets.append("train.warm_start=true")
     config = load_config(pipeline, profile, sets)

@@ -47,7 +47,11 @@ def fingerprint(config: Seq2SeqConfig) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def build_model(cfg, src_vocab: int, trg_vocab: int) -> Seq2Seq:
+def build_model(cfg, src_vocab: int, trg_vocab: int):
+    if cfg.model == "attention":
+        from models.attention import AttnSeq2Seq
+
+        return AttnSeq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.dropout)
     return Seq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
                    cfg.init_range)  # fmt: skip
 
@@ -55,6 +59,8 @@ def build_model(cfg, src_vocab: int, trg_vocab: int) -> Seq2Seq:
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str):
     logger = run_logger()
+    if cfg.warm_start:
+        logger.warning("seq2seq has no warm start yet: training from scratch")
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     src_vocab, trg_vocab = read_vocabs(vocab)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from models.seq2seq import Seq2Seq
 from tasks.translation import EOS, PAD, SOS
@@ -63,7 +64,8 @@ def train_epoch(model: Seq2Seq, data, batches, opt, cfg, device, max_steps=None)
     src, trg = data
     total, steps, tokens = 0.0, 0, 0
     started = time.perf_counter()
-    for idx in batches[:max_steps] if max_steps else batches:
+    todo = batches[:max_steps] if max_steps else batches
+    for idx in tqdm(todo, desc="train", unit="batch", leave=False):
         s, t = pad_batch([src[i] for i in idx], device), pad_batch([trg[i] for i in idx], device)
         opt.zero_grad(set_to_none=True)
         loss = model.loss(s, t, PAD, cfg.teacher_forcing)

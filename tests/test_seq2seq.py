@@ -117,3 +117,25 @@ def test_training_lowers_val_loss_and_resumes(stages, tmp_path):
 def test_detokenize():
     assert detokenize(["a", "man", "is", "n't", "here", "."]) == "a man isn't here."
     assert detokenize(["two", "dogs", "(", "black", ")", ",", "ok"]) == "two dogs (black), ok"
+
+
+def test_attention_model_learns_and_masks_padding(stages, tmp_path):
+    from models.attention import AttnSeq2Seq
+    from tasks.seq2seq_train import evaluate_loss
+
+    _, _, vocab, encoded = stages
+    src_vocab, trg_vocab = read_vocabs(vocab)
+    train = [x[:1500] for x in read_split(encoded, "train")]
+    valid = [x[:300] for x in read_split(encoded, "valid")]
+    torch.manual_seed(0)
+    model = AttnSeq2Seq(len(src_vocab), len(trg_vocab), 32, 64, 0.1)
+    # padding a source longer does not change what the model computes for it
+    model.eval()
+    short = pad_batch([np.array([2, 10, 11, 3])], "cpu")
+    longer = torch.cat([short, torch.full((5, 1), PAD)])
+    assert model.greedy(short, 2, 3, 6) == model.greedy(longer, 2, 3, 6)
+    before = evaluate_loss(model, valid, 64, "cpu")
+    cfg = load_config("seq2seq", "quick", ["train.epochs=1", "train.max_steps_per_epoch=20",
+                                           "train.model=attention"]).train  # fmt: skip
+    hist = fit(model, train, valid, cfg, "cpu", tmp_path)
+    assert hist.val_loss[0] < before - 0.5

@@ -44,3 +44,8 @@ def test_seq2seq_flow_logs_registers_and_translates(prefect_server, data_dir, ca
     out = capsys.readouterr()
     assert len(out.out.strip().splitlines()) == 2 and "seq2seq version 1" in out.err
     assert cli(["translate"]) == 2
+
+    from flows.retrain import retrain
+
+    out = retrain(pipeline="seq2seq", profile="quick", overrides=SMOKE)
+    assert out["decision"] == "no new data" and out["champion_version"] == 1
