@@ -33,7 +33,12 @@ def get(name: str) -> Pipeline:
 
         metric, direction = s.PRIMARY_METRIC
         return Pipeline(name, s.seq2seq, s.fingerprint, s.score, metric, direction)
+    if name == "charlm":
+        from flows import charlm as c
+
+        metric, direction = c.PRIMARY_METRIC
+        return Pipeline(name, c.charlm, c.fingerprint, c.score, metric, direction)
     raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
 
 
-NAMES = ("word2vec", "seq2seq")
+NAMES = ("word2vec", "seq2seq", "charlm")

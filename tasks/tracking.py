@@ -164,6 +164,19 @@ def pipeline_run(pipeline: str, profile: str, params: dict, tags: dict | None = 
     end_run(run_id, "FINISHED")
 
 
+@contextmanager
+def child_run(parent_id: str, experiment: str, name: str, params: dict, tags: dict | None = None):
+    """A nested run under `parent_id` (shown under it in the MLflow UI); FAILED on error."""
+    all_tags = {"mlflow.parentRunId": parent_id, **(tags or {})}
+    run_id = start_run(experiment, params, all_tags, run_name=name)
+    try:
+        yield run_id
+    except BaseException as err:
+        end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    end_run(run_id, "FINISHED")
+
+
 def log_stages(run_id: str, stages: list) -> int:
     """Stage keys as tags, stage stats as metrics; returns how many were cache hits."""
     hits = sum(s.cached for s in stages)

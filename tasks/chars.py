@@ -1,0 +1,162 @@
+"""Character-level text stages: ingest a Gutenberg book -> character ids -> windows (Parquet).
+
+The held-out split of the non-parity profiles is by whole chapters: windows never cross a
+chapter boundary, so no test character sits inside a training window.
+"""
+
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.stage import StageOutput, run_stage, write_table
+
+START = re.compile(r"^\*\*\* START OF .*\*\*\*\s*$", re.M)
+END = re.compile(r"^\*\*\* END OF .*\*\*\*\s*$", re.M)
+CHAPTER = re.compile(r"^[ \t]*(?=Cap[íi]tulo\b)", re.M)
+KEEP = "A-Za-záéíóúÁÉÍÓÚñÑüÜ"
+
+
+class TextFormatError(ValueError):
+    pass
+
+
+def strip_gutenberg(text: str, name: str = "text") -> str:
+    """The book between the `*** START OF` and `*** END OF` marker lines."""
+    start, end = START.search(text), END.search(text)
+    if not start or not end or end.start() < start.end():
+        raise TextFormatError(
+            f"{name}: no '*** START OF ... ***' / '*** END OF ... ***' marker lines; a Project "
+            "Gutenberg plain-text file has both. Check that the file is the eBook's .txt"
+        )
+    return text[start.end() : end.start()]
+
+
+def normalize(text: str) -> str:
+    """Runs of characters outside the Spanish letters -> one space; lowercase (notebook)."""
+    return re.sub(f"[^{KEEP}]+", " ", text).lower()
+
+
+def char_vocab(text: str) -> list[str]:
+    """Characters by descending count; ties keep first-seen order (Counter + stable sort)."""
+    return [c for c, _ in sorted(Counter(text).items(), key=lambda kv: kv[1], reverse=True)]
+
+
+def chapters(body: str) -> list[str]:
+    """The body cut at chapter headings (front matter before the first one is block 0)."""
+    cuts = [0, *(m.end() for m in CHAPTER.finditer(body)), len(body)]
+    return [body[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def windows(ids: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
+    """All windows of `length` ids at `stride`, the notebook's range(0, n - length): [k, length]."""
+    n = len(ids) - length  # the notebook stops one short of the last full window
+    if n <= 0:
+        return np.zeros((0, length), dtype=ids.dtype)
+    starts = np.arange(0, n, stride)
+    return ids[starts[:, None] + np.arange(length)[None, :]]
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_book(pipeline: str, dataset: str, file: str) -> StageOutput:
+    """Fetch the book, drop the Gutenberg header/footer -> body.txt."""
+    from tasks.catalog import DATASETS
+    from tasks.data import fetch
+
+    spec = DATASETS[dataset]
+    path = fetch(spec, file)
+
+    def build(out: Path) -> dict:
+        text = path.read_bytes().decode("utf-8-sig")
+        body = strip_gutenberg(text, str(path))
+        (out / "body.txt").write_text(body, encoding="utf-8")
+        licence = text[END.search(text).start() :]
+        (out / "licence.txt").write_text(licence, encoding="utf-8")
+        return {"chars": len(body), "licence_chars": len(licence)}
+
+    return run_stage(pipeline, "ingest", inputs={"source": spec.file(file).sha256},
+                     params={"dataset": dataset, "file": file}, code=(sys.modules[__name__],),
+                     libs=(), build=build)  # fmt: skip
+
+
+def book_text(book: StageOutput, notebook_text: bool) -> str:
+    """The text to model. notebook_text: as the notebook reads it (its f.seek(41508)): from the
+    first chapter heading to the end of the file, Gutenberg's English licence included; that
+    licence is where its vocabulary's 'w' and 'k' mostly come from. Otherwise the book only."""
+    body = book.file("body.txt").read_text(encoding="utf-8")
+    if not notebook_text:
+        return body
+    first = CHAPTER.search(body)
+    start = first.end() if first else 0
+    return body[start:] + book.file("licence.txt").read_text(encoding="utf-8")
+
+
+@task(name="encode", cache_policy=NO_CACHE)
+def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> StageOutput:
+    """Normalise and map to ids -> vocab.json and chapters.parquet (ids list<int8> each)."""
+
+    def build(out: Path) -> dict:
+        parts = [normalize(ch) for ch in chapters(book_text(book, notebook_text))]
+        vocab = char_vocab("".join(parts))
+        index = {c: i for i, c in enumerate(vocab)}
+        ids = [np.fromiter((index[c] for c in p), np.int8, len(p)) for p in parts]
+        (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        write_table(pa.table({"ids": pa.array(ids, pa.list_(pa.int8()))}), out / "chapters.parquet")
+        return {"vocab_size": len(vocab), "chars": int(sum(map(len, ids))), "chapters": len(ids)}
+
+    return run_stage(pipeline, "encode", inputs={"body": book.fingerprint},
+                     params={"notebook_text": notebook_text},
+                     code=(sys.modules[__name__],), libs=("pyarrow",), build=build)  # fmt: skip
+
+
+def read_chars(encoded: StageOutput) -> tuple[list[str], list[np.ndarray]]:
+    vocab = json.loads(encoded.file("vocab.json").read_text(encoding="utf-8"))
+    col = pq.read_table(encoded.file("chapters.parquet")).column("ids").to_pylist()
+    return vocab, [np.asarray(c, dtype=np.int8) for c in col]
+
+
+def split_windows(chaps: list[np.ndarray], cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) windows of cfg.length + 1 ids.
+
+    parity: the notebook's windows over the whole text at stride 1, the first n_train for
+    training and the next n_test for test (they overlap in text, as the notebook's do).
+    chapters: every cfg.test_every-th chapter is held out; windows stay inside one chapter.
+    """
+    width = cfg.length + 1
+    if cfg.split == "parity":
+        every = windows(np.concatenate(chaps), width, 1)
+        return every[: cfg.n_train], every[cfg.n_train : cfg.n_train + cfg.n_test]
+    held = [i % cfg.test_every == cfg.test_every - 1 for i in range(len(chaps))]
+    train = [windows(c, width, cfg.stride) for c, h in zip(chaps, held, strict=True) if not h]
+    test = [windows(c, width, width) for c, h in zip(chaps, held, strict=True) if h]
+    return np.concatenate(train), np.concatenate(test)
+
+
+@task(name="windows", cache_policy=NO_CACHE)
+def window_chars(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
+    """train.parquet / test.parquet: one row per window (`ids`, fixed-size list<int8>)."""
+
+    def build(out: Path) -> dict:
+        _, chaps = read_chars(encoded)
+        train, test = split_windows(chaps, cfg)
+        for name, arr in (("train", train), ("test", test)):
+            flat = pa.array(arr.reshape(-1), pa.int8())
+            table = pa.table({"ids": pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])})
+            write_table(table, out / f"{name}.parquet")
+        return {"train_windows": len(train), "test_windows": len(test)}
+
+    return run_stage(pipeline, "windows", inputs={"chars": encoded.fingerprint},
+                     params=cfg.model_dump(), code=(sys.modules[__name__],), libs=("pyarrow",),
+                     build=build)  # fmt: skip
+
+
+def read_windows(win: StageOutput, split: str) -> np.ndarray:
+    col = pq.read_table(win.file(f"{split}.parquet")).column("ids").combine_chunks()
+    return col.flatten().to_numpy().reshape(len(col), -1)

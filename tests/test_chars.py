@@ -1,0 +1,75 @@
+"""Character-level data: Gutenberg markers, the notebook's vocabulary, windows, chapter split."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tasks.chars import (
+    TextFormatError,
+    book_text,
+    chapters,
+    char_vocab,
+    encode_chars,
+    ingest_book,
+    normalize,
+    read_chars,
+    split_windows,
+    strip_gutenberg,
+    windows,
+)
+
+PARITY_ORDER = " eaosnrlduitcmpqybhvgíjóféázñúxwkü"
+
+
+def test_markers_are_required():
+    text = "header\n*** START OF THE BOOK ***\nCapítulo I. Hola\n*** END OF THE BOOK ***\nlicence"
+    assert strip_gutenberg(text).strip() == "Capítulo I. Hola"
+    with pytest.raises(TextFormatError, match="START OF"):
+        strip_gutenberg("no markers at all", "book.txt")
+
+
+def test_normalize_and_vocab_order():
+    assert normalize("¡Hola, Señor!  ¿Qué tal?\r\n") == " hola señor qué tal "
+    assert char_vocab("abba c") == ["a", "b", " ", "c"]  # ties keep first-seen order
+
+
+def test_chapters_rejoin_to_the_whole_text():
+    body = "front\n\nCapítulo I. Uno.\nTexto, uno.\n\n  Capítulo II. Dos\nTexto dos."
+    parts = chapters(body)
+    assert len(parts) == 3 and parts[1].startswith("Capítulo I.")
+    assert "".join(normalize(p) for p in parts) == normalize(body)
+
+
+def test_windows_match_the_notebook_range():
+    ids = np.arange(40, dtype=np.int8)
+    w = windows(ids, 33)
+    assert w.shape == (40 - 33, 33) and w[0, 0] == 0 and w[-1, -1] == 38
+    assert windows(ids, 33, stride=3).shape == (3, 33)
+
+
+def test_chapter_split_keeps_test_text_out_of_training_windows():
+    chaps = [np.full(200, i, dtype=np.int8) for i in range(12)]
+    cfg = SimpleNamespace(split="chapters", length=32, stride=4, test_every=4)
+    train, test = split_windows(chaps, cfg)
+    held = {3, 7, 11}
+    assert set(np.unique(test)) == held and not held & set(np.unique(train))
+    assert train.shape[1] == test.shape[1] == 33
+
+
+def test_full_text_through_the_mirror(data_dir):
+    book = ingest_book.fn("charlm", "quijote", "2000-0.txt")
+    body = book.file("body.txt").read_text(encoding="utf-8")
+    assert "*** START" not in body and "PROJECT GUTENBERG" not in body.upper()[-5000:]
+    vocab, chaps = read_chars(encode_chars.fn("charlm", book, notebook_text=True))
+    assert "".join(vocab) == PARITY_ORDER and len(vocab) == 34
+    assert book_text(book, True).lstrip().startswith("Capítulo primero")
+    n = sum(map(len, chaps))
+    cfg = SimpleNamespace(split="parity", length=32, n_train=20480, n_test=5120)
+    train, test = split_windows(chaps, cfg)
+    assert train.shape == (20480, 33) and test.shape == (5120, 33)
+    flat = np.concatenate(chaps)
+    assert np.array_equal(train[5], flat[5:38]) and np.array_equal(test[0], flat[20480:20513])
+    assert n > 2_000_000
+    book_only, _ = read_chars(encode_chars.fn("charlm", book, notebook_text=False))
+    assert len(book_only) == 33 and "k" not in book_only  # 'k' only occurs in the licence
