@@ -110,10 +110,16 @@ def main() -> None:
         f"{torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d"),
         "steps": args.steps,
-        "notebook": {"tokens_per_sec": nb_tok / nb_s, "sec_per_step": nb_s / args.steps,
-                     "losses": nb_loss},  # fmt: skip
-        "seqflow": {"tokens_per_sec": our_tok / our_s, "sec_per_step": our_s / args.steps,
-                    "losses": our_loss},  # fmt: skip
+        "notebook": {
+            "tokens_per_sec": nb_tok / nb_s,
+            "sec_per_step": nb_s / args.steps,
+            "losses": nb_loss,
+        },  # fmt: skip
+        "seqflow": {
+            "tokens_per_sec": our_tok / our_s,
+            "sec_per_step": our_s / args.steps,
+            "losses": our_loss,
+        },  # fmt: skip
         "ratio": (our_tok / our_s) / (nb_tok / nb_s),
         "same_batches_max_loss_gap": gap,
     }
