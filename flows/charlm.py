@@ -21,6 +21,7 @@ from flows.config import CharLMConfig, flatten, load_config  # noqa: E402
 from tasks import records, tracking  # noqa: E402
 from tasks.charlm_train import continue_text, perplexity, train_charlm  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
+from tasks.data import data_fingerprint, incoming_files  # noqa: E402
 from tasks.stage import run_logger  # noqa: E402
 from tasks.training import pick_device  # noqa: E402
 
@@ -33,11 +34,14 @@ DESCRIPTIONS = {
 }
 
 
-def fingerprint(config: CharLMConfig) -> str:
-    from tasks.catalog import DATASETS
+def incoming(config: CharLMConfig) -> list:
+    return incoming_files(PIPELINE, ".txt") if config.data.incoming else []
 
+
+def fingerprint(config: CharLMConfig) -> str:
+    """What this config trains on (the book, the notebook_text choice, incoming texts)."""
     d = config.data
-    parts = [DATASETS[d.dataset].file(d.file).sha256, d.notebook_text]
+    parts = [data_fingerprint(d.dataset, d.file, None, incoming(config)), d.notebook_text]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -49,13 +53,15 @@ def build_model(kind: str, vocab_size: int, cfg):
 
 
 @task(name="train-variant", cache_policy=NO_CACHE)
-def train_variant(kind: str, train, test, vocab: list[str], config, parent: str) -> dict:
+def train_variant(kind: str, train, test, vocab: list[str], config, parent: str,
+                  data_fp: str) -> dict:  # fmt: skip
     logger = run_logger()
     cfg = config.train
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     model = build_model(kind, len(vocab), cfg).to(device)
-    tags = {"model.kind": kind, "mlflow.note.content": DESCRIPTIONS.get(kind, f"{kind} model")}
+    tags = {"model.kind": kind, "mlflow.note.content": DESCRIPTIONS.get(kind, f"{kind} model"),
+            "data_fingerprint": data_fp}  # fmt: skip
     with tracking.child_run(parent, PIPELINE, kind, {"model.kind": kind, **flatten(cfg)},
                             tags) as run_id:  # fmt: skip
         tracking.log_metrics(run_id, {"vocab_size": len(vocab)})
@@ -109,10 +115,12 @@ def charlm(
     if config is None:
         config = load_config(PIPELINE, profile or "parity", overrides or [])
     d = config.data
-    tags = {"prefect_flow_run_id": flow_run.get_id() or "none",
-            "data_fingerprint": fingerprint(config)}  # fmt: skip
+    new_texts = incoming(config)
+    data_fp = fingerprint(config)
+    tags = {"prefect_flow_run_id": flow_run.get_id() or "none", "data_fingerprint": data_fp,
+            "incoming_files": len(new_texts)}  # fmt: skip
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
-        book = ingest_book(PIPELINE, d.dataset, d.file)
+        book = ingest_book(PIPELINE, d.dataset, d.file, new_texts)
         chars = encode_chars(PIPELINE, book, d.notebook_text)
         wins = window_chars(PIPELINE, chars, config.windows)
         stages = [book, chars, wins]
@@ -123,7 +131,7 @@ def charlm(
                    "test_windows": len(test)}  # fmt: skip
         tracking.log_metrics(run_id, metrics)
         tracking.log_json(run_id, vocab, "vocab.json")
-        results = [train_variant(k, train, test, vocab, config, run_id)
+        results = [train_variant(k, train, test, vocab, config, run_id, data_fp)
                    for k in config.train.kinds]  # fmt: skip
         fig = perplexity_figure(results)
         tracking.log_figure(run_id, fig, "perplexity.png")
@@ -148,7 +156,8 @@ def charlm(
 
 @task(name="score", cache_policy=NO_CACHE)
 def score(config: CharLMConfig, version: int | str) -> float:
-    """Held-out perplexity of registered model `version` on this config's test windows."""
+    """Held-out perplexity of registered model `version` on this config's test windows (the
+    book's: incoming texts only add training windows)."""
     d = config.data
     book = ingest_book.fn(PIPELINE, d.dataset, d.file)
     wins = window_chars.fn(PIPELINE, encode_chars.fn(PIPELINE, book, d.notebook_text),

@@ -152,6 +152,9 @@ class BookData(Section):
     notebook_text: bool = Field(
         True, description="the notebook's text: first chapter to end of file, licence included"
     )
+    incoming: bool = Field(
+        False, description="add data/incoming/charlm/*.txt to the training windows (retrain)"
+    )
 
 
 class CharWindows(Section):

@@ -12,7 +12,8 @@ with explicit weight matrices, stored fused per side: ``W_x [input, gates*hidden
 ``W_h [hidden, gates*hidden]``, ``b [gates*hidden]``, blocks in the notebook's gate order
 (LSTM: input, forget, output, candidate; GRU: update z, reset r, candidate). Their forward
 computes the input projections of all time steps in one matrix product and loops over time
-only for the recurrence. `step_reference` is the notebook's per-step formulation (one matmul
+only for the recurrence, whose backward pass is written out by hand (models/recurrence.py).
+`step_reference` is the notebook's per-step formulation (one matmul
 per gate and side inside the loop) and must give the same outputs.
 
 Tensors are batch-major: [batch, time, features].
@@ -21,6 +22,8 @@ Tensors are batch-major: [batch, time, features].
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models import recurrence
 
 KINDS = (
     "rnn_scratch",
@@ -78,12 +81,9 @@ class RNNScratch(_ScratchCell):
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         """x [B, T, I], state h [B, H] or None (zeros) -> (outputs [B, T, H], h [B, H])."""
         xp = self._project(x)
-        h = self.zeros(x.shape[0], xp) if state is None else state
-        outputs = []
-        for xt in xp:
-            h = torch.tanh(torch.addmm(xt, h, self.W_h))
-            outputs.append(h)
-        return _stack(outputs, x, self.num_hiddens), h
+        h0 = self.zeros(x.shape[0], xp) if state is None else state
+        hs, h = recurrence.rnn(xp, self.W_h, h0)
+        return hs.transpose(0, 1), h
 
 
 class LSTMScratch(_ScratchCell):
@@ -96,19 +96,12 @@ class LSTMScratch(_ScratchCell):
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         """x [B, T, I], state (h, c) [B, H] each or None -> (outputs [B, T, H], (h, c))."""
         xp = self._project(x)
-        n = self.num_hiddens
         if state is None:
             h = c = self.zeros(x.shape[0], xp)
         else:
             h, c = state
-        outputs = []
-        for xt in xp:
-            g = torch.addmm(xt, h, self.W_h)
-            i, f, o = torch.sigmoid(g[:, : 3 * n]).chunk(3, dim=1)
-            c = f * c + i * torch.tanh(g[:, 3 * n :])
-            h = o * torch.tanh(c)
-            outputs.append(h)
-        return _stack(outputs, x, n), (h, c)
+        hs, state = recurrence.lstm(xp, self.W_h, h, c)
+        return hs.transpose(0, 1), state
 
 
 class GRUScratch(_ScratchCell):
@@ -134,21 +127,16 @@ class GRUScratch(_ScratchCell):
         xp = self._project(x)
         n = self.num_hiddens
         h = self.zeros(x.shape[0], xp) if state is None else state
+        if not self.reset_after:
+            hs, h = recurrence.gru(xp, self.W_h, h)
+            return hs.transpose(0, 1), h
         outputs = []
-        if self.reset_after:
-            for xt in xp:
-                hp = h @ self.W_h
-                z, r = torch.sigmoid(xt[:, : 2 * n] + hp[:, : 2 * n]).chunk(2, dim=1)
-                cand = torch.tanh(xt[:, 2 * n :] + r * (hp[:, 2 * n :] + self.b_hn))
-                h = z * h + (1 - z) * cand
-                outputs.append(h)
-        else:
-            W_zr, W_hh = self.W_h[:, : 2 * n], self.W_h[:, 2 * n :]
-            for xt in xp:
-                z, r = torch.sigmoid(torch.addmm(xt[:, : 2 * n], h, W_zr)).chunk(2, dim=1)
-                cand = torch.tanh(torch.addmm(xt[:, 2 * n :], r * h, W_hh))
-                h = z * h + (1 - z) * cand
-                outputs.append(h)
+        for xt in xp:  # torch.nn.GRU's variant, only for loading its weights: autograd
+            hp = h @ self.W_h
+            z, r = torch.sigmoid(xt[:, : 2 * n] + hp[:, : 2 * n]).chunk(2, dim=1)
+            cand = torch.tanh(xt[:, 2 * n :] + r * (hp[:, 2 * n :] + self.b_hn))
+            h = z * h + (1 - z) * cand
+            outputs.append(h)
         return _stack(outputs, x, n), h
 
 

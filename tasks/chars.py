@@ -1,7 +1,9 @@
 """Character-level text stages: ingest a Gutenberg book -> character ids -> windows (Parquet).
 
 The held-out split of the non-parity profiles is by whole chapters: windows never cross a
-chapter boundary, so no test character sits inside a training window.
+chapter boundary, so no test character sits inside a training window. Incoming texts
+(data/incoming/charlm/*.txt, for retraining) only ever add training windows; the vocabulary
+and the test windows come from the book alone, so models before and after stay comparable.
 """
 
 import json
@@ -16,7 +18,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.stage import StageOutput, run_stage, write_table
+from tasks.stage import StageOutput, run_logger, run_stage, write_table
 
 START = re.compile(r"^\*\*\* START OF .*\*\*\*\s*$", re.M)
 END = re.compile(r"^\*\*\* END OF .*\*\*\*\s*$", re.M)
@@ -64,14 +66,29 @@ def windows(ids: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
     return ids[starts[:, None] + np.arange(length)[None, :]]
 
 
+def read_incoming(path: Path) -> str:
+    """An incoming text: UTF-8, Gutenberg header/footer dropped when it has the markers."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TextFormatError(
+            f"{path}: not UTF-8 (byte {e.start}); save it as UTF-8 text and run again "
+            "(the file was left where it is)"
+        ) from None
+    return strip_gutenberg(text, str(path)) if START.search(text) else text
+
+
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_book(pipeline: str, dataset: str, file: str) -> StageOutput:
-    """Fetch the book, drop the Gutenberg header/footer -> body.txt."""
+def ingest_book(pipeline: str, dataset: str, file: str, incoming: list[Path] = ()) -> StageOutput:
+    """Fetch the book, drop the Gutenberg header/footer -> body.txt (+ incoming.json: the
+    incoming texts, in name order)."""
     from tasks.catalog import DATASETS
-    from tasks.data import fetch
+    from tasks.data import fetch, sha256_file
 
     spec = DATASETS[dataset]
     path = fetch(spec, file)
+    incoming = [Path(p) for p in incoming]
+    texts = [read_incoming(p) for p in incoming]  # fails before any stage output is written
 
     def build(out: Path) -> dict:
         text = path.read_bytes().decode("utf-8-sig")
@@ -79,9 +96,13 @@ def ingest_book(pipeline: str, dataset: str, file: str) -> StageOutput:
         (out / "body.txt").write_text(body, encoding="utf-8")
         licence = text[END.search(text).start() :]
         (out / "licence.txt").write_text(licence, encoding="utf-8")
-        return {"chars": len(body), "licence_chars": len(licence)}
+        (out / "incoming.json").write_text(json.dumps(texts, ensure_ascii=False))
+        return {"chars": len(body), "licence_chars": len(licence),
+                "incoming_files": len(texts), "incoming_chars": sum(map(len, texts))}  # fmt: skip
 
-    return run_stage(pipeline, "ingest", inputs={"source": spec.file(file).sha256},
+    inputs = {"source": spec.file(file).sha256,
+              "incoming": [[p.name, sha256_file(p)] for p in incoming]}  # fmt: skip
+    return run_stage(pipeline, "ingest", inputs=inputs,
                      params={"dataset": dataset, "file": file}, code=(sys.modules[__name__],),
                      libs=(), build=build)  # fmt: skip
 
@@ -100,43 +121,63 @@ def book_text(book: StageOutput, notebook_text: bool) -> str:
 
 @task(name="encode", cache_policy=NO_CACHE)
 def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> StageOutput:
-    """Normalise and map to ids -> vocab.json and chapters.parquet (ids list<int8> each)."""
+    """Normalise and map to ids -> vocab.json, chapters.parquet and incoming.parquet (`ids`
+    list<int8> per chapter / incoming text). The vocabulary is the book's; characters of
+    incoming texts outside it are dropped and counted."""
 
     def build(out: Path) -> dict:
         parts = [normalize(ch) for ch in chapters(book_text(book, notebook_text))]
         vocab = char_vocab("".join(parts))
         index = {c: i for i, c in enumerate(vocab)}
         ids = [np.fromiter((index[c] for c in p), np.int8, len(p)) for p in parts]
+        extra = [normalize(t) for t in json.loads(book.file("incoming.json").read_text("utf-8"))]
+        kept = ["".join(c for c in t if c in index) for t in extra]
+        dropped = sum(map(len, extra)) - sum(map(len, kept))
+        if dropped:
+            run_logger().warning("incoming texts: %d character(s) outside the book's vocabulary "
+                                 "dropped", dropped)  # fmt: skip
+        extra_ids = [np.fromiter((index[c] for c in t), np.int8, len(t)) for t in kept]
         (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-        write_table(pa.table({"ids": pa.array(ids, pa.list_(pa.int8()))}), out / "chapters.parquet")
-        return {"vocab_size": len(vocab), "chars": int(sum(map(len, ids))), "chapters": len(ids)}
+        for name, arrays in (("chapters", ids), ("incoming", extra_ids)):
+            write_table(pa.table({"ids": pa.array(arrays, pa.list_(pa.int8()))}),
+                        out / f"{name}.parquet")  # fmt: skip
+        chars = int(sum(map(len, ids)))
+        return {"vocab_size": len(vocab), "chars": chars, "chapters": len(ids),
+                "incoming_chars": sum(map(len, kept)), "incoming_dropped": dropped}  # fmt: skip
 
     return run_stage(pipeline, "encode", inputs={"body": book.fingerprint},
                      params={"notebook_text": notebook_text},
                      code=(sys.modules[__name__],), libs=("pyarrow",), build=build)  # fmt: skip
 
 
-def read_chars(encoded: StageOutput) -> tuple[list[str], list[np.ndarray]]:
+def read_chars(encoded: StageOutput, part: str = "chapters") -> tuple[list[str], list[np.ndarray]]:
+    """(vocab, ids per chapter) of the book, or per incoming text with part="incoming"."""
     vocab = json.loads(encoded.file("vocab.json").read_text(encoding="utf-8"))
-    col = pq.read_table(encoded.file("chapters.parquet")).column("ids").to_pylist()
+    col = pq.read_table(encoded.file(f"{part}.parquet")).column("ids").to_pylist()
     return vocab, [np.asarray(c, dtype=np.int8) for c in col]
 
 
-def split_windows(chaps: list[np.ndarray], cfg) -> tuple[np.ndarray, np.ndarray]:
+def split_windows(
+    chaps: list[np.ndarray], cfg, extra: list[np.ndarray] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) windows of cfg.length + 1 ids.
 
     parity: the notebook's windows over the whole text at stride 1, the first n_train for
     training and the next n_test for test (they overlap in text, as the notebook's do).
     chapters: every cfg.test_every-th chapter is held out; windows stay inside one chapter.
+    extra (incoming texts) add training windows only (stride 1 in parity, else cfg.stride).
     """
     width = cfg.length + 1
+    stride = 1 if cfg.split == "parity" else cfg.stride
+    more = [windows(t, width, stride) for t in extra]
     if cfg.split == "parity":
         every = windows(np.concatenate(chaps), width, 1)
-        return every[: cfg.n_train], every[cfg.n_train : cfg.n_train + cfg.n_test]
+        train, test = every[: cfg.n_train], every[cfg.n_train : cfg.n_train + cfg.n_test]
+        return np.concatenate([train, *more]), test
     held = [i % cfg.test_every == cfg.test_every - 1 for i in range(len(chaps))]
-    train = [windows(c, width, cfg.stride) for c, h in zip(chaps, held, strict=True) if not h]
+    train = [windows(c, width, stride) for c, h in zip(chaps, held, strict=True) if not h]
     test = [windows(c, width, width) for c, h in zip(chaps, held, strict=True) if h]
-    return np.concatenate(train), np.concatenate(test)
+    return np.concatenate(train + more), np.concatenate(test)
 
 
 @task(name="windows", cache_policy=NO_CACHE)
@@ -145,7 +186,7 @@ def window_chars(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
 
     def build(out: Path) -> dict:
         _, chaps = read_chars(encoded)
-        train, test = split_windows(chaps, cfg)
+        train, test = split_windows(chaps, cfg, read_chars(encoded, "incoming")[1])
         for name, arr in (("train", train), ("test", test)):
             flat = pa.array(arr.reshape(-1), pa.int8())
             table = pa.table({"ids": pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])})

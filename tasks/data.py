@@ -213,10 +213,14 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
 # --- the ingest stage ------------------------------------------------------------------------
 
 
-def incoming_files(pipeline: str) -> list[Path]:
-    """New data dropped for a pipeline: data/incoming/<pipeline>/*.csv, in name order."""
+def incoming_files(pipeline: str, suffix: str = ".csv") -> list[Path]:
+    """New data dropped for a pipeline: data/incoming/<pipeline>/*<suffix>, in name order
+    (macOS `._*` metadata files skipped)."""
     folder = data_dir() / "incoming" / pipeline
-    return sorted(p for p in folder.glob("*.csv") if p.is_file()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    found = folder.glob(f"*{suffix}")
+    return sorted(p for p in found if p.is_file() and not p.name.startswith("._"))
 
 
 def data_fingerprint(

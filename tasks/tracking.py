@@ -235,7 +235,16 @@ def runs_with_tag(experiment: str, key: str, value: str) -> list:
 
 
 def model_version_of_run(name: str, run_id: str):
-    found = client().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    """The newest version of model `name` logged by run `run_id` or by one of its child runs
+    (pipelines that train several models register the best child's)."""
+    c = client()
+    found = c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if not found:
+        run = c.get_run(run_id)
+        children = c.search_runs([run.info.experiment_id],
+                                 f"tags.mlflow.parentRunId = '{run_id}'")  # fmt: skip
+        for child in children:
+            found += c.search_model_versions(f"name = '{name}' and run_id = '{child.info.run_id}'")
     return max(found, key=lambda v: int(v.version)) if found else None
 
 

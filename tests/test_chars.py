@@ -73,3 +73,42 @@ def test_full_text_through_the_mirror(data_dir):
     assert n > 2_000_000
     book_only, _ = read_chars(encode_chars.fn("charlm", book, notebook_text=False))
     assert len(book_only) == 33 and "k" not in book_only  # 'k' only occurs in the licence
+
+
+def test_incoming_texts_only_add_training_windows(data_dir):
+    folder = data_dir / "incoming" / "charlm"
+    folder.mkdir(parents=True)
+    (folder / "b.txt").write_text("¡Sancho, amigo! Kilo.\n" * 20, encoding="utf-8")
+    (folder / "a.txt").write_text(
+        "header\n*** START OF X ***\nEn un lugar de la Mancha\n*** END OF X ***\nlicence",
+        encoding="utf-8",
+    )
+    from tasks.data import incoming_files
+
+    found = incoming_files("charlm", ".txt")
+    assert [p.name for p in found] == ["a.txt", "b.txt"]
+    base = encode_chars.fn("charlm", ingest_book.fn("charlm", "quijote", "2000-0.txt"), False)
+    book = ingest_book.fn("charlm", "quijote", "2000-0.txt", found)
+    enc = encode_chars.fn("charlm", book, notebook_text=False)
+    assert enc.fingerprint != base.fingerprint
+    assert read_chars(enc)[0] == read_chars(base)[0]  # the book's vocabulary, unchanged
+    vocab, extra = read_chars(enc, "incoming")
+    texts = ["".join(vocab[i] for i in t) for t in extra]
+    assert texts[0] == " en un lugar de la mancha "  # Gutenberg markers stripped
+    assert texts[1].startswith(" sancho amigo ilo ")  # 'k' is not in the book: dropped
+    assert enc.stats["incoming_dropped"] == 20
+    cfg = SimpleNamespace(split="chapters", length=16, stride=4, test_every=10)
+    _, chaps = read_chars(enc)
+    train0, test0 = split_windows(chaps, cfg)
+    train1, test1 = split_windows(chaps, cfg, extra)
+    assert np.array_equal(test0, test1) and len(train1) > len(train0)
+    assert np.array_equal(train1[: len(train0)], train0)
+
+
+def test_incoming_text_not_utf8_names_the_file(data_dir):
+    bad = data_dir / "incoming" / "charlm" / "latin1.txt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes("Señor".encode("latin-1"))
+    with pytest.raises(TextFormatError, match="latin1.txt: not UTF-8.*save it as UTF-8"):
+        ingest_book.fn("charlm", "quijote", "2000-0.txt", [bad])
+    assert bad.exists()

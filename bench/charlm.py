@@ -1,0 +1,136 @@
+"""Character-LM training speed: seqflow's scratch cells vs the notebook's formulation vs
+torch.nn, characters per second, same data, same parameters, one run.
+
+notebook: the per-step cell (one matmul per gate and side inside the time loop, autograd
+          backward) and the output layer applied step by step, then stacked (RNNLMScratch).
+seqflow:  CharLM(kind): input projections of all steps in one product, the recurrence with a
+          hand-written backward (models/recurrence.py), the output layer once.
+torch.nn: CharLM("rnn" | "lstm" | "gru"), the library layers.
+
+Training step = forward, cross-entropy, backward, clip at 1, Adadelta, on the parity windows
+(batch 1024 of 32 + 1 characters of Don Quijote, hidden 32). Before timing, checks that the
+notebook formulation and seqflow give the same loss and gradients on the same parameters.
+Writes bench/out/charlm.json. On a CUDA machine pass --device cuda.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("SEQFLOW_MIRROR", str(REPO.parent / "shared" / "datasets"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from flows.config import load_config  # noqa: E402
+from models.charlm import CharLM, step_reference  # noqa: E402
+from tasks.chars import encode_chars, ingest_book, read_windows, window_chars  # noqa: E402
+from tasks.settings import use_mirror  # noqa: E402
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def notebook_logits(model: CharLM, ids: torch.Tensor) -> torch.Tensor:
+    hs, _ = step_reference(model.cells[0], model.one_hot(ids))
+    return torch.stack([model.output(hs[:, t]) for t in range(hs.shape[1])], 1)
+
+
+def seqflow_logits(model: CharLM, ids: torch.Tensor) -> torch.Tensor:
+    return model(ids)
+
+
+def loss_of(logits_fn, model, batch):
+    logits = logits_fn(model, batch[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+
+def train_speed(model, logits_fn, batches, device) -> float:
+    """Characters per second over `batches` (after one warm-up step)."""
+    opt = torch.optim.Adadelta(model.parameters(), lr=4.0)
+
+    def step(batch):
+        opt.zero_grad(set_to_none=True)
+        loss_of(logits_fn, model, batch).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    step(batches[0])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for b in batches:
+        step(b)
+    sync()
+    return sum(b[:, 1:].numel() for b in batches) / (time.perf_counter() - start)
+
+
+def same_function(kind: str, batch, device) -> float:
+    """Largest gap between the two formulations' loss and gradients (float64)."""
+    torch.manual_seed(0)
+    model = CharLM(34, f"{kind}_scratch", hidden=32).double().to(device)
+    grads = []
+    for fn in (notebook_logits, seqflow_logits):
+        loss = loss_of(fn, model, batch)
+        grads.append([loss.detach(), *torch.autograd.grad(loss, list(model.parameters()))])
+    return max(float((a - b).abs().max()) for a, b in zip(*grads, strict=True))
+
+
+def parity_windows() -> np.ndarray:
+    use_mirror(os.environ["SEQFLOW_MIRROR"])
+    cfg = load_config("charlm", "parity")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SEQFLOW_DATA_DIR"] = tmp
+        book = ingest_book.fn("charlm", cfg.data.dataset, cfg.data.file)
+        chars = encode_chars.fn("charlm", book, cfg.data.notebook_text)
+        return read_windows(window_chars.fn("charlm", chars, cfg.windows), "train")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=10, help="timed training steps per model")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    train = torch.from_numpy(parity_windows().astype(np.int64))
+    batches = [train[i * 1024 : (i + 1) * 1024].to(device) for i in range(args.steps)]
+    rows = {}
+    for kind in CELLS:
+        gap = same_function(kind, batches[0][:64], device)
+        speeds = {}
+        for name, model_kind, fn in [("notebook", f"{kind}_scratch", notebook_logits),
+                                     ("seqflow", f"{kind}_scratch", seqflow_logits),
+                                     ("torch.nn", kind, seqflow_logits)]:  # fmt: skip
+            torch.manual_seed(0)
+            model = CharLM(34, model_kind, hidden=32).to(device)
+            speeds[name] = train_speed(model, fn, batches, device)
+        rows[kind] = {
+            "chars_per_sec": speeds,
+            "seqflow_vs_notebook": speeds["seqflow"] / speeds["notebook"],
+            "seqflow_vs_torch_nn": speeds["seqflow"] / speeds["torch.nn"],
+            "max_gap_loss_and_grads_float64": gap,
+        }
+        print(kind, json.dumps(rows[kind]), flush=True)
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {device}",
+        "date": time.strftime("%Y-%m-%d"),
+        "steps": args.steps,
+        "batch": [1024, 33],
+        "hidden": 32,
+        "cells": rows,
+    }
+    out = REPO / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"charlm-{device.type}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
