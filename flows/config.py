@@ -219,6 +219,40 @@ class CharLMConfig(Section):
     evaluate: CharEval = CharEval()
 
 
+class SeriesData(Section):
+    dataset: str = "airline_passengers"
+    file: str = "airline-passengers.csv"
+    expected_rows: int | None = Field(144, ge=1, description="fail unless this many months")
+
+
+class SeriesWindows(Section):
+    lookback: int = Field(4, ge=1, description="the notebook's lb")
+    train_fraction: float = Field(0.8, gt=0, lt=1)
+    log: bool = Field(False, description="model log(passengers)")
+    lag: int = Field(0, ge=0, description="seasonal differencing lag (12), 0 = none")
+    scale: bool = Field(False, description="standardise with the training part's mean and std")
+
+
+class AirlineTrain(TrainConfig):
+    epochs: int = Field(3000, ge=1)
+    hidden: int = Field(100, ge=1)
+    n_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0, description="Adam; the notebook keeps the default 1e-3")
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1)
+    shuffle: bool = False
+    eval_every: int = Field(100, ge=1)
+
+
+class AirlineConfig(Section):
+    pipeline: Literal["airline"] = "airline"
+    profile: str = "parity"
+    data: SeriesData = SeriesData()
+    windows: SeriesWindows = SeriesWindows()
+    train: AirlineTrain = AirlineTrain()
+
+
 PROFILES: dict[str, dict[str, dict]] = {
     "word2vec": {
         "parity": {},
@@ -292,7 +326,21 @@ PROFILES["charlm"] = {
     },
 }
 
-CONFIGS = {"word2vec": Word2VecConfig, "seq2seq": Seq2SeqConfig, "charlm": CharLMConfig}
+PROFILES["airline"] = {
+    "parity": {},
+    "quick": {"train": {"epochs": 200, "hidden": 32, "eval_every": 50}},
+    "best": {
+        "windows": {"lookback": 12, "log": True, "lag": 12, "scale": True},
+        "train": {"epochs": 600, "hidden": 32, "eval_every": 50},
+    },
+}
+
+CONFIGS = {
+    "word2vec": Word2VecConfig,
+    "seq2seq": Seq2SeqConfig,
+    "charlm": CharLMConfig,
+    "airline": AirlineConfig,
+}
 
 
 class ConfigError(ValueError):

@@ -38,7 +38,12 @@ def get(name: str) -> Pipeline:
 
         metric, direction = c.PRIMARY_METRIC
         return Pipeline(name, c.charlm, c.fingerprint, c.score, metric, direction)
+    if name == "airline":
+        from flows import airline as a
+
+        metric, direction = a.PRIMARY_METRIC
+        return Pipeline(name, a.airline, a.fingerprint, a.score, metric, direction)
     raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
 
 
-NAMES = ("word2vec", "seq2seq", "charlm")
+NAMES = ("word2vec", "seq2seq", "charlm", "airline")

@@ -275,7 +275,9 @@ def register_task(run_id: str, model, registered_name: str, example_ids, example
     version of a model becomes its champion."""
     import numpy as np
 
-    example = np.asarray(example_ids, dtype=np.int64)
+    example = np.asarray(example_ids)
+    if np.issubdtype(example.dtype, np.integer):
+        example = example.astype(np.int64)
     version, uri = log_model(run_id, model, registered_name, example, REQUIREMENTS, example_output)
     set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
     run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)

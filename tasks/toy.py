@@ -1,0 +1,113 @@
+"""The "a^n b^n EOS" toy data of Laboratorio 3 (pure functions, no Prefect).
+
+Matches the notebook: with ``np.random.seed(2023)`` immediately before ``generate_data()``
+(or ``rng=np.random.RandomState(2023)``) the 100 sequences, the vocabulary
+{'a': 0, 'b': 1, 'EOS': 2, 'UNK': 3}, the 80/10/10 split and the one-hot shapes are the
+notebook's. One difference: the vocabulary is a dict whose misses return the UNK index
+without inserting the word (the notebook's ``defaultdict`` grows on every miss and holds
+a lambda, so it cannot be pickled).
+"""
+
+from collections import Counter
+
+import numpy as np
+
+SEED = 2023
+UNK = "UNK"
+EOS = "EOS"
+
+
+class Vocab(dict):
+    """A dict that answers ``default`` for missing keys and leaves itself unchanged."""
+
+    def __init__(self, items=(), default=None):
+        super().__init__(items)
+        self.default = default
+
+    def __missing__(self, key):
+        return self.default
+
+    def __reduce__(self):
+        return Vocab, (dict(self), self.default)
+
+
+def generate_data(num_seq=100, rng=None):
+    """``num_seq`` sequences ['a']*n + ['b']*n + ['EOS'], n = randint(1, 12).
+
+    ``rng`` is a ``np.random.RandomState``; None draws from the global ``np.random``
+    stream as the notebook does (it calls ``np.random.seed(2023)`` just before).
+    """
+    draw = np.random if rng is None else rng
+    samples = []
+    for _ in range(num_seq):
+        n = draw.randint(1, 12)
+        samples.append(["a"] * n + ["b"] * n + [EOS])
+    return samples
+
+
+def seqs_to_dicts(sequences):
+    """Vocabulary by descending frequency (ties keep first-seen order) plus UNK.
+
+    Returns word_to_idx, idx_to_word, num_sentences, vocab_size, as the notebook.
+    """
+    counts = Counter(word for sequence in sequences for word in sequence)
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: -item[1])] + [UNK]
+    vocab_size = len(words)
+    word_to_idx = Vocab(((w, i) for i, w in enumerate(words)), default=vocab_size - 1)
+    idx_to_word = Vocab(enumerate(words), default=UNK)
+    return word_to_idx, idx_to_word, len(sequences), vocab_size
+
+
+class SequenceDataset:
+    """Parallel lists of input and target sequences; item i is (inputs[i], targets[i])."""
+
+    def __init__(self, inputs, targets):
+        self.inputs = inputs
+        self.targets = targets
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        return self.inputs[index], self.targets[index]
+
+
+def create_datasets(sequences, p_train=0.8, p_val=0.1, p_test=0.1, dataset_class=SequenceDataset):
+    """Train / validation / test in sequence order; targets are the inputs shifted by one.
+
+    As the notebook: train = first int(N*p_train), validation the next int(N*p_val),
+    test the last int(N*p_test) (so the parts may overlap if the fractions exceed 1;
+    the test part is empty, not the whole list, when int(N*p_test) is 0).
+    """
+    n = len(sequences)
+    num_train, num_val, num_test = int(n * p_train), int(n * p_val), int(n * p_test)
+    parts = (
+        sequences[:num_train],
+        sequences[num_train : num_train + num_val],
+        sequences[-num_test:] if num_test else [],
+    )
+    return tuple(dataset_class([s[:-1] for s in part], [s[1:] for s in part]) for part in parts)
+
+
+def one_hot_encode(idx, vocab_size):
+    """Vector of length ``vocab_size`` with a 1.0 at ``idx``."""
+    one_hot = np.zeros(vocab_size)
+    one_hot[idx] = 1.0
+    return one_hot
+
+
+def one_hot_encode_sequence(sequence, vocab_size, word_to_idx):
+    """Array (len(sequence), vocab_size, 1): one column vector per word."""
+    encoding = np.array([one_hot_encode(word_to_idx[w], vocab_size) for w in sequence])
+    return encoding.reshape(len(sequence), vocab_size, 1)
+
+
+def encode_pairs(dataset, vocab_size, word_to_idx):
+    """One-hot (inputs, targets) arrays for every item of ``dataset``, in order."""
+    return [
+        (
+            one_hot_encode_sequence(x, vocab_size, word_to_idx),
+            one_hot_encode_sequence(y, vocab_size, word_to_idx),
+        )
+        for x, y in dataset
+    ]
