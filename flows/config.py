@@ -253,6 +253,40 @@ class AirlineConfig(Section):
     train: AirlineTrain = AirlineTrain()
 
 
+class ToyData(Section):
+    num_seq: int = Field(100, ge=3, description="a^n b^n EOS sequences, n uniform in 1..11")
+    p_train: float = Field(0.8, gt=0, lt=1)
+    p_val: float = Field(0.1, gt=0, lt=1)
+    p_test: float = Field(0.1, gt=0, lt=1)
+
+
+class FundamentalsTrain(TrainConfig):
+    kinds: list[Literal["numpy_rnn", "numpy_lstm", "torch_lstm"]] = [
+        "numpy_rnn",
+        "numpy_lstm",
+        "torch_lstm",
+    ]
+    hidden: int = Field(50, ge=1)
+    numpy_rnn_epochs: int = Field(2000, ge=1)
+    numpy_rnn_lr: float = Field(3e-4, gt=0)
+    numpy_lstm_epochs: int = Field(500, ge=1)
+    numpy_lstm_lr: float = Field(0.1, gt=0)
+    torch_epochs: int = Field(500, ge=1)
+    torch_lr: float = Field(3e-4, gt=0, description="Adam")
+    notebook_gradients: bool = Field(
+        True,
+        description="the notebook's NumPy backward passes, quirks included (its graded "
+        "values need them); false = the exact gradients",
+    )
+
+
+class FundamentalsConfig(Section):
+    pipeline: Literal["fundamentals"] = "fundamentals"
+    profile: str = "parity"
+    data: ToyData = ToyData()
+    train: FundamentalsTrain = FundamentalsTrain()
+
+
 PROFILES: dict[str, dict[str, dict]] = {
     "word2vec": {
         "parity": {},
@@ -335,7 +369,14 @@ PROFILES["airline"] = {
     },
 }
 
+PROFILES["fundamentals"] = {
+    "parity": {},
+    "quick": {"train": {"numpy_rnn_epochs": 30, "numpy_lstm_epochs": 10, "torch_epochs": 10}},
+    "best": {"train": {"notebook_gradients": False}},
+}
+
 CONFIGS = {
+    "fundamentals": FundamentalsConfig,
     "word2vec": Word2VecConfig,
     "seq2seq": Seq2SeqConfig,
     "charlm": CharLMConfig,

@@ -38,6 +38,11 @@ def get(name: str) -> Pipeline:
 
         metric, direction = c.PRIMARY_METRIC
         return Pipeline(name, c.charlm, c.fingerprint, c.score, metric, direction)
+    if name == "fundamentals":
+        from flows import fundamentals as f
+
+        metric, direction = f.PRIMARY_METRIC
+        return Pipeline(name, f.fundamentals, f.fingerprint, f.score, metric, direction)
     if name == "airline":
         from flows import airline as a
 
@@ -46,4 +51,4 @@ def get(name: str) -> Pipeline:
     raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
 
 
-NAMES = ("word2vec", "seq2seq", "charlm", "airline")
+NAMES = ("word2vec", "seq2seq", "charlm", "fundamentals", "airline")

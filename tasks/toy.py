@@ -1,4 +1,4 @@
-"""The "a^n b^n EOS" toy data of Laboratorio 3 (pure functions, no Prefect).
+"""The "a^n b^n EOS" toy data of Laboratorio 3 (pure functions, and the stage writing it).
 
 Matches the notebook: with ``np.random.seed(2023)`` immediately before ``generate_data()``
 (or ``rng=np.random.RandomState(2023)``) the 100 sequences, the vocabulary
@@ -11,6 +11,8 @@ a lambda, so it cannot be pickled).
 from collections import Counter
 
 import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 SEED = 2023
 UNK = "UNK"
@@ -111,3 +113,60 @@ def encode_pairs(dataset, vocab_size, word_to_idx):
         )
         for x, y in dataset
     ]
+
+
+# --- the data stage --------------------------------------------------------------------------
+
+
+def split_table(sequences, cfg):
+    """(pyarrow table split/tokens, word_to_idx, idx_to_word) of the notebook's split."""
+    import pyarrow as pa
+
+    word_to_idx, idx_to_word, _, _ = seqs_to_dicts(sequences)
+    parts = create_datasets(sequences, cfg.p_train, cfg.p_val, cfg.p_test)
+    rows = {"split": [], "inputs": [], "targets": []}
+    for name, part in zip(("train", "val", "test"), parts, strict=True):
+        for x, y in part:
+            rows["split"].append(name)
+            rows["inputs"].append(list(x))
+            rows["targets"].append(list(y))
+    return pa.table(rows), word_to_idx, idx_to_word
+
+
+@task(name="sequences", cache_policy=NO_CACHE)
+def make_sequences(pipeline: str, cfg, seed: int):
+    """The notebook's toy data -> sequences.parquet (split, inputs, targets) + vocab.json."""
+    import json
+    import sys
+
+    from tasks.stage import run_stage, write_table
+
+    def build(out):
+        sequences = generate_data(cfg.num_seq, np.random.RandomState(seed))
+        table, _, idx_to_word = split_table(sequences, cfg)
+        write_table(table, out / "sequences.parquet")
+        (out / "vocab.json").write_text(
+            json.dumps([idx_to_word[i] for i in range(len(idx_to_word))])
+        )
+        counts = {s: table.column("split").to_pylist().count(s) for s in ("train", "val", "test")}
+        return {"sequences": cfg.num_seq, "vocab_size": len(idx_to_word), **counts}
+
+    return run_stage(pipeline, "sequences", inputs={}, params={**cfg.model_dump(), "seed": seed},
+                     code=(sys.modules[__name__],), libs=("numpy", "pyarrow"),
+                     build=build)  # fmt: skip
+
+
+def read_sequences(stage) -> tuple[dict, dict, dict]:
+    """(split -> list of (inputs, targets) token lists, word_to_idx, idx_to_word)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    words = json.loads(stage.file("vocab.json").read_text())
+    word_to_idx = Vocab(((w, i) for i, w in enumerate(words)), default=len(words) - 1)
+    idx_to_word = Vocab(enumerate(words), default=UNK)
+    t = pq.read_table(stage.file("sequences.parquet")).to_pydict()
+    parts = {"train": [], "val": [], "test": []}
+    for split, x, y in zip(t["split"], t["inputs"], t["targets"], strict=True):
+        parts[split].append((x, y))
+    return parts, word_to_idx, idx_to_word

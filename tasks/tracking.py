@@ -93,6 +93,15 @@ def log_metrics(run_id: str, metrics: dict, step: int = 0) -> None:
     client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
+def log_history(run_id: str, series: dict[str, list[float]]) -> None:
+    """Per-epoch values (step = epoch index) in batches of 1,000 (MLflow's limit)."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, step) for k, vals in series.items()
+               for step, v in enumerate(vals)]  # fmt: skip
+    for i in range(0, len(metrics), 1000):
+        client().log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
 def log_json(run_id: str, obj, name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name

@@ -1,0 +1,119 @@
+"""Laboratorio 3's fundamentals as a pipeline: the toy a^n b^n sequences, the NumPy RNN and
+LSTM written from scratch and the PyTorch LSTM, one MLflow child run each.
+
+sequences (Parquet) -> numpy_rnn | numpy_lstm | torch_lstm: train, losses, predictions
+"""
+
+import hashlib
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+
+from flows.config import FundamentalsConfig, flatten, load_config  # noqa: E402
+from tasks import records, tracking  # noqa: E402
+from tasks.fundamentals_train import build, one_hot_pairs  # noqa: E402
+from tasks.stage import run_logger  # noqa: E402
+from tasks.toy import make_sequences, read_sequences  # noqa: E402
+
+PIPELINE = "fundamentals"
+PRIMARY_METRIC = ("test_loss", "min")
+EPOCHS = {"numpy_rnn": "numpy_rnn_epochs", "numpy_lstm": "numpy_lstm_epochs",
+          "torch_lstm": "torch_epochs"}  # fmt: skip
+LOSS_NOTE = {
+    "numpy": "loss = summed cross-entropy over the steps / 4, the notebook's NumPy loss",
+    "torch": "loss = mean cross-entropy per step (nn.CrossEntropyLoss), the notebook's",
+}
+
+
+def fingerprint(config: FundamentalsConfig) -> str:
+    """Generated data: its parameters and seed are the data."""
+    parts = [config.data.model_dump(), config.train.seed]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def loss_figure(kind: str, train: list[float], val: list[float]):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(train, "r", label="training")
+    ax.plot(val, "b", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(kind)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def predictions_markdown(model, tokens: list, pairs: list, idx_to_word) -> str:
+    lines = ["| input | target | predicted |", "|---|---|---|"]
+    for (x_words, y_words), (x, _) in zip(tokens, pairs, strict=True):
+        pred = [idx_to_word[i] for i in model.predict(x)]
+        lines.append(f"| {' '.join(x_words)} | {' '.join(y_words)} | {' '.join(pred)} |")
+    return "\n".join(lines) + "\n"
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent: str) -> dict:
+    cfg = config.train
+    model = build(kind, len(idx_to_word), cfg, np.random.RandomState(cfg.seed))
+    note = LOSS_NOTE["torch" if kind == "torch_lstm" else "numpy"]
+    if kind != "torch_lstm":
+        grads = "the notebook's" if cfg.notebook_gradients else "exact"
+        note += f"; {grads} gradients"
+    params = {"model.kind": kind, "epochs": getattr(cfg, EPOCHS[kind]), **flatten(cfg)}
+    tags = {"model.kind": kind, "mlflow.note.content": note}
+    with tracking.child_run(parent, PIPELINE, kind, params, tags) as run_id:
+        train_loss, val_loss = model.train(pairs["train"], pairs["val"])
+        tracking.log_history(run_id, {"train_loss": train_loss, "val_loss": val_loss})
+        final = {"train_loss": train_loss[-1], "val_loss": val_loss[-1],
+                 "test_loss": model.loss(pairs["test"])}  # fmt: skip
+        tracking.log_metrics(run_id, final, step=len(train_loss))
+        fig = loss_figure(kind, train_loss, val_loss)
+        tracking.log_figure(run_id, fig, "loss.png")
+        plt.close(fig)
+        md = predictions_markdown(model, parts["test"], pairs["test"], idx_to_word)
+        tracking.log_text(run_id, md, "predictions.md")
+    run_logger().info("%s: train %.4f, val %.4f, test %.4f", kind, *final.values())
+    return {"kind": kind, "run_id": run_id, **final}
+
+
+@flow(name=PIPELINE)
+def fundamentals(
+    config: FundamentalsConfig | None = None,
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+) -> str:
+    """Returns the parent MLflow run id."""
+    if config is None:
+        config = load_config(PIPELINE, profile or "parity", overrides or [])
+    tags = {"prefect_flow_run_id": flow_run.get_id() or "none",
+            "data_fingerprint": fingerprint(config)}  # fmt: skip
+    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+        seqs = make_sequences(PIPELINE, config.data, config.train.seed)
+        tracking.log_stages(run_id, [seqs])
+        parts, word_to_idx, idx_to_word = read_sequences(seqs)
+        pairs = one_hot_pairs(parts, word_to_idx)
+        metrics = {"vocab_size": len(word_to_idx), **{f"{k}_sequences": len(v)
+                                                       for k, v in parts.items()}}  # fmt: skip
+        tracking.log_metrics(run_id, metrics)
+        results = [train_model(k, parts, pairs, idx_to_word, config, run_id)
+                   for k in config.train.kinds]  # fmt: skip
+        for r in results:
+            metrics |= {f"{m}.{r['kind']}": r[m] for m in ("train_loss", "val_loss", "test_loss")}
+        tracking.log_metrics(run_id, metrics)
+        record = records.pipeline_record(PIPELINE, config.profile, run_id,
+                                         tracking.run_link(run_id), [seqs], metrics)  # fmt: skip
+        records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+    return run_id
+
+
+def score(config: FundamentalsConfig, version) -> float:
+    raise NotImplementedError(
+        "fundamentals trains on generated toy data and registers no model: nothing to retrain"
+    )
