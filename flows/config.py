@@ -345,17 +345,18 @@ PROFILES["charlm"] = {
     },
     "best": {
         "data": {"notebook_text": False},
-        "windows": {"split": "chapters", "length": 128, "stride": 64},
+        # sized for 2 CPU cores (~25 min): a GRU is ~25% faster than an LSTM of the same width
+        "windows": {"split": "chapters", "length": 128, "stride": 128},
         "train": {
-            "kinds": ["lstm"],
-            "hidden": 512,
+            "kinds": ["gru"],
+            "hidden": 256,
             "n_layers": 2,
-            "dropout": 0.2,
+            "dropout": 0.1,
             "optimizer": "adamw",
-            "lr": 2e-3,
+            "lr": 3e-3,
             "weight_decay": 0.01,
-            "batch_size": 128,
-            "epochs": 10,
+            "batch_size": 32,
+            "epochs": 8,
         },
     },
 }
