@@ -112,3 +112,26 @@ def test_incoming_text_not_utf8_names_the_file(data_dir):
     with pytest.raises(TextFormatError, match="latin1.txt: not UTF-8.*save it as UTF-8"):
         ingest_book.fn("charlm", "quijote", "2000-0.txt", [bad])
     assert bad.exists()
+
+
+def test_chapter_split_on_the_full_book(data_dir):
+    """The best profile's split on the real text: whole chapters held out, no test text inside
+    any training window."""
+    from flows.config import load_config
+
+    cfg = load_config("charlm", "best")
+    book = ingest_book.fn("charlm", "quijote", "2000-0.txt")
+    vocab, chaps = read_chars(encode_chars.fn("charlm", book, cfg.data.notebook_text))
+    train, test = split_windows(chaps, cfg.windows)
+    width = cfg.windows.length + 1
+    held = [
+        c for i, c in enumerate(chaps) if i % cfg.windows.test_every == cfg.windows.test_every - 1
+    ]
+    assert len(test) == sum(
+        len(c) - width > 0 and len(range(0, len(c) - width, width)) for c in held
+    )
+    text = "".join(vocab[i] for w in train for i in w)
+    step = max(1, len(test) // 200)
+    for w in test[::step]:
+        assert "".join(vocab[i] for i in w) not in text
+    assert 0.05 < len(test) * width / (len(train) * width + len(test) * width) < 0.2
