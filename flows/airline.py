@@ -16,9 +16,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
 
-from flows.config import AirlineConfig, flatten, load_config  # noqa: E402
+from flows.config import AirlineConfig, flatten  # noqa: E402
+from flows.pipelines import resolve, run_tags  # noqa: E402
 from models.forecaster import LSTMForecaster  # noqa: E402
 from tasks import records, tracking  # noqa: E402
 from tasks.forecast_train import predict, train_forecaster  # noqa: E402
@@ -121,11 +121,9 @@ def airline(
     overrides: list[str] | None = None,
 ) -> str:
     """Returns the MLflow run id."""
-    if config is None:
-        config = load_config(PIPELINE, profile or "parity", overrides or [])
+    config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
-    tags = {"prefect_flow_run_id": flow_run.get_id() or "none",
-            "data_fingerprint": fingerprint(config)}  # fmt: skip
+    tags = run_tags(fingerprint(config))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         series = ingest_series(PIPELINE, d.dataset, d.file, d.expected_rows)
         wins = window_series(PIPELINE, series, config.windows)

@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
 
-from flows.config import CharLMConfig, flatten, load_config  # noqa: E402
+from flows.config import CharLMConfig, flatten  # noqa: E402
+from flows.pipelines import resolve, run_tags  # noqa: E402
 from tasks import records, tracking  # noqa: E402
 from tasks.charlm_train import continue_text, perplexity, train_charlm  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
@@ -112,13 +112,11 @@ def charlm(
     overrides: list[str] | None = None,
 ) -> str:
     """Returns the parent MLflow run id."""
-    if config is None:
-        config = load_config(PIPELINE, profile or "parity", overrides or [])
+    config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
     new_texts = incoming(config)
     data_fp = fingerprint(config)
-    tags = {"prefect_flow_run_id": flow_run.get_id() or "none", "data_fingerprint": data_fp,
-            "incoming_files": len(new_texts)}  # fmt: skip
+    tags = run_tags(data_fp, incoming_files=len(new_texts))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         book = ingest_book(PIPELINE, d.dataset, d.file, new_texts)
         chars = encode_chars(PIPELINE, book, d.notebook_text)

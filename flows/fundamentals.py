@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
 
-from flows.config import FundamentalsConfig, flatten, load_config  # noqa: E402
+from flows.config import FundamentalsConfig, flatten  # noqa: E402
+from flows.pipelines import resolve, run_tags  # noqa: E402
 from tasks import records, tracking  # noqa: E402
 from tasks.fundamentals_train import build, one_hot_pairs  # noqa: E402
 from tasks.stage import run_logger  # noqa: E402
@@ -90,10 +90,8 @@ def fundamentals(
     overrides: list[str] | None = None,
 ) -> str:
     """Returns the parent MLflow run id."""
-    if config is None:
-        config = load_config(PIPELINE, profile or "parity", overrides or [])
-    tags = {"prefect_flow_run_id": flow_run.get_id() or "none",
-            "data_fingerprint": fingerprint(config)}  # fmt: skip
+    config = resolve(PIPELINE, config, profile, overrides)
+    tags = run_tags(fingerprint(config))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         seqs = make_sequences(PIPELINE, config.data, config.train.seed)
         tracking.log_stages(run_id, [seqs])

@@ -1,12 +1,16 @@
 """What the CLI, retraining and deployments need to know of each pipeline.
 
-A new pipeline plugs in with one entry here: its flow, how to fingerprint its input data, how
-to score a registered model version on fixed evaluation data, and its primary metric.
+A new pipeline plugs in with one entry in MODULES: a module `flows/<name>.py` holding the flow
+`<name>(config=...)`, `fingerprint(config)` (its input data), `score(config, version)` (a
+registered model version on fixed evaluation data) and PRIMARY_METRIC.
 """
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+NAMES = ("word2vec", "seq2seq", "charlm", "fundamentals", "airline")
 
 
 @dataclass(frozen=True)
@@ -23,32 +27,25 @@ class Pipeline:
 
 
 def get(name: str) -> Pipeline:
-    if name == "word2vec":
-        from flows import word2vec as w
-
-        metric, direction = w.PRIMARY_METRIC
-        return Pipeline(name, w.word2vec, w.fingerprint, w.score, metric, direction)
-    if name == "seq2seq":
-        from flows import seq2seq as s
-
-        metric, direction = s.PRIMARY_METRIC
-        return Pipeline(name, s.seq2seq, s.fingerprint, s.score, metric, direction)
-    if name == "charlm":
-        from flows import charlm as c
-
-        metric, direction = c.PRIMARY_METRIC
-        return Pipeline(name, c.charlm, c.fingerprint, c.score, metric, direction)
-    if name == "fundamentals":
-        from flows import fundamentals as f
-
-        metric, direction = f.PRIMARY_METRIC
-        return Pipeline(name, f.fundamentals, f.fingerprint, f.score, metric, direction)
-    if name == "airline":
-        from flows import airline as a
-
-        metric, direction = a.PRIMARY_METRIC
-        return Pipeline(name, a.airline, a.fingerprint, a.score, metric, direction)
-    raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
+    if name not in NAMES:
+        raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
+    m = importlib.import_module(f"flows.{name}")
+    metric, direction = m.PRIMARY_METRIC
+    return Pipeline(name, getattr(m, name), m.fingerprint, m.score, metric, direction)
 
 
-NAMES = ("word2vec", "seq2seq", "charlm", "fundamentals", "airline")
+def resolve(pipeline: str, config, profile: str | None, overrides: list[str] | None):
+    """A flow's config: the one given, else `profile` (default parity) with `overrides`."""
+    if config is not None:
+        return config
+    from flows.config import load_config
+
+    return load_config(pipeline, profile or "parity", overrides or [])
+
+
+def run_tags(data_fingerprint: str, **extra) -> dict:
+    """Tags every pipeline run carries: its Prefect flow run and what data it trains on."""
+    from prefect.runtime import flow_run
+
+    return {"prefect_flow_run_id": flow_run.get_id() or "none",
+            "data_fingerprint": data_fingerprint, **extra}  # fmt: skip

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
-from flows.config import Seq2SeqConfig, flatten, load_config
+from flows.config import Seq2SeqConfig, flatten
+from flows.pipelines import resolve, run_tags
 from models.seq2seq import Seq2Seq, count_parameters
 from tasks import records, tracking
 from tasks.seq2seq_train import corpus_bleu, detokenize, evaluate_loss, fit, translate_ids
@@ -123,11 +123,9 @@ def seq2seq(
     overrides: list[str] | None = None,
 ) -> str:
     """Returns the MLflow run id."""
-    if config is None:
-        config = load_config(PIPELINE, profile or "parity", overrides or [])
+    config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
-    tags = {"prefect_flow_run_id": flow_run.get_id() or "none",
-            "data_fingerprint": fingerprint(config)}  # fmt: skip
+    tags = run_tags(fingerprint(config))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         rows = ingest_parallel(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
         tokens = tokenize_parallel(PIPELINE, rows, config.tokenize)

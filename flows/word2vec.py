@@ -6,9 +6,9 @@ ingest -> tokenize -> vocab -> drop rare tokens -> sliding-window pairs (Parquet
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
-from flows.config import Word2VecConfig, flatten, load_config
+from flows.config import Word2VecConfig, flatten
+from flows.pipelines import resolve, run_tags
 from tasks import records, tracking
 from tasks.data import data_fingerprint, incoming_files, ingest_csv
 from tasks.evaluation import evaluate_task, score_embeddings
@@ -36,15 +36,11 @@ def word2vec(
 ) -> str:
     """Returns the MLflow run id. Give a whole `config`, or a `profile` name plus `--set`-style
     `overrides` (what deployments do); neither = the parity profile."""
-    if config is None:
-        config = load_config(PIPELINE, profile or "parity", overrides or [])
+    config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
     incoming = incoming_files(PIPELINE) if d.incoming else []
-    tags = {
-        "prefect_flow_run_id": flow_run.get_id() or "none",
-        "data_fingerprint": data_fingerprint(d.dataset, d.file, d.limit_rows, incoming),
-        "incoming_files": len(incoming),
-    }
+    data_fp = data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
+    tags = run_tags(data_fp, incoming_files=len(incoming))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming)
         tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
