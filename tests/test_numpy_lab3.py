@@ -16,10 +16,17 @@ from models import numpy_lstm as lstm
 from models import numpy_rnn as rnn
 from tasks import toy
 
-torch.set_num_threads(1)
-
 SEED = 2023
 HIDDEN = 50
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: extra intra-op threads only contend; restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # -- jhwutils.checkarr, reimplemented ---------------------------------------------------
