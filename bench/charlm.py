@@ -7,9 +7,12 @@ seqflow:  CharLM(kind): input projections of all steps in one product, the recur
           hand-written backward (models/recurrence.py), the output layer once.
 torch.nn: CharLM("rnn" | "lstm" | "gru"), the library layers.
 
-Training step = forward, cross-entropy, backward, clip at 1, Adadelta, on the parity windows
-(batch 1024 of 32 + 1 characters of Don Quijote, hidden 32). Before timing, checks that the
-notebook formulation and seqflow give the same loss and gradients on the same parameters.
+Two measures on the parity windows (batch 1024 of 32 + 1 characters of Don Quijote, hidden 32):
+the recurrent layer alone (forward + backward, the issue's target: seqflow's cells >= 2x the
+notebook's formulation) and a whole training step (forward, cross-entropy, backward, clip at
+1, Adadelta: the one-hot input, the output layer and the optimizer cost the same on all
+sides). Before timing, checks that the notebook formulation and seqflow give the same loss
+and gradients on the same parameters. --batch sets the batch size (the notebook's: 1024).
 Writes bench/out/charlm.json. On a CUDA machine pass --device cuda.
 """
 
@@ -72,6 +75,29 @@ def train_speed(model, logits_fn, batches, device) -> float:
     return sum(b[:, 1:].numel() for b in batches) / (time.perf_counter() - start)
 
 
+def cell_speed(kind: str, formulation: str, x: torch.Tensor, reps: int) -> float:
+    """Characters per second of the recurrent layer alone: forward and backward of a fixed
+    linear function of its outputs (what the output layer would pass back)."""
+    torch.manual_seed(0)
+    model = CharLM(34, kind if formulation == "torch.nn" else f"{kind}_scratch", hidden=32)
+    model = model.to(x.device)
+    layer = model.rnn if formulation == "torch.nn" else model.cells[0]
+    weights = torch.randn(x.shape[0], x.shape[1], 32, device=x.device)
+
+    def run():
+        out = step_reference(layer, x)[0] if formulation == "notebook" else layer(x)[0]
+        (out * weights).sum().backward()
+
+    run()
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(reps):
+        run()
+    sync()
+    return reps * x.shape[0] * x.shape[1] / (time.perf_counter() - start)
+
+
 def same_function(kind: str, batch, device) -> float:
     """Largest gap between the two formulations' loss and gradients (float64)."""
     torch.manual_seed(0)
@@ -97,10 +123,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per model")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=1024)
     args = ap.parse_args()
     device = torch.device(args.device)
     train = torch.from_numpy(parity_windows().astype(np.int64))
-    batches = [train[i * 1024 : (i + 1) * 1024].to(device) for i in range(args.steps)]
+    bs = args.batch
+    batches = [train[i * bs : (i + 1) * bs].to(device) for i in range(args.steps)]
     rows = {}
     for kind in CELLS:
         gap = same_function(kind, batches[0][:64], device)
@@ -111,7 +139,11 @@ def main() -> None:
             torch.manual_seed(0)
             model = CharLM(34, model_kind, hidden=32).to(device)
             speeds[name] = train_speed(model, fn, batches, device)
+        x = F.one_hot(batches[0][:, :-1], 34).float()
+        cells = {f: cell_speed(kind, f, x, args.steps) for f in ("notebook", "seqflow", "torch.nn")}
         rows[kind] = {
+            "cell_chars_per_sec": cells,
+            "cell_seqflow_vs_notebook": cells["seqflow"] / cells["notebook"],
             "chars_per_sec": speeds,
             "seqflow_vs_notebook": speeds["seqflow"] / speeds["notebook"],
             "seqflow_vs_torch_nn": speeds["seqflow"] / speeds["torch.nn"],
@@ -123,13 +155,13 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, device {device}",
         "date": time.strftime("%Y-%m-%d"),
         "steps": args.steps,
-        "batch": [1024, 33],
+        "batch": [bs, 33],
         "hidden": 32,
         "cells": rows,
     }
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / f"charlm-{device.type}.json").write_text(json.dumps(result, indent=2))
+    (out / f"charlm-{device.type}-batch{bs}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
