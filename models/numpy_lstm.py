@@ -22,6 +22,7 @@ import numpy as np
 from models.numpy_rnn import (
     clip_gradient_norm,
     init_orthogonal,
+    sgd_epochs,
     sigmoid,
     softmax,
     tanh,
@@ -133,23 +134,8 @@ def train_lstm(
     Returns (params, training_loss, validation_loss) with one entry per epoch.
     """
     zeros = np.zeros((params[0].shape[0], 1))
-    training_loss, validation_loss = [], []
-    for epoch in range(num_epochs):
-        epoch_val = 0
-        for x, y in val_pairs:
-            states = forward(x, zeros, zeros, params)
-            loss, _ = backward(*states, y, params, notebook=notebook)
-            epoch_val += loss
-        epoch_train = 0
-        for x, y in train_pairs:
-            states = forward(x, zeros, zeros, params)
-            loss, grads = backward(*states, y, params, notebook=notebook)
-            if np.isnan(loss):
-                raise ValueError("loss is NaN")
-            params = update_parameters(params, grads, lr=lr)
-            epoch_train += loss
-        training_loss.append(float(epoch_train / len(train_pairs)))
-        validation_loss.append(float(epoch_val / len(val_pairs)))
-        if on_epoch is not None:
-            on_epoch(epoch, training_loss[-1], validation_loss[-1])
-    return params, training_loss, validation_loss
+
+    def loss_and_grads(x, y):
+        return backward(*forward(x, zeros, zeros, params), y, params, notebook=notebook)
+
+    return sgd_epochs(params, train_pairs, val_pairs, num_epochs, lr, loss_and_grads, on_epoch)

@@ -132,20 +132,28 @@ def train_rnn(
     Returns (params, training_loss, validation_loss) with one entry per epoch.
     """
     h0 = np.zeros((params[0].shape[0], 1))
+
+    def loss_and_grads(x, y):
+        outputs, hidden_states = forward_pass(x, h0, params)
+        return backward_pass(x, outputs, hidden_states, y, params, notebook=notebook)
+
+    return sgd_epochs(params, train_pairs, val_pairs, num_epochs, lr, loss_and_grads, on_epoch)
+
+
+def sgd_epochs(params, train_pairs, val_pairs, num_epochs, lr, loss_and_grads, on_epoch=None):
+    """The notebook's epoch loop, shared by the NumPy RNN and LSTM: each epoch, the summed
+    validation loss first (no update), then one SGD step per training pair in order; both
+    sums divided by their number of pairs. ``loss_and_grads(x, y)`` uses the current
+    ``params`` (updated in place). Returns (params, training_loss, validation_loss)."""
     training_loss, validation_loss = [], []
     for epoch in range(num_epochs):
-        epoch_val = 0
-        for x, y in val_pairs:
-            outputs, hidden_states = forward_pass(x, h0, params)
-            loss, _ = backward_pass(x, outputs, hidden_states, y, params, notebook=notebook)
-            epoch_val += loss
+        epoch_val = sum(loss_and_grads(x, y)[0] for x, y in val_pairs)
         epoch_train = 0
         for x, y in train_pairs:
-            outputs, hidden_states = forward_pass(x, h0, params)
-            loss, grads = backward_pass(x, outputs, hidden_states, y, params, notebook=notebook)
+            loss, grads = loss_and_grads(x, y)
             if np.isnan(loss):
                 raise ValueError("loss is NaN")
-            params = update_parameters(params, grads, lr=lr)
+            update_parameters(params, grads, lr=lr)
             epoch_train += loss
         training_loss.append(float(epoch_train / len(train_pairs)))
         validation_loss.append(float(epoch_val / len(val_pairs)))

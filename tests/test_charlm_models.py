@@ -20,13 +20,7 @@ from models.charlm import (
 CELLS = [RNNScratch, LSTMScratch, GRUScratch]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: extra intra-op threads only contend for busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cell(cls, n_in, n_hid, reset_after=False):
