@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.charlm_kinds import KINDS
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -172,27 +174,7 @@ class CharWindows(Section):
 
 class CharLMTrain(TrainConfig):
     epochs: int = Field(100, ge=1)
-    kinds: list[
-        Literal[
-            "rnn_scratch",
-            "lstm_scratch",
-            "gru_scratch",
-            "rnn",
-            "lstm",
-            "gru",
-            "lstm_deep",
-            "lstm_bidir",
-        ]
-    ] = [
-        "rnn_scratch",
-        "lstm_scratch",
-        "gru_scratch",
-        "rnn",
-        "lstm",
-        "gru",
-        "lstm_deep",
-        "lstm_bidir",
-    ]
+    kinds: list[Literal[KINDS]] = list(KINDS)
     hidden: int = Field(32, ge=1)
     n_layers: int = Field(1, ge=1, description="layers of the plain kinds (lstm_deep: 2)")
     dropout: float = Field(0.0, ge=0, lt=1)

@@ -102,9 +102,10 @@ def fundamentals(
         tracking.log_metrics(run_id, metrics)
         results = [train_model(k, parts, pairs, idx_to_word, config, run_id)
                    for k in config.train.kinds]  # fmt: skip
-        for r in results:
-            metrics |= {f"{m}.{r['kind']}": r[m] for m in ("train_loss", "val_loss", "test_loss")}
-        tracking.log_metrics(run_id, metrics)
+        per_model = {f"{m}.{r['kind']}": r[m] for r in results
+                     for m in ("train_loss", "val_loss", "test_loss")}  # fmt: skip
+        tracking.log_metrics(run_id, per_model)
+        metrics |= per_model
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), [seqs], metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")

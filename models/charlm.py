@@ -24,17 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import recurrence
-
-KINDS = (
-    "rnn_scratch",
-    "lstm_scratch",
-    "gru_scratch",
-    "rnn",
-    "lstm",
-    "gru",
-    "lstm_deep",
-    "lstm_bidir",
-)
+from models.charlm_kinds import KINDS
 
 INIT_STD = 0.01  # the notebook's scratch initialisation: randn * 0.01, zero biases
 

@@ -108,7 +108,7 @@ class Transform:
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """Transformed series, same length; the first `lag` entries are NaN."""
-        z = np.log(y) if self.log else y.astype(np.float64)
+        z = self._z(y.astype(np.float64))
         d = np.full_like(z, np.nan)
         d[self.lag :] = z[self.lag :] - (z[: len(z) - self.lag] if self.lag else 0)
         return (d - self.mean) / self.std

@@ -160,30 +160,27 @@ def get_run(run_id: str):
 
 
 @contextmanager
+def tracked_run(experiment: str, params: dict, tags: dict, name: str):
+    """An MLflow run: FINISHED on success, FAILED (with the reason) on error."""
+    run_id = start_run(experiment, params, tags, run_name=name)
+    try:
+        yield run_id
+    except BaseException as err:
+        end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    end_run(run_id, "FINISHED")
+
+
 def pipeline_run(pipeline: str, profile: str, params: dict, tags: dict | None = None):
-    """One MLflow run per pipeline run: FINISHED on success, FAILED (with the reason) on error."""
+    """One MLflow run per pipeline run (a context manager yielding its id)."""
     all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()}
     all_tags.update(tags or {})
-    run_id = start_run(pipeline, params, all_tags, run_name=f"{pipeline}-{profile}")
-    try:
-        yield run_id
-    except BaseException as err:
-        end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
-        raise
-    end_run(run_id, "FINISHED")
+    return tracked_run(pipeline, params, all_tags, f"{pipeline}-{profile}")
 
 
-@contextmanager
 def child_run(parent_id: str, experiment: str, name: str, params: dict, tags: dict | None = None):
-    """A nested run under `parent_id` (shown under it in the MLflow UI); FAILED on error."""
-    all_tags = {"mlflow.parentRunId": parent_id, **(tags or {})}
-    run_id = start_run(experiment, params, all_tags, run_name=name)
-    try:
-        yield run_id
-    except BaseException as err:
-        end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
-        raise
-    end_run(run_id, "FINISHED")
+    """A nested run under `parent_id` (shown under it in the MLflow UI)."""
+    return tracked_run(experiment, params, {"mlflow.parentRunId": parent_id, **(tags or {})}, name)
 
 
 def log_stages(run_id: str, stages: list) -> int:
