@@ -5,7 +5,7 @@ profiles override a few fields. The same pydantic model is the Prefect flow's pa
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.charlm_kinds import KINDS
 
@@ -240,6 +240,17 @@ class ToyData(Section):
     p_train: float = Field(0.8, gt=0, lt=1)
     p_val: float = Field(0.1, gt=0, lt=1)
     p_test: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _splits_fit(self):
+        """Disjoint, non-empty splits: the notebook's slicing overlaps them past a sum of 1."""
+        if self.p_train + self.p_val + self.p_test > 1 + 1e-9:
+            raise ValueError("data.p_train + p_val + p_test must not exceed 1; lower one")
+        for name in ("p_train", "p_val", "p_test"):
+            if int(self.num_seq * getattr(self, name)) < 1:
+                raise ValueError(f"data.{name} leaves no sequence of {self.num_seq}: raise it "
+                                 "or data.num_seq")  # fmt: skip
+        return self
 
 
 class FundamentalsTrain(TrainConfig):

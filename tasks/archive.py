@@ -147,11 +147,13 @@ def _read_lines(path: Path) -> list[str]:
     """A UTF-8 file's lines without their "\\n" / "\\r\\n"; blank lines at the very end dropped."""
     try:
         # utf-8-sig: a leading byte-order mark is not part of the first line.
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
         raise ArchiveError(
-            f"{path} is not valid UTF-8 (byte {exc.start}); re-download the archive it came "
-            "from, or convert the file to UTF-8."
+            f"{path} is not valid UTF-8 (line {line}, byte {exc.start}); re-download the "
+            "archive it came from, or convert the file to UTF-8."
         ) from exc
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     # The final newline (and Multi30k's extra blank line at the end) is not a sentence.
@@ -163,6 +165,11 @@ def _read_lines(path: Path) -> list[str]:
 def read_parallel(src_path: Path, trg_path: Path) -> list[tuple[str, str]]:
     """The (source, target) sentence pairs of two line-aligned files."""
     src, trg = _read_lines(src_path), _read_lines(trg_path)
+    if not src and not trg:
+        raise ArchiveError(
+            f"{src_path} and {trg_path} hold no sentences: re-download the archive and "
+            "extract it again."
+        )
     if len(src) != len(trg):
         raise ArchiveError(
             f"{src_path} has {len(src)} lines but {trg_path} has {len(trg)}: the two sides of a "

@@ -75,7 +75,13 @@ def read_incoming(path: Path) -> str:
             f"{path}: not UTF-8 (byte {e.start}); save it as UTF-8 text and run again "
             "(the file was left where it is)"
         ) from None
-    return strip_gutenberg(text, str(path)) if START.search(text) else text
+    text = strip_gutenberg(text, str(path)) if START.search(text) else text
+    if not normalize(text).strip():
+        raise TextFormatError(
+            f"{path}: no letter ({KEEP}) in it, so nothing to train on; remove the file or "
+            "replace it with Spanish text (the file was left where it is)"
+        )
+    return text
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
@@ -172,12 +178,26 @@ def split_windows(
     more = [windows(t, width, stride) for t in extra]
     if cfg.split == "parity":
         every = windows(np.concatenate(chaps), width, 1)
+        if len(every) < cfg.n_train + cfg.n_test:
+            raise TextFormatError(
+                f"the text gives {len(every)} windows of {width} characters, fewer than "
+                f"windows.n_train + n_test = {cfg.n_train + cfg.n_test}: lower them or "
+                "windows.length"
+            )
         train, test = every[: cfg.n_train], every[cfg.n_train : cfg.n_train + cfg.n_test]
         return np.concatenate([train, *more]), test
     held = [i % cfg.test_every == cfg.test_every - 1 for i in range(len(chaps))]
     train = [windows(c, width, stride) for c, h in zip(chaps, held, strict=True) if not h]
     test = [windows(c, width, width) for c, h in zip(chaps, held, strict=True) if h]
-    return np.concatenate(train + more), np.concatenate(test)
+    none = np.zeros((0, width), np.int8)
+    train, test = np.concatenate([none, *train, *more]), np.concatenate([none, *test])
+    if not len(train) or not len(test):
+        raise TextFormatError(
+            f"no {'training' if not len(train) else 'test'} window of {width} characters: "
+            f"the chapters are shorter than windows.length + 1 or fewer than "
+            f"windows.test_every = {cfg.test_every}; lower windows.length or test_every"
+        )
+    return train, test
 
 
 @task(name="windows", cache_policy=NO_CACHE)

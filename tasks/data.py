@@ -22,7 +22,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.catalog import DatasetSpec, SourceFile
 from tasks.settings import data_dir, mirror_dir
-from tasks.stage import StageOutput, run_logger, run_stage, sha256_file, write_table
+from tasks.shards import write_shards
+from tasks.stage import StageOutput, run_logger, run_stage, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +178,31 @@ class CsvTable:
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
-    """Read a CSV with a header holding at least `columns`; every record becomes one row."""
-    decoded = decode_utf8(path.read_bytes())
+    """Read a CSV with a header holding at least `columns`; every record becomes one row.
+
+    Quoting is strict: an unclosed quote or text after a closing quote is an error naming the
+    record, never a record that silently swallows the lines after it."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
+        raise DataSourceError(
+            f"{path} looks like UTF-16 (byte-order mark or NUL bytes): save it as UTF-8 and "
+            "run again"
+        )
+    decoded = decode_utf8(raw)
     if decoded.text.startswith("\ufeff"):
         decoded.text = decoded.text[1:]
-    reader = csv.reader(io.StringIO(decoded.text, newline=""))
+    reader = csv.reader(io.StringIO(decoded.text, newline=""), strict=True)
+    try:
+        return _read_records(path, reader, columns, decoded.decode_errors)
+    except csv.Error as err:
+        raise DataSourceError(
+            f"{path}, line {reader.line_num}: {err}. A field holding commas, quotes or line "
+            'breaks must be quoted ("...") with inner quotes doubled (""): fix the quoting '
+            "there"
+        ) from None
+
+
+def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: int) -> CsvTable:
     header = next(reader, None)
     if header is None:
         raise DataSourceError(f"{path} is empty: expected a CSV header with {', '.join(columns)}")
@@ -205,9 +226,9 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
             )
         for c, i in zip(columns, index, strict=True):
             out[c].append(record[i])
-        if decoded.decode_errors and any("\ufffd" in record[i] for i in index):
+        if decode_errors and any("\ufffd" in record[i] for i in index):
             bad_rows.append(number)
-    return CsvTable(out, decoded.decode_errors, bad_rows)
+    return CsvTable(out, decode_errors, bad_rows)
 
 
 # --- the ingest stage ------------------------------------------------------------------------
@@ -292,7 +313,7 @@ def ingest_csv(
             errors += decode_errors
             rows_from[source.name] = table.num_rows
         rows = pa.concat_tables(parts)
-        write_table(rows, out / "rows.parquet")
+        write_shards([rows], out / "rows.parquet")  # row groups = the next stages' shards
         if incoming:
             logger.info("ingest: %s", ", ".join(f"{n}: {r} rows" for n, r in rows_from.items()))
         return {
@@ -308,7 +329,7 @@ def ingest_csv(
         inputs={"source": spec.file(file).sha256}
         | {f"incoming/{p.name}": sha256_file(p) for p in incoming},
         params={"dataset": dataset, "file": file, "limit_rows": limit_rows},
-        code=(sys.modules[__name__],),
+        code=(sys.modules[__name__], sys.modules[write_shards.__module__]),
         libs=("pyarrow",),
         build=build,
     )

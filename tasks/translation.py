@@ -135,6 +135,12 @@ def build_vocabs(pipeline: str, tokens: StageOutput, min_freq: int) -> StageOutp
         stats = {}
         for side in ("src", "trg"):
             vocab = build_vocab_list(table.column(f"{side}_tokens").to_pylist(), min_freq)
+            if len(vocab) == len(SPECIALS):
+                raise ValueError(
+                    f"no {side} token of the train split occurs at least {min_freq} times in "
+                    f"{tokens.path}: lower vocab.min_freq (--set vocab.min_freq=N) or use "
+                    "more pairs (data.limit_train)"
+                )
             (out / f"{side}_vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
             stats[f"{side}_vocab_size"] = len(vocab)
         return stats
