@@ -70,33 +70,69 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """Move alias champion to --version, or one step back with --rollback; both are recorded."""
     import mlflow
 
+    from flows.pipelines import get
     from tasks import tracking
 
+    metric = get(args.pipeline).metric
+    version, reason = args.version, f"manual: seqflow promote --version {args.version}"
+    if args.rollback:
+        version = tracking.rollback_target(tracking.alias_history(args.pipeline))
+        if version is None:
+            print(f"seqflow: {args.pipeline}: nothing to roll back to (no earlier champion in "
+                  f"`seqflow history {args.pipeline}`)", file=sys.stderr)  # fmt: skip
+            return 2
+        reason = "rollback: seqflow promote --rollback"
     try:
-        tracking.promote(
-            args.pipeline, args.version, f"manual: seqflow promote --version {args.version}"
-        )
+        move = tracking.promote(args.pipeline, version, reason, metric, rollback=args.rollback)
     except mlflow.exceptions.MlflowException as err:
         print(
-            f"seqflow: cannot promote {args.pipeline} version {args.version}: {err.message}\n"
-            f"  list the versions in the MLflow UI (seqflow ui) or with `seqflow promote "
-            f"{args.pipeline} --history`",
+            f"seqflow: cannot promote {args.pipeline} version {version}: {err.message}\n"
+            f"  list the versions in the MLflow UI (seqflow ui) or with `seqflow history "
+            f"{args.pipeline}`",
             file=sys.stderr,
         )
         return 2
-    print(f"{args.pipeline}: alias champion -> version {args.version}")
+    print(f"{args.pipeline}: alias champion -> version {version} (was {move['from']})")
     return 0
 
 
+def _score(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def cmd_history(args: argparse.Namespace) -> int:
+    """Every move of alias champion: when, from and to, scores, data, reason."""
     from tasks import tracking
 
-    for move in tracking.alias_history(args.pipeline):
-        print(f"{move['at']}  version {move['version']:>3}  {move['reason']}")
+    moves = tracking.alias_history(args.pipeline)
+    if moves:
+        print(f"{'when':<24} {'from':>4} -> {'to':<4} {'metric':<16} {'from score':>10} "
+              f"{'to score':>10}  {'from data':<12} {'to data':<12} reason")  # fmt: skip
+    for m in moves:
+        print(f"{m['at']:<24} {m['from'] or '-':>4} -> {m['to']:<4} {m['metric'] or '-':<16} "
+              f"{_score(m['from_score']):>10} {_score(m['to_score']):>10}  "
+              f"{(m['from_data'] or '-')[:12]:<12} {(m['to_data'] or '-')[:12]:<12} "
+              f"{m['reason']}")  # fmt: skip
     champ = tracking.champion(args.pipeline)
     print(f"champion now: version {champ.version}" if champ else "no champion yet")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """For a run (the latest by default): each stage, cached or ran, and why."""
+    from tasks.lineage import explain_run
+
+    try:
+        run_id, lines = explain_run(args.pipeline, args.run)
+    except LookupError as err:
+        print(f"seqflow: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.pipeline} run {run_id}")
+    for line in lines:
+        print(f"  {line}")
     return 0
 
 
@@ -180,8 +216,16 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("pipeline", choices=PIPELINES)
     group = pr.add_mutually_exclusive_group(required=True)
     group.add_argument("--version", type=int, help="registered model version")
+    group.add_argument("--rollback", action="store_true", help="back to the previous champion")
     group.add_argument("--history", action="store_true", help="list the alias moves")
     pr.set_defaults(func=lambda a: cmd_history(a) if a.history else cmd_promote(a))
+    hi = sub.add_parser("history", help="every move of alias champion, with scores and data")
+    hi.add_argument("pipeline", choices=PIPELINES)
+    hi.set_defaults(func=cmd_history)
+    ex = sub.add_parser("explain", help="why each stage of a run ran or came from cache")
+    ex.add_argument("pipeline", choices=PIPELINES)
+    ex.add_argument("--run", metavar="RUN_ID", help="an MLflow run id (default: the latest)")
+    ex.set_defaults(func=cmd_explain)
     de = sub.add_parser("deploy", help="register prefect.yaml's deployments with the server")
     de.add_argument("--pool", default="seqflow", help="process work pool (created if missing)")
     de.set_defaults(func=cmd_deploy)

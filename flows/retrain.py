@@ -76,9 +76,11 @@ def retrain(
         new, old = spec.score(config, challenger.version), spec.score(config, champ.version)
         outcome |= {"champion_version": int(champ.version), "metric": spec.metric,
                     "challenger_score": new, "champion_score": old}  # fmt: skip
+        tracking.set_version_score(pipeline, challenger.version, spec.metric, new)
+        tracking.set_version_score(pipeline, champ.version, spec.metric, old)
         if spec.better(new, old):
             reason = f"retrain: {spec.metric} {new:.4f} vs {old:.4f}"
-            tracking.promote(pipeline, challenger.version, reason)
+            tracking.promote(pipeline, challenger.version, reason, metric=spec.metric)
             outcome["decision"] = "promoted"
         else:
             outcome["decision"] = "kept champion"

@@ -31,11 +31,25 @@ def pipeline_record(
             [(s.stage, "yes" if s.cached else "no", f"`{s.key[:12]}`") for s in stages],
         ),
         "",
+        "## Stage keys",
+        "",
+        *_table(("stage", "inputs", "parameters", "code", "libraries"),
+                [_parts_row(s) for s in stages]),  # fmt: skip
+        "",
         "## Metrics",
         "",
         *_table(("metric", "value"), [(k, _fmt(v)) for k, v in metrics.items()]),
     ]
     return "\n".join(lines)
+
+
+def _parts_row(s: StageOutput) -> tuple:
+    p = s.parts
+    inputs = ", ".join(f"{k} `{str(v)[:8]}`" for k, v in p.get("inputs", {}).items())
+    params = ", ".join(f"{k}={v}" for k, v in p.get("params", {}).items())
+    code = ", ".join(f"{f} `{h[:8]}`" for f, h in p.get("code", {}).items())
+    libs = ", ".join(f"{k} {v}" for k, v in p.get("libs", {}).items())
+    return s.stage, inputs, params.replace("|", "\\|"), code, libs
 
 
 def publish(key: str, markdown: str, description: str) -> None:

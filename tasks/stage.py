@@ -1,7 +1,8 @@
 """Stage outputs on disk: a folder of files plus `manifest.json`, keyed by what made them.
 
-A stage's key is a hash of named parts: its inputs' content fingerprints, its parameters, a hash
-of its code and the versions of the libraries that shape its output. The output folder is
+A stage's key is a hash of named parts: its inputs' content fingerprints, its parameters, the
+hashes of its code (its module and the project modules it imports; tasks/lineage.py) and the
+versions of the libraries that shape its output. The output folder is
 `<data>/stages/<pipeline>/<stage>/<key>`; it is built in a temp folder and renamed into place
 with its manifest written last, so a folder with a manifest is complete. A later run with the
 same key verifies the files against the manifest and reuses them (a cache hit).
@@ -9,7 +10,6 @@ same key verifies the files against the manifest and reuses them (a cache hit).
 
 import hashlib
 import importlib.metadata
-import inspect
 import json
 import logging
 import os
@@ -24,6 +24,7 @@ from types import ModuleType
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.lineage import code_parts
 from tasks.settings import data_dir
 
 _fallback = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class StageOutput:
     fingerprint: str
     cached: bool
     stats: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # the named parts of `key` (tasks/lineage.py)
 
     def file(self, name: str) -> Path:
         return Path(self.path) / name
@@ -67,14 +69,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def code_hash(*modules: ModuleType) -> str:
-    digest = hashlib.sha256()
-    for module in sorted(modules, key=lambda m: m.__name__):
-        digest.update(module.__name__.encode())
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:16]
 
 
 def lib_versions(*names: str) -> dict[str, str]:
@@ -122,7 +116,7 @@ def run_stage(
     parts = {
         "inputs": inputs,
         "params": params,
-        "code": code_hash(*code),
+        "code": code_parts(*code),
         "libs": lib_versions(*libs),
     }
     key = stage_key(parts)
@@ -131,7 +125,8 @@ def run_stage(
     manifest = _verify(final) if final.exists() else None
     if manifest is not None:
         run_logger().info("stage %s: cache hit, reusing %s", stage, final)
-        return StageOutput(stage, str(final), key, manifest["fingerprint"], True, manifest["stats"])
+        return StageOutput(stage, str(final), key, manifest["fingerprint"], True,
+                           manifest["stats"], parts)  # fmt: skip
     if final.exists():
         run_logger().warning("stage %s: %s is incomplete or corrupted; rebuilding it", stage, final)
 
@@ -168,7 +163,7 @@ def run_stage(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     run_logger().info("stage %s: computed in %.2fs -> %s", stage, manifest["seconds"], final)
-    return StageOutput(stage, str(final), key, fingerprint, False, stats)
+    return StageOutput(stage, str(final), key, fingerprint, False, stats, parts)
 
 
 def write_table(table: pa.Table, path: Path) -> None:

@@ -6,6 +6,7 @@ where the fluent API's thread-local active run is not the flow's run.
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -71,13 +72,24 @@ def git_commit() -> str:
         return "unknown"
 
 
+# scheme://user:password@host -> scheme://***@host (also a lone user or token before the @)
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(value: str) -> str:
+    """The text with the credentials of every URI in it replaced by ***: params, tags and
+    failure reasons are readable by anyone with access to the tracking store."""
+    return _USERINFO.sub(r"\1***@", value)
+
+
 def start_run(experiment: str, params: dict, tags: dict, run_name: str | None = None) -> str:
     c = client()
-    tags = {k: str(v) for k, v in tags.items()}  # a REST store takes strings only
+    tags = {k: redact(str(v)) for k, v in tags.items()}  # a REST store takes strings only
     run = c.create_run(ensure_experiment(experiment), run_name=run_name, tags=tags)
     run_id = run.info.run_id
     items = [
-        Param(k, json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()
+        Param(k, redact(json.dumps(v) if isinstance(v, list | dict) else str(v)))
+        for k, v in params.items()
     ]
     for i in range(0, len(items), 100):
         c.log_batch(run_id, params=items[i : i + 100])
@@ -85,7 +97,7 @@ def start_run(experiment: str, params: dict, tags: dict, run_name: str | None = 
 
 
 def set_tags(run_id: str, tags: dict) -> None:
-    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client().log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
 
 
 def log_metrics(run_id: str, metrics: dict, step: int = 0) -> None:
@@ -151,7 +163,7 @@ def log_model(
 def end_run(run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
     c = client()
     if reason:
-        c.set_tag(run_id, "failure_reason", reason[:5000])
+        c.set_tag(run_id, "failure_reason", redact(reason)[:5000])
     c.set_terminated(run_id, status=status)
 
 
@@ -166,7 +178,10 @@ def tracked_run(experiment: str, params: dict, tags: dict, name: str):
     try:
         yield run_id
     except BaseException as err:
-        end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        try:
+            end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        except Exception as down:  # the store is gone too: report the first error, not this
+            run_logger().warning("could not mark MLflow run %s FAILED: %s", run_id, down)
         raise
     end_run(run_id, "FINISHED")
 
@@ -184,7 +199,8 @@ def child_run(parent_id: str, experiment: str, name: str, params: dict, tags: di
 
 
 def log_stages(run_id: str, stages: list) -> int:
-    """Stage keys as tags, stage stats as metrics; returns how many were cache hits."""
+    """Stage keys as tags, the parts of each key as artifact `lineage.json` (what `seqflow
+    explain` reads); returns how many stages were cache hits."""
     hits = sum(s.cached for s in stages)
     set_tags(
         run_id,
@@ -192,7 +208,37 @@ def log_stages(run_id: str, stages: list) -> int:
         | {f"stage.{s.stage}.cached": s.cached for s in stages},
     )
     log_metrics(run_id, {"cache_hits": hits})
+    log_json(run_id, {"stages": lineage_entries(stages)}, LINEAGE)
     return hits
+
+
+LINEAGE = "lineage.json"
+
+
+def lineage_entries(stages: list) -> list[dict]:
+    return [{"stage": s.stage, "key": s.key, "cached": s.cached, "parts": s.parts}
+            for s in stages]  # fmt: skip
+
+
+def lineage(run_id: str) -> list[dict] | None:
+    """A run's lineage entries, or None when it logged none."""
+    try:
+        return load_json(run_id, LINEAGE)["stages"]
+    except (OSError, KeyError, ValueError, mlflow.exceptions.MlflowException):
+        return None
+
+
+def pipeline_runs(experiment: str, before_ms: int | None = None, limit: int = 50) -> list:
+    """Top-level runs of a pipeline (not child runs), newest first, started before `before_ms`."""
+    c = client()
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    where = "tags.pipeline = '" + experiment + "'"
+    if before_ms is not None:
+        where += f" and attributes.start_time < {before_ms}"
+    return list(c.search_runs([exp.experiment_id], filter_string=where,
+                              order_by=["attributes.start_time DESC"], max_results=limit))
 
 
 CHAMPION = "champion"
@@ -206,24 +252,80 @@ def champion(name: str):
         return None
 
 
+MOVE = "champion_move."  # registered-model tag prefix: one tag per move of the alias
+
+
 def alias_history(name: str) -> list[dict]:
-    """Every move of the champion alias (MLflow keeps none), oldest first."""
+    """Every move of the champion alias, oldest first. MLflow keeps no history of aliases, so
+    each move is a tag of the registered model: it lives in the tracking store, beside the
+    alias, and a team sharing a server sees the same history."""
     try:
-        raw = client().get_registered_model(name).tags.get("champion_history", "[]")
+        tags = client().get_registered_model(name).tags
     except mlflow.exceptions.MlflowException:
         return []
-    return json.loads(raw)
+    return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(MOVE)]
 
 
-def promote(name: str, version: int | str, reason: str) -> None:
-    """Point alias `champion` at `version` and record the move in a registered-model tag."""
+def version_score(name: str, version: int | str, metric: str | None) -> float | None:
+    """A version's score on `metric`: the retrain's fixed-data score when it has one (version
+    tag `score.<metric>`), else the metric its run logged, else None."""
+    if not metric:
+        return None
+    c = client()
+    mv = c.get_model_version(name, str(version))
+    if f"score.{metric}" in mv.tags:
+        return float(mv.tags[f"score.{metric}"])
+    return c.get_run(mv.run_id).data.metrics.get(metric)
+
+
+def set_version_score(name: str, version: int | str, metric: str, score: float) -> None:
+    client().set_model_version_tag(name, str(version), f"score.{metric}", f"{score:.6g}")
+
+
+def _data_of(name: str, version: int | str) -> str | None:
+    c = client()
+    return c.get_run(c.get_model_version(name, str(version)).run_id).data.tags.get(
+        "data_fingerprint"
+    )
+
+
+def promote(
+    name: str, version: int | str, reason: str, metric: str | None = None, rollback: bool = False
+) -> dict:
+    """Point alias `champion` at `version` and record the move (from, to, both scores on
+    `metric`, the data each was trained on, the reason). Returns the record."""
     c = client()
     c.get_model_version(name, str(version))  # raises when the version does not exist
+    before = champion(name)
     c.set_registered_model_alias(name, CHAMPION, str(version))
-    history = alias_history(name)[-40:]  # a tag value holds at most 5,000 characters
-    history.append({"version": int(version), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "reason": reason[:60]})  # fmt: skip
-    c.set_registered_model_tag(name, "champion_history", json.dumps(history))
+    old = int(before.version) if before is not None else None
+    move = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "from": old,
+        "to": int(version),
+        "metric": metric,
+        "from_score": version_score(name, old, metric) if old else None,
+        "to_score": version_score(name, version, metric),
+        "from_data": _data_of(name, old) if old else None,
+        "to_data": _data_of(name, version),
+        "reason": reason[:500],
+        "rollback": rollback,
+    }
+    c.set_registered_model_tag(name, f"{MOVE}{time.time_ns() // 1000:017d}", json.dumps(move))
+    return move
+
+
+def rollback_target(moves: list[dict]) -> int | None:
+    """The version that held the alias before the current one: moves are a stack, where each
+    promotion pushes the version it replaced and each rollback pops one."""
+    stack: list[int] = []
+    for m in moves:
+        if m.get("rollback"):
+            if stack:
+                stack.pop()
+        elif m.get("from") is not None and m["from"] != m["to"]:
+            stack.append(m["from"])
+    return stack[-1] if stack else None
 
 
 def runs_with_tag(experiment: str, key: str, value: str) -> list:
@@ -271,7 +373,7 @@ def run_link(run_id: str) -> str:
     """Where the run shows in the MLflow UI."""
     run = client().get_run(run_id)
     uri = tracking_uri()
-    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    base = redact(uri.rstrip("/")) if uri.startswith("http") else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 

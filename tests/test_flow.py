@@ -1,10 +1,12 @@
 """The word2vec flow on a slice, with a real Prefect server and a real MLflow SQLite store."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.cli import main as cli
 from flows.config import load_config
 from flows.word2vec import word2vec
 
@@ -59,27 +61,45 @@ def test_flow_logs_params_metrics_artifacts_and_registers(prefect_server, mlflow
     assert [v.run_id for v in versions] == [run_id]
 
 
-def test_second_run_is_served_from_cache_and_tokenizer_change_recomputes(
-    prefect_server, mlflow_client
-):
+PREP = ("ingest", "tokenize", "vocab", "drop_rare", "windows")
+
+
+def explain(capsys, *args) -> list[str]:
+    capsys.readouterr()
+    assert cli(["explain", "word2vec", *args]) == 0
+    return [line.strip() for line in capsys.readouterr().out.splitlines()[1:]]
+
+
+def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow_client, capsys):
     first = run()
-    second = run()
     c = mlflow_client()
     assert c.get_run(first).data.metrics["cache_hits"] == 0
-    assert c.get_run(second).data.metrics["cache_hits"] == 5
+    assert [line.split()[0:2] for line in explain(capsys)] == [[s, "ran:"] for s in PREP]
+    assert all(line.endswith("first run of this stage") for line in explain(capsys))
+
+    second = run(["tokenize.stemmer=none"])
     tags = c.get_run(second).data.tags
-    assert all(
-        tags[f"stage.{s}.cached"] == "True"
-        for s in ("ingest", "tokenize", "vocab", "drop_rare", "windows")
+    assert tags["stage.ingest.cached"] == "True"
+    assert all(tags[f"stage.{s}.cached"] == "False" for s in PREP[1:])
+    assert c.get_run(second).data.metrics["cache_hits"] == 1
+    lines = explain(capsys)
+    assert lines[0].startswith("ingest cached")
+    assert lines[1].startswith(
+        "tokenize ran: parameter tokenize.stemmer changed (snowball -> none)"
     )
+    assert lines[2].startswith("vocab ran: input tokens changed (vs run")
+    assert lines[3].startswith("drop_rare ran: input tokens changed; input vocab changed")
+    assert lines[4].startswith("windows ran: input ids changed")
+    assert explain(capsys, "--run", first) == [f"{s} ran: first run of this stage" for s in PREP]
 
     third = run(["tokenize.stemmer=none"])
-    tags = c.get_run(third).data.tags
-    assert tags["stage.ingest.cached"] == "True"
-    assert all(
-        tags[f"stage.{s}.cached"] == "False" for s in ("tokenize", "vocab", "drop_rare", "windows")
-    )
-    assert c.get_run(third).data.metrics["cache_hits"] == 1
+    assert c.get_run(third).data.metrics["cache_hits"] == 5
+    assert all(line.split()[1] == "cached" for line in explain(capsys))
+    lineage = json.loads((Path(c.download_artifacts(third, "lineage.json"))).read_text())
+    tokenize = next(s for s in lineage["stages"] if s["stage"] == "tokenize")
+    assert tokenize["parts"]["params"]["stemmer"] == "none"
+    assert {"tasks/text.py", "tasks/stage.py"} <= set(tokenize["parts"]["code"])
+    assert set(tokenize["parts"]["libs"]) == {"nltk", "pyarrow"}
 
 
 def test_failed_run_is_marked_failed_with_the_reason(prefect_server, mlflow_client):

@@ -1,0 +1,142 @@
+"""Why a stage ran: the named parts of its cache key, and how two sets of parts differ.
+
+A stage's parts are its inputs' fingerprints, its parameters, the hash of every project module
+its code can reach (the stage's module and, transitively, the project modules it imports, so an
+edited helper changes the key) and the versions of the libraries that shape its output.
+"""
+
+import ast
+import hashlib
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("tasks", "models", "flows")
+
+
+def _project_file(name: str) -> Path | None:
+    """The source file of project module `name`, or None (not ours, or not a module file)."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    path = REPO.joinpath(*name.split(".")).with_suffix(".py")
+    return path if path.is_file() else None
+
+
+def _imports(path: Path) -> set[str]:
+    """Project modules named by the import statements of a file (top level and in functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)  # `from tasks import x`
+    return {n for n in found if n.split(".")[0] in PACKAGES}
+
+
+def code_parts(*modules: ModuleType) -> dict[str, str]:
+    """{repo-relative path: sha256[:16] of its source} for `modules` and every project module
+    they import, transitively."""
+    todo = [Path(m.__file__).resolve() for m in modules]
+    seen: dict[Path, str] = {}
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        for name in _imports(path):
+            dep = _project_file(name)
+            if dep is not None and dep.name != "__init__.py":
+                todo.append(dep)
+    return {str(p.relative_to(REPO)): h for p, h in sorted(seen.items())}
+
+
+def _flat(params: dict, prefix: str) -> dict[str, object]:
+    out = {}
+    for k, v in params.items():
+        name = f"{prefix}.{k}"
+        out |= _flat(v, name) if isinstance(v, dict) else {name: v}
+    return out
+
+
+def differences(stage: str, new: dict, old: dict) -> list[str]:
+    """What differs between two stages' parts, in words (empty: the same key)."""
+    out = []
+    new_p, old_p = _flat(new.get("params", {}), stage), _flat(old.get("params", {}), stage)
+    for k in sorted(new_p.keys() | old_p.keys()):
+        if new_p.get(k, "unset") != old_p.get(k, "unset"):
+            out.append(f"parameter {k} changed ({_v(old_p.get(k, 'unset'))} -> "
+                       f"{_v(new_p.get(k, 'unset'))})")  # fmt: skip
+    for name in sorted(new.get("inputs", {}).keys() | old.get("inputs", {}).keys()):
+        if new.get("inputs", {}).get(name) != old.get("inputs", {}).get(name):
+            out.append(f"input {name} changed")
+    new_c, old_c = new.get("code", {}), old.get("code", {})
+    if not isinstance(new_c, dict) or not isinstance(old_c, dict):  # keys from before lineage
+        changed = ["?"] if new_c != old_c else []
+    else:
+        changed = sorted(f for f in new_c.keys() | old_c.keys() if new_c.get(f) != old_c.get(f))
+    if changed:
+        out.append(f"code changed ({', '.join(changed)})")
+    new_l, old_l = new.get("libs", {}), old.get("libs", {})
+    for lib in sorted(new_l.keys() | old_l.keys()):
+        if new_l.get(lib) != old_l.get(lib):
+            out.append(f"library {lib} changed ({old_l.get(lib)} -> {new_l.get(lib)})")
+    return out
+
+
+def _v(value) -> str:
+    return "null" if value is None else str(value)
+
+
+def explain(stages: list[dict], earlier: list[tuple[str, list[dict]]]) -> list[str]:
+    """One line per stage of a run's lineage: `cached`, or `ran` and why, against the closest
+    earlier run holding that stage (fewest differences, then the most recent).
+
+    stages: the run's lineage entries {stage, key, cached, parts}; earlier: (run id, its
+    lineage entries), newest first.
+    """
+    lines = []
+    for s in stages:
+        name = s["stage"]
+        if s["cached"]:
+            lines.append(f"{name} cached (key {s['key'][:12]})")
+            continue
+        best = None
+        for run_id, entries in earlier:
+            for e in entries:
+                if e["stage"] != name:
+                    continue
+                diff = differences(name, s["parts"], e["parts"])
+                if best is None or len(diff) < len(best[1]):
+                    best = (run_id, diff)
+        if best is None:
+            lines.append(f"{name} ran: first run of this stage")
+        elif not best[1]:
+            lines.append(f"{name} ran: same key as run {best[0][:8]}, whose output was missing "
+                         "or corrupted here")  # fmt: skip
+        else:
+            lines.append(f"{name} ran: {'; '.join(best[1])} (vs run {best[0][:8]})")
+    return lines
+
+
+def explain_run(pipeline: str, run_id: str | None = None) -> tuple[str, list[str]]:
+    """(run id, explain lines) for a pipeline run (the latest by default), from the lineage the
+    runs logged to MLflow."""
+    from tasks import tracking
+
+    if run_id is None:
+        runs = tracking.pipeline_runs(pipeline, limit=1)
+        if not runs:
+            raise LookupError(f"no {pipeline} runs in {tracking.tracking_uri()}")
+        run_id = runs[0].info.run_id
+    run = tracking.get_run(run_id)
+    stages = tracking.lineage(run_id)
+    if stages is None:
+        raise LookupError(f"run {run_id} logged no lineage.json (a run from before lineage, or "
+                          "one that failed before its stages finished)")  # fmt: skip
+    earlier = []
+    for r in tracking.pipeline_runs(pipeline, before_ms=run.info.start_time):
+        entries = tracking.lineage(r.info.run_id)
+        if entries is not None:
+            earlier.append((r.info.run_id, entries))
+    return run_id, explain(stages, earlier)
