@@ -1,6 +1,7 @@
 """Retraining on new data: champion/challenger, no-op without new data, rollback."""
 
 import csv
+import json
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -45,15 +46,15 @@ def test_retrain_cycle(prefect_server, data_dir, capsys):
     exp_id = c.get_experiment_by_name("word2vec").experiment_id
     assert len(c.search_runs([exp_id])) == runs_before
 
-    # new tweets arrive: a challenger is trained, warm-started, and judged on fixed data
+    # new tweets arrive: a challenger is trained (warm-started, 5x the steps), judged on fixed
+    # data, and beats the champion
     drop_tweets(data_dir, "batch-001.csv", 1501, 4501)
-    out = retrain(profile="quick", overrides=SMOKE, warm_start=True)
-    assert out["decision"] in ("promoted", "kept champion")
+    more = [*SMOKE, "train.max_steps_per_epoch=20"]
+    out = retrain(profile="quick", overrides=more, warm_start=True)
     assert out["challenger_version"] == 2 and out["champion_version"] == 1
     assert out["data_fingerprint"] != out["champion_data_fingerprint"]
-    better = out["challenger_score"] > out["champion_score"]
-    assert champion(c) == (2 if better else 1)
-    assert (out["decision"] == "promoted") == better
+    assert out["challenger_score"] > out["champion_score"]
+    assert out["decision"] == "promoted" and champion(c) == 2
     r = c.get_run(out["challenger_run"])
     assert r.data.tags["retrain.decision"] == out["decision"]
     assert r.data.tags["data_fingerprint"] == out["data_fingerprint"]
@@ -66,18 +67,39 @@ def test_retrain_cycle(prefect_server, data_dir, capsys):
 
     # the same data again: no training whatever the last decision was
     runs_before = len(c.search_runs([exp_id]))
-    assert retrain(profile="quick", overrides=SMOKE)["decision"] == "no new data"
+    assert retrain(profile="quick", overrides=more)["decision"] == "no new data"
     assert len(c.search_runs([exp_id])) == runs_before
 
-    # rollback with one command, and a clear error for a version that does not exist
-    assert cli(["promote", "word2vec", "--version", "1"]) == 0
+    # rollback with one command; every move is recorded in the registry with scores and data
+    assert cli(["promote", "word2vec", "--rollback"]) == 0
     assert champion(c) == 1
+    moves = [json.loads(v) for k, v in sorted(c.get_registered_model("word2vec").tags.items())
+             if k.startswith("champion_move.")]  # fmt: skip
+    assert [(m["from"], m["to"], m["rollback"]) for m in moves] == [
+        (None, 1, False), (1, 2, False), (2, 1, True)]  # fmt: skip
+    promoted, rolled = moves[1], moves[2]
+    assert promoted["metric"] == rolled["metric"] == "downstream_f1"
+    assert promoted["to_score"] == pytest.approx(out["challenger_score"], abs=1e-5)
+    assert promoted["from_score"] == pytest.approx(out["champion_score"], abs=1e-5)
+    assert (rolled["from_score"], rolled["to_score"]) == (
+        promoted["to_score"],
+        promoted["from_score"],
+    )
+    assert promoted["from_data"] == out["champion_data_fingerprint"]
+    assert promoted["to_data"] == out["data_fingerprint"] == rolled["from_data"]
+    assert promoted["reason"].startswith("retrain: downstream_f1")
+    capsys.readouterr()
+    assert cli(["history", "word2vec"]) == 0
+    history = capsys.readouterr().out.splitlines()
+    assert len(history) == 5 and history[-1] == "champion now: version 1"
+    assert "1 -> 2" in history[2] and f"{out['challenger_score']:.4f}" in history[2]
+    assert out["data_fingerprint"][:12] in history[2] and "retrain" in history[2]
+    assert "2 -> 1" in history[3] and "rollback" in history[3]
+    # nothing older to roll back to; a version that does not exist is named
+    assert cli(["promote", "word2vec", "--rollback"]) == 2
     assert cli(["promote", "word2vec", "--version", "99"]) == 2
     assert "cannot promote word2vec version 99" in capsys.readouterr().err
-    assert cli(["promote", "word2vec", "--history"]) == 0
-    history = capsys.readouterr().out
-    assert "first model" in history and "manual" in history and "champion now: version 1" in history
-    assert first
+    assert champion(c) == 1 and first
 
 
 def test_bad_incoming_file_is_named_and_nothing_changes(prefect_server, data_dir):
