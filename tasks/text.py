@@ -12,9 +12,11 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import shards as shards_module
 from tasks.catalog import NLTK_STOPWORDS
 from tasks.data import fetch
-from tasks.stage import StageOutput, run_stage, write_table
+from tasks.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
+from tasks.stage import StageOutput, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +72,42 @@ def tokenize_all(texts: Iterable[str], tokenize: Callable[[str], list[str]]) -> 
     return [tokenize(t) for t in texts]
 
 
+@task(name="tokenize-shard", cache_policy=NO_CACHE)
+def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> dict:
+    """Row group `shard` of rows.parquet -> part file (id, label, tokens list<string>)."""
+    table = read_shard(src, shard)
+    tokenize = tweet_tokenizer(
+        drop_pattern=cfg["drop_pattern"],
+        stopwords=cfg["stopwords"],
+        stemmer=cfg["stemmer"],
+        lowercase=cfg["lowercase"],
+    )
+    docs = tokenize_all(table.column("tweet").to_pylist(), tokenize)
+    keep = [c for c in ("id", "label") if c in table.column_names]
+    result = table.select(keep).append_column("tokens", pa.array(docs, pa.list_(pa.string())))
+    pq.write_table(result, part_path(parts, shard))
+    return {"rows": len(docs), "tokens": sum(map(len, docs))}
+
+
 @task(name="tokenize", cache_policy=NO_CACHE)
 def tokenize_tweets(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
-    """rows.parquet (id, label, tweet) -> tokens.parquet (id, label, tokens list<string>)."""
+    """rows.parquet (id, label, tweet) -> tokens.parquet (id, label, tokens list<string>),
+    one row group of rows at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        table = pq.read_table(rows.file("rows.parquet"))
-        tokenize = tweet_tokenizer(
-            drop_pattern=cfg.drop_pattern,
-            stopwords=cfg.stopwords,
-            stemmer=cfg.stemmer,
-            lowercase=cfg.lowercase,
-        )
-        docs = tokenize_all(table.column("tweet").to_pylist(), tokenize)
-        keep = [c for c in ("id", "label") if c in table.column_names]
-        result = table.select(keep).append_column("tokens", pa.array(docs, pa.list_(pa.string())))
-        write_table(result, out / "tokens.parquet")
-        return {"rows": len(docs), "tokens": sum(map(len, docs))}
+        src = rows.file("rows.parquet")
+        parts, shards = scratch(out), shard_count(src)
+        stats = map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
+                           cfg=cfg.model_dump())  # fmt: skip
+        merge_parts(parts, shards, out / "tokens.parquet")
+        return {"rows": sum(s["rows"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}
 
     return run_stage(
         pipeline,
         "tokenize",
         inputs={"rows": rows.fingerprint},
         params=cfg.model_dump(),
-        code=(sys.modules[__name__],),
+        code=(sys.modules[__name__], shards_module),
         libs=("nltk", "pyarrow"),
         build=build,
     )

@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.stage import StageOutput, run_stage, write_table
+from tasks import shards as shards_module
+from tasks.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
+from tasks.stage import StageOutput, run_stage
 
 
 def count_tokens(docs: Iterable[Sequence[str]]) -> Counter:
@@ -21,6 +23,15 @@ def count_tokens(docs: Iterable[Sequence[str]]) -> Counter:
     for doc in docs:
         counts.update(doc)
     return counts
+
+
+def merge_counts(parts: Iterable[dict]) -> Counter:
+    """Per-shard counts, given in shard order, summed: first-occurrence order is kept (a token
+    new in shard k comes after every token of shards < k, in shard k's own order)."""
+    total: Counter = Counter()
+    for part in parts:
+        total.update(part)
+    return total
 
 
 def frequent_tokens(counts: Counter, min_count: int) -> list[str]:
@@ -63,13 +74,20 @@ def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table
     return ids, offsets, table
 
 
+@task(name="count-shard", cache_policy=NO_CACHE)
+def count_shard(shard: int, src: str) -> dict[str, int]:
+    """Token counts of row group `shard` of tokens.parquet, in first-occurrence order."""
+    return dict(count_tokens(read_shard(src, shard, ["tokens"]).column("tokens").to_pylist()))
+
+
 @task(name="vocab", cache_policy=NO_CACHE)
 def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutput:
-    """tokens.parquet -> vocab.json: {"tokens": [index -> token], "counts": [...]}."""
+    """tokens.parquet -> vocab.json: {"tokens": [index -> token], "counts": [...]}; counted per
+    row group (on Dask workers with `--runner dask`), merged in shard order."""
 
     def build(out: Path) -> dict:
-        docs = pq.read_table(tokens.file("tokens.parquet")).column("tokens").to_pylist()
-        counts = count_tokens(docs)
+        src = tokens.file("tokens.parquet")
+        counts = merge_counts(map_shards(count_shard, shard_count(src), src=str(src)))
         kept = frequent_tokens(counts, min_count)
         if not kept:
             raise ValueError(
@@ -85,32 +103,44 @@ def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutp
         "vocab",
         inputs={"tokens": tokens.fingerprint},
         params={"min_count": min_count},
-        code=(sys.modules[__name__],),
+        code=(sys.modules[__name__], shards_module),
         build=build,
     )
 
 
+@task(name="drop-rare-shard", cache_policy=NO_CACHE)
+def drop_rare_shard(shard: int, src: str, vocab: str, parts: str) -> int:
+    """Row group `shard` of tokens.parquet -> part file (id, label, ids list<int32>)."""
+    table = read_shard(src, shard)
+    id2tok = json.loads(Path(vocab).read_text())["tokens"]
+    ids, offsets = encode_docs(
+        table.column("tokens").to_pylist(), {t: i for i, t in enumerate(id2tok)}
+    )
+    column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids))
+    keep = [c for c in ("id", "label") if c in table.column_names]
+    pq.write_table(table.select(keep).append_column("ids", column), part_path(parts, shard))
+    return int(len(ids))
+
+
 @task(name="drop_rare", cache_policy=NO_CACHE)
 def drop_rare_tokens(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> StageOutput:
-    """tokens.parquet + vocab -> ids.parquet (id, label, ids list<int32>), rare tokens dropped."""
+    """tokens.parquet + vocab -> ids.parquet (id, label, ids list<int32>), rare tokens dropped,
+    one row group at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        table = pq.read_table(tokens.file("tokens.parquet"))
-        id2tok, _ = read_vocab(vocab)
-        ids, offsets = encode_docs(
-            table.column("tokens").to_pylist(), {t: i for i, t in enumerate(id2tok)}
-        )
-        column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids))
-        keep = [c for c in ("id", "label") if c in table.column_names]
-        write_table(table.select(keep).append_column("ids", column), out / "ids.parquet")
-        return {"rows": table.num_rows, "tokens_kept": int(len(ids))}
+        src = tokens.file("tokens.parquet")
+        parts, shards = scratch(out), shard_count(src)
+        kept = map_shards(drop_rare_shard, shards, src=str(src),
+                          vocab=str(vocab.file("vocab.json")), parts=str(parts))  # fmt: skip
+        rows = merge_parts(parts, shards, out / "ids.parquet")
+        return {"rows": rows, "tokens_kept": sum(kept)}
 
     return run_stage(
         pipeline,
         "drop_rare",
         inputs={"tokens": tokens.fingerprint, "vocab": vocab.fingerprint},
         params={},
-        code=(sys.modules[__name__],),
+        code=(sys.modules[__name__], shards_module),
         libs=("pyarrow",),
         build=build,
     )

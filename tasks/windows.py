@@ -1,5 +1,6 @@
 """Sliding windows over encoded documents, vectorised with NumPy."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import shards as shards_module
+from tasks.shards import map_shards, part_path, read_parts, read_shard, scratch, shard_count
 from tasks.stage import StageOutput, run_stage, write_table
 
 
@@ -60,33 +63,71 @@ def read_distances(pairs: StageOutput) -> np.ndarray:
     return pa.chunked_array(parts, pa.int8()).to_numpy() if parts else np.zeros(0, np.int8)
 
 
+PAIR_SCHEMA = pa.schema([("center", pa.int32()), ("context", pa.int32()), ("distance", pa.int8())])
+
+
+def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(flat int32 values, int64 offsets from 0) of a list<int32> column."""
+    column = table.column(name).combine_chunks()
+    values = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return values[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
+@task(name="windows-shard", cache_policy=NO_CACHE)
+def window_shard(shard: int, src: str, size: int, parts: str) -> int:
+    """Row group `shard` of ids.parquet -> part file of its pairs (center, context, distance)."""
+    ids, offsets = list_column(read_shard(src, shard, ["ids"]), "ids")
+    pairs, distance = sliding_window_pairs(ids, offsets, size, with_distance=True)
+    table = pa.table({"center": pa.array(pairs[:, 0]), "context": pa.array(pairs[:, 1]),
+                      "distance": pa.array(distance)})  # fmt: skip
+    pq.write_table(table, part_path(parts, shard))
+    return len(pairs)
+
+
+def write_pair_shards(tables, out: Path, shard_rows: int) -> int:
+    """Stream pair tables into pairs-00000.parquet, ... of `shard_rows` pairs each (the last
+    one shorter; one empty shard when there are no pairs). Returns the number of shards."""
+    buffer, pending, written = [], 0, 0
+
+    def flush(table: pa.Table) -> None:
+        nonlocal written
+        write_table(table.combine_chunks(), out / f"pairs-{written:05d}.parquet")
+        written += 1
+
+    for table in tables:
+        buffer.append(table)
+        pending += table.num_rows
+        while pending >= shard_rows:
+            merged = pa.concat_tables(buffer)
+            flush(merged.slice(0, shard_rows))
+            buffer, pending = [merged.slice(shard_rows)], pending - shard_rows
+    if pending or not written:
+        flush(pa.concat_tables(buffer) if buffer else PAIR_SCHEMA.empty_table())
+    return written
+
+
 @task(name="windows", cache_policy=NO_CACHE)
 def window_pairs(pipeline: str, encoded: StageOutput, size: int, shard_rows: int) -> StageOutput:
-    """ids.parquet -> pairs-00000.parquet ... (center, context int32; distance int8), sharded."""
-    from tasks.vocab import read_encoded
+    """ids.parquet -> pairs-00000.parquet ... (center, context int32; distance int8), sharded;
+    computed one row group of documents at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        ids, offsets, _ = read_encoded(encoded)
-        pairs, distance = sliding_window_pairs(ids, offsets, size, with_distance=True)
-        shards = max(1, -(-len(pairs) // shard_rows))
-        for s in range(shards):
-            part = slice(s * shard_rows, (s + 1) * shard_rows)
-            table = pa.table(
-                {
-                    "center": pa.array(pairs[part, 0]),
-                    "context": pa.array(pairs[part, 1]),
-                    "distance": pa.array(distance[part]),
-                }
-            )
-            write_table(table, out / f"pairs-{s:05d}.parquet")
-        return {"pairs": int(len(pairs)), "shards": shards}
+        src = encoded.file("ids.parquet")
+        parts, shards = scratch(out), shard_count(src)
+        try:
+            counts = map_shards(window_shard, shards, src=str(src), size=size, parts=str(parts))
+            written = write_pair_shards(read_parts(parts, shards), out, shard_rows)
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+        return {"pairs": int(sum(counts)), "shards": written}
 
     return run_stage(
         pipeline,
         "windows",
         inputs={"ids": encoded.fingerprint},
         params={"size": size, "shard_rows": shard_rows},
-        code=(sys.modules[__name__],),
+        code=(sys.modules[__name__], shards_module),
         libs=("pyarrow", "numpy"),
         build=build,
     )
