@@ -180,7 +180,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from tasks import tracking
 
     uri = tracking.tracking_uri()
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}")
+    print(f"MLflow UI for {tracking.redact(uri)} on http://127.0.0.1:{args.port}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(args.port)]  # fmt: skip
     return subprocess.call(cmd)

@@ -96,6 +96,21 @@ def _save(path: Path, **state) -> None:
     tmp.replace(path)  # a reader never sees half a checkpoint
 
 
+def load_checkpoint(path: Path, device) -> dict:
+    """A checkpoint of ours, read weights-only: tensors, plain types and History, never code."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals([History]):
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RuntimeError(
+            f"{path} holds objects other than weights ({str(err).splitlines()[-1][:200]}); it "
+            "was not written by this version of seqflow. Delete it, or run with "
+            "--set train.resume=false"
+        ) from None
+
+
 def fit(
     model: Seq2Seq,
     train,
@@ -114,7 +129,7 @@ def fit(
     hist, start = History(), 0
     last = checkpoints / "last.pt"
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
+        state = load_checkpoint(last, device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         hist, start = state["history"], state["epoch"] + 1
@@ -145,7 +160,7 @@ def fit(
             f"val {val:.3f} (ppl {math.exp(val):.1f})  {tokens / seconds:.0f} tok/s")  # fmt: skip
         if on_epoch:
             on_epoch(epoch, loss, val, tokens / seconds)
-    best = torch.load(checkpoints / "best.pt", map_location=device, weights_only=False)
+    best = load_checkpoint(checkpoints / "best.pt", device)
     model.load_state_dict(best["model"])
     return hist
 
