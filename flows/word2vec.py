@@ -7,6 +7,7 @@ ingest -> tokenize -> vocab -> drop rare tokens -> sliding-window pairs (Parquet
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import recover
 from flows.config import Word2VecConfig, flatten
 from flows.pipelines import resolve, run_tags
 from tasks import records, tracking
@@ -57,9 +58,14 @@ def word2vec(
             "pairs": pairs.stats["pairs"],
         }
         tracking.log_metrics(run_id, metrics)
-        trained = train_task(pairs, vocab, config.train, run_id)
-        scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
-        model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
+        ckpt = recover.checkpoint_folder(PIPELINE, [pairs.fingerprint, vocab.fingerprint],
+                                         config.train)  # fmt: skip
+        meta = {"profile": config.profile, "params": flatten(config)}
+        with recover.keep_model(PIPELINE, ckpt, config.train.epochs):  # errors name the model
+            trained = train_task(pairs, vocab, config.train, run_id, str(ckpt), meta)
+            scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
+            model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
+        recover.done(trained.checkpoint)
         metrics |= {
             "final_train_loss": trained.epoch_loss[-1],
             "pairs_per_sec": trained.pairs_per_sec,

@@ -5,6 +5,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,13 +15,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.word2vec import SkipGramNS, Word2Vec
+from tasks import checkpoint
+from tasks.faults import NonFiniteLoss, check_finite  # noqa: F401 (its old import path)
 from tasks.stage import StageOutput, run_logger
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -40,23 +39,42 @@ class TrainResult:
     pairs_seen: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+    checkpoint: str | None = None  # the last checkpoint file written, if any
+    resumed_epochs: int = 0  # epochs restored from a checkpoint rather than trained here
 
     @property
     def pairs_per_sec(self) -> float:
         return self.pairs_seen / self.seconds if self.seconds else 0.0
 
-    def record(self, epoch: int, mean: float, seen: int, seconds: float, on_epoch) -> None:
-        """Book one finished epoch; a non-finite loss stops training at once."""
-        if not math.isfinite(mean):
-            raise NonFiniteLoss(f"training loss became {mean} in epoch {epoch + 1}")
+    def record(self, epoch: int, mean: float, seen: int, seconds: float) -> None:
+        """Book one finished epoch."""
         self.epoch_loss.append(mean)
         self.pairs_seen += seen
         self.seconds += seconds
         log.info(
             "epoch %d  loss %.4f  %.0f pairs/s (%s)", epoch + 1, mean, seen / seconds, self.device
         )
-        if on_epoch:
-            on_epoch(epoch, mean, seen / seconds)
+
+    def save(self, where: Path | None, epoch: int, meta: dict | None, **state) -> None:
+        """Checkpoint after `epoch` (model, optimizer, RNG states and this history)."""
+        if where is None:
+            return
+        state |= {"epoch": epoch, "epoch_loss": list(self.epoch_loss), "meta": meta or {},
+                  "pairs_seen": self.pairs_seen, "seconds": self.seconds}  # fmt: skip
+        self.checkpoint = str(checkpoint.save(where, epoch, state))
+
+    def resume(self, where: Path | None) -> dict | None:
+        """The newest checkpoint's state, its history booked here; None = start afresh."""
+        found = checkpoint.latest(where) if where is not None else None
+        if found is None:
+            return None
+        path, state = found
+        self.checkpoint = str(path)
+        self.epoch_loss = list(state["epoch_loss"])
+        self.pairs_seen, self.seconds = state["pairs_seen"], state["seconds"]
+        self.resumed_epochs = state["epoch"] + 1
+        log.info("resuming after epoch %d from %s", self.resumed_epochs, path)
+        return state
 
 
 def softmax_loss(model: Word2Vec, center: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -150,7 +168,7 @@ def warm_start(model: nn.Module, old: nn.Module, old_vocab: list[str], new_vocab
 
 
 def _train_sgns_cpu(
-    pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch, init
+    pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch, init, where, meta
 ) -> TrainResult:
     """SGNS with the compiled per-pair loop (tasks/sgns_cpu.py) on the model's own weights."""
     from tasks.sgns_cpu import alias_table, sgns_epoch
@@ -171,7 +189,12 @@ def _train_sgns_cpu(
     total = max(per_epoch * cfg.epochs, 1)
     done = 0
     result = TrainResult(model, device="cpu")
-    for epoch in range(cfg.epochs):
+    state = result.resume(where)
+    if state is not None:
+        model.load_state_dict(state["model"])  # copies into the shared weights in place
+        checkpoint.restore_rng(state["rng"], rng=rng)
+        done = state["done"]
+    for epoch in range(result.resumed_epochs, cfg.epochs):
         started = time.perf_counter()
         order = rng.permutation(n)
         if p_pair is not None:
@@ -179,8 +202,17 @@ def _train_sgns_cpu(
         order = order[:per_epoch]
         mean = sgns_epoch(win, wout, centers, contexts, order, noise, cfg.negatives, cfg.lr,
                           done, total, cfg.seed + epoch)  # fmt: skip
+        # the compiled loop reports per epoch: the step is the epoch's last
+        check_finite(
+            mean, epoch, math.ceil(len(order) / cfg.batch_size) - 1, kept=result.checkpoint
+        )
         done += len(order)
-        result.record(epoch, mean, len(order), time.perf_counter() - started, on_epoch)
+        seconds = time.perf_counter() - started
+        result.record(epoch, mean, len(order), seconds)
+        result.save(where, epoch, meta, model=model.state_dict(),
+                    rng=checkpoint.rng_state(rng=rng), done=done)  # fmt: skip
+        if on_epoch:
+            on_epoch(epoch, mean, len(order) / seconds)
     return result
 
 
@@ -191,12 +223,17 @@ def train_word2vec(
     on_epoch: Callable[[int, float, float], None] | None = None,
     distance: np.ndarray | None = None,
     init: Callable[[nn.Module], None] | None = None,
+    checkpoints: Path | None = None,
+    meta: dict | None = None,
 ) -> TrainResult:
     """Train on shuffled minibatches of (center, context) pairs. `counts` = token frequencies.
 
     cfg: the pipeline's train section (model, embed_size, batch_size, lr, epochs, ...).
     distance: each pair's window distance, needed by cfg.dynamic_window.
     init: called on the fresh model before training (e.g. a warm start).
+    checkpoints: a folder for one checkpoint per epoch; training resumes after the newest one
+    found there. meta: plain data stored with each checkpoint (what recovery needs).
+    A NaN or infinite loss raises NonFiniteLoss at once, naming the epoch and step.
     """
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -206,7 +243,7 @@ def train_word2vec(
         raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
     p_pair = pair_probability(pairs, counts, cfg, distance)
     if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
-        return _train_sgns_cpu(pairs, counts, cfg, p_pair, on_epoch, init)
+        return _train_sgns_cpu(pairs, counts, cfg, p_pair, on_epoch, init, checkpoints, meta)
     data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2] (center, context)
     model = (Word2Vec if cfg.model == "softmax" else SkipGramNS)(vocab_size, cfg.embed_size)
     if init:
@@ -221,7 +258,12 @@ def train_word2vec(
     if p_pair is not None:
         p_pair = torch.from_numpy(p_pair).float().to(device)  # [N]
     result = TrainResult(model, device=str(device))
-    for epoch in range(cfg.epochs):
+    state = result.resume(checkpoints)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        checkpoint.restore_rng(state["rng"], gen=gen)
+    for epoch in range(result.resumed_epochs, cfg.epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=gen, device=device)
         if p_pair is not None:  # subsampling / dynamic window, afresh each epoch
@@ -245,13 +287,19 @@ def train_word2vec(
                     )
                 ]
                 loss = SkipGramNS.loss(*model.score(center, context, negatives))
+            check_finite(loss, epoch, step, kept=result.checkpoint)  # before the step spreads it
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach() * len(batch)
             seen += len(batch)
         mean = (total / seen).item()
-        result.record(epoch, mean, seen, time.perf_counter() - started, on_epoch)
+        seconds = time.perf_counter() - started
+        result.record(epoch, mean, seen, seconds)
+        result.save(checkpoints, epoch, meta, model=model.state_dict(),
+                    optimizer=opt.state_dict(), rng=checkpoint.rng_state(gen=gen))  # fmt: skip
+        if on_epoch:
+            on_epoch(epoch, mean, seen / seconds)
     return result
 
 
@@ -279,8 +327,14 @@ def _warm_start_hook(id2tok: list[str], run_id: str, logger, name: str = "word2v
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> TrainResult:
-    """Train on the Parquet pairs; per-epoch loss goes to the MLflow run as it happens."""
+def train_task(
+    pairs: StageOutput, vocab: StageOutput, cfg, run_id: str, checkpoints: str | None = None,
+    meta: dict | None = None,
+) -> TrainResult:  # fmt: skip
+    """Train on the Parquet pairs; per-epoch loss goes to the MLflow run as it happens.
+
+    checkpoints: this setup's checkpoint folder (resume after its newest epoch); meta: stored
+    with each checkpoint, with the vocabulary, so `seqflow log-model` can log it later."""
     from tasks import tracking
     from tasks.vocab import read_vocab
     from tasks.windows import read_distances, read_pairs
@@ -296,13 +350,38 @@ def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> Trai
         len(counts),
         pick_device(cfg.device),
     )
+    where = Path(checkpoints) if checkpoints else None
+    lock = checkpoint.claim(where) if where else None
+    if where and lock is None:
+        logger.warning("another run is training this setup in %s: no checkpoints here", where)
+        where = None
+    logging_down = []
 
     def on_epoch(epoch: int, loss: float, rate: float) -> None:
         logger.info("epoch %d/%d  train_loss %.4f  %.0f pairs/s", epoch + 1, cfg.epochs, loss, rate)
-        tracking.log_metrics(run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate}, step=epoch)
+        if logging_down:  # MLflow failed once: train on, the checkpoints keep the model
+            return
+        try:
+            tracking.log_metrics(run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate},
+                                 step=epoch)  # fmt: skip
+        except Exception as err:
+            logging_down.append(err)
+            logger.warning("MLflow logging failed (%s); training goes on, checkpointed", err)
 
     distance = read_distances(pairs) if cfg.dynamic_window else None
-    result = train_word2vec(data, counts, cfg, on_epoch, distance, init)
+    meta = {"pipeline": "word2vec", "run_id": run_id, "vocab": id2tok,
+            "model": cfg.model, "embed_size": cfg.embed_size, "epochs": cfg.epochs,
+            **(meta or {})}  # fmt: skip
+    try:
+        result = train_word2vec(data, counts, cfg, on_epoch, distance, init, where, meta)
+    finally:
+        if lock is not None:
+            lock.release()
+    if result.resumed_epochs:
+        logger.info("resumed after epoch %d from %s", result.resumed_epochs, result.checkpoint)
+        tracking.set_tags(run_id, {"resumed_from_epoch": result.resumed_epochs})
+        for epoch, loss in enumerate(result.epoch_loss[: result.resumed_epochs]):
+            tracking.log_metrics(run_id, {"train_loss": loss}, step=epoch)
     tracking.log_metrics(
         run_id,
         {
@@ -312,4 +391,6 @@ def train_task(pairs: StageOutput, vocab: StageOutput, cfg, run_id: str) -> Trai
         },
     )
     tracking.set_tags(run_id, {"device": result.device})
+    if result.checkpoint:
+        tracking.set_tags(run_id, {"checkpoint": result.checkpoint})
     return result

@@ -1,0 +1,87 @@
+"""When a run fails after training, the model is not lost: its checkpoint stays on disk, the
+error says where, and `seqflow log-model <pipeline> --checkpoint PATH` logs it later."""
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from tasks import checkpoint, tracking
+from tasks.faults import NonFiniteLoss
+
+
+class ModelNotLogged(RuntimeError):
+    """A run failed after (or during) training; the message says where its checkpoint is."""
+
+
+def checkpoint_folder(pipeline: str, fingerprints: list[str], train_cfg) -> Path:
+    """Checkpoints belong to the training data and every training setting."""
+    return checkpoint.folder(pipeline, fingerprints, train_cfg.model_dump())
+
+
+@contextmanager
+def keep_model(pipeline: str, where: Path, epochs: int):
+    """Around train -> evaluate -> register: an error (MLflow gone, a crash) comes back naming
+    the checkpoint that survives it and what to do with it."""
+    try:
+        yield
+    except NonFiniteLoss:  # names its own last good checkpoint; resuming would fail again
+        raise
+    except Exception as err:
+        found = checkpoint.latest(where)
+        if found is None:
+            raise
+        path, state = found
+        done = state["epoch"] + 1
+        if done >= epochs:
+            note = (
+                f"the trained model is kept in {path}; once MLflow ({tracking.tracking_uri()}) "
+                f"is reachable, log it with: seqflow log-model {pipeline} --checkpoint {path}"
+            )
+        else:
+            note = (
+                f"training stopped after epoch {done} of {epochs}; its checkpoint {path} is "
+                "kept: run the same command again to resume from it"
+            )
+        raise ModelNotLogged(f"{type(err).__name__}: {err}\n  {note}") from err
+
+
+def done(checkpoint_file: str | None) -> None:
+    """The model is in MLflow: this run's checkpoints are no longer needed."""
+    if checkpoint_file:
+        checkpoint.discard(Path(checkpoint_file).parent)
+
+
+def rebuild(state: dict):
+    """The nn.Module a checkpoint holds (word2vec only, for now)."""
+    from models.word2vec import SkipGramNS, Word2Vec
+
+    meta = state["meta"]
+    cls = Word2Vec if meta["model"] == "softmax" else SkipGramNS
+    model = cls(len(meta["vocab"]), meta["embed_size"])
+    model.load_state_dict(state["model"])
+    return model
+
+
+def log_checkpoint(pipeline: str, path: Path) -> dict:
+    """Log a checkpoint's model to the current MLflow store as a new run of `pipeline` (tagged
+    with the run it came from) and register it. Returns run id, version and epochs."""
+    if pipeline != "word2vec":
+        raise ValueError(f"log-model knows word2vec checkpoints only, not {pipeline}")
+    try:
+        state = checkpoint.load(path)
+        meta = state["meta"]
+    except Exception as err:  # missing, truncated, or not a checkpoint
+        raise ValueError(f"{path} is not a readable seqflow checkpoint: {err}") from err
+    if meta.get("pipeline") != pipeline:
+        raise ValueError(f"{path} is a {meta.get('pipeline')} checkpoint, not {pipeline}")
+    model = rebuild(state)
+    epochs = state["epoch"] + 1
+    tags = {"recovered_from_run": meta["run_id"], "checkpoint": str(path),
+            "recovered_epochs": epochs}  # fmt: skip
+    params = meta.get("params", {})
+    with tracking.pipeline_run(pipeline, meta.get("profile", "unknown"), params, tags) as run_id:
+        tracking.log_history(run_id, {"train_loss": state["epoch_loss"]})
+        tracking.log_metrics(run_id, {"final_train_loss": state["epoch_loss"][-1]})
+        tracking.log_json(run_id, meta["vocab"], "vocab.json")
+        logged = tracking.register_task.fn(run_id, model, pipeline, example_ids=[0, 1, 2])
+    return {"run_id": run_id, "version": logged["version"], "epochs": epochs,
+            "planned_epochs": meta.get("epochs", epochs)}  # fmt: skip

@@ -1,0 +1,124 @@
+"""Training checkpoints: one file per finished epoch, so a killed run can pick up after it.
+
+They live in `<data>/checkpoints/<pipeline>/<key>/epoch-NNNN.pt`, the key a hash of what the
+run trains on (data fingerprints + settings), so re-running the same command finds them. Each
+file is written to a temp name and renamed into place (a reader never sees half a file) and read
+with `torch.load(weights_only=True)`: RNG states are stored as tensors and plain types.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock, Timeout
+
+from tasks.settings import data_dir
+
+log = logging.getLogger(__name__)
+
+
+def folder(pipeline: str, *parts) -> Path:
+    """Where checkpoints of this setup live (parts: fingerprints, settings; JSON-able)."""
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return data_dir() / "checkpoints" / pipeline / key[:16]
+
+
+def claim(where: Path) -> FileLock | None:
+    """An exclusive lock on a checkpoint folder, or None when another run trains the same setup
+    right now (that run then keeps the checkpoints; this one trains without). The OS releases
+    the lock when its holder dies, so a killed run never blocks the next one."""
+    where.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(where.parent / f"{where.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
+def save(where: Path, epoch: int, state: dict) -> Path:
+    """Write the state after `epoch` (0-based) atomically; older epochs' files are removed."""
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"epoch-{epoch + 1:04d}.pt"
+    tmp = where / f".tmp-{uuid.uuid4().hex[:8]}.pt"
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for old in where.glob("epoch-*.pt"):
+        if old.name < path.name:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def latest(where: Path) -> tuple[Path, dict] | None:
+    """The newest readable checkpoint in `where`, or None."""
+    if not where.is_dir():
+        return None
+    remove_stale_temps(where)
+    for path in sorted(where.glob("epoch-*.pt"), reverse=True):
+        try:
+            return path, load(path)
+        except Exception as err:  # a damaged file: fall back to an older one
+            log.warning("checkpoint %s is unreadable (%s); skipping it", path, err)
+    return None
+
+
+def discard(where: Path | None) -> None:
+    """Remove a setup's checkpoints once its model is safely logged."""
+    if where is not None:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def remove_stale_temps(where: Path, max_age_s: float = 6 * 3600) -> int:
+    """Delete `.tmp-*` files or folders older than max_age_s (left by killed processes)."""
+    removed = 0
+    cutoff = time.time() - max_age_s
+    for tmp in where.glob(".tmp-*"):
+        try:
+            if tmp.stat().st_mtime >= cutoff:
+                continue
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            removed += 1
+        except OSError:  # removed meanwhile by another process
+            pass
+    return removed
+
+
+def rng_state(gen: torch.Generator | None = None, rng: np.random.Generator | None = None) -> dict:
+    """Global torch/CUDA/python RNG states plus the loop's own generators, weights-only safe."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if gen is not None:
+        state["generator"] = gen.get_state()
+    if rng is not None:
+        state["numpy"] = rng.bit_generator.state  # a dict of ints and strings
+    return state
+
+
+def restore_rng(
+    state: dict, gen: torch.Generator | None = None, rng: np.random.Generator | None = None
+) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if gen is not None:
+        gen.set_state(state["generator"])
+    if rng is not None:
+        rng.bit_generator.state = state["numpy"]
