@@ -77,6 +77,12 @@ class Word2VecTrain(TrainConfig):
         description="word2vec's shrinking window: a pair at distance d is used with "
         "probability (w - d + 1) / w each epoch",
     )
+    nproc: int = Field(
+        1,
+        ge=1,
+        description="data-parallel processes (DDP; softmax model): rank r trains on "
+        "its own slice of the pair shards; batch_size is the global batch",
+    )
 
 
 class EvalSection(Section):

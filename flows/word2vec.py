@@ -12,6 +12,7 @@ from flows.config import Word2VecConfig, flatten
 from flows.pipelines import resolve, run_tags
 from tasks import records, tracking
 from tasks.data import data_fingerprint, incoming_files, ingest_csv
+from tasks.distributed import ddp_train_task
 from tasks.evaluation import evaluate_task, score_embeddings
 from tasks.text import tokenize_tweets
 from tasks.training import train_task
@@ -29,6 +30,18 @@ def fingerprint(config: Word2VecConfig) -> str:
     return data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
 
 
+def preprocess(config: Word2VecConfig, incoming: list = ()) -> list:
+    """ingest -> tokenize -> vocab -> drop rare -> windows: the stage outputs, in order. Inside
+    a flow on a Dask task runner the stages run their row-group shards on the workers."""
+    d = config.data
+    rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming)
+    tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
+    vocab = build_vocab(PIPELINE, tokens, config.vocab.min_count)
+    encoded = drop_rare_tokens(PIPELINE, tokens, vocab)
+    pairs = window_pairs(PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
+    return [rows, tokens, vocab, encoded, pairs]
+
+
 @flow(name=PIPELINE)
 def word2vec(
     config: Word2VecConfig | None = None,
@@ -43,12 +56,8 @@ def word2vec(
     data_fp = data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
     tags = run_tags(data_fp, incoming_files=len(incoming))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
-        rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming)
-        tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
-        vocab = build_vocab(PIPELINE, tokens, config.vocab.min_count)
-        encoded = drop_rare_tokens(PIPELINE, tokens, vocab)
-        pairs = window_pairs(PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
-        stages = [rows, tokens, vocab, encoded, pairs]
+        stages = preprocess(config, incoming)
+        rows, tokens, vocab, encoded, pairs = stages
         tracking.log_stages(run_id, stages)
         tracking.set_tags(run_id, {"rows_fingerprint": rows.fingerprint})
         metrics = {
@@ -62,7 +71,10 @@ def word2vec(
                                          config.train)  # fmt: skip
         meta = {"profile": config.profile, "params": flatten(config)}
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs):  # errors name the model
-            trained = train_task(pairs, vocab, config.train, run_id, str(ckpt), meta)
+            if config.train.nproc > 1:  # DDP; rank 0 checkpoints into ckpt/ddp
+                trained = ddp_train_task(pairs, vocab, config.train, run_id, str(ckpt / "ddp"))
+            else:
+                trained = train_task(pairs, vocab, config.train, run_id, str(ckpt), meta)
             scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
             model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
         recover.done(trained.checkpoint)

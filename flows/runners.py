@@ -1,0 +1,37 @@
+"""Where a flow's tasks run: in this process (the default) or sharded on Dask.
+
+`seqflow run PIPELINE --runner dask` runs the flow on a prefect-dask DaskTaskRunner: the
+preprocessing stages map their row-group shards onto it (tasks/shards.py). Without an address
+it starts a LocalCluster (one single-threaded worker process per shard slot); with
+`--dask-address tcp://host:8786` it uses an existing scheduler, whose workers must import this
+project and see the same data folder (shared disk).
+"""
+
+from prefect import Flow
+
+RUNNERS = ("sequential", "dask")
+
+
+def dask_runner(address: str | None = None, workers: int | None = None, processes: bool = True):
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    cluster = {"n_workers": workers or 2, "threads_per_worker": 1, "processes": processes,
+               "dashboard_address": None}  # fmt: skip
+    return DaskTaskRunner(cluster_kwargs=cluster)
+
+
+def with_runner(
+    flow: Flow,
+    runner: str = "sequential",
+    address: str | None = None,
+    workers: int | None = None,
+    processes: bool = True,
+) -> Flow:
+    """The flow as given, or a copy of it on a Dask task runner."""
+    if runner == "sequential":
+        return flow
+    if runner == "dask":
+        return flow.with_options(task_runner=dask_runner(address, workers, processes))
+    raise ValueError(f"unknown runner {runner!r}: use one of {', '.join(RUNNERS)}")

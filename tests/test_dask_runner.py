@@ -1,0 +1,47 @@
+"""Preprocessing sharded on a Dask task runner gives the sequential path's outputs, byte for
+byte (full tweets file through the mirror; stage content fingerprints compared)."""
+
+import json
+from collections import Counter
+
+import pytest
+from prefect import flow
+
+from flows.config import load_config
+from flows.runners import with_runner
+from flows.word2vec import preprocess
+from tasks.shards import ROWS_PER_SHARD, shard_count
+from tasks.vocab import merge_counts
+
+
+@flow(name="word2vec-preprocess")
+def preprocess_flow(config) -> list:
+    return preprocess(config)
+
+
+def test_merge_counts_keeps_first_occurrence_order():
+    shards = [Counter("abca"), Counter("dbe"), Counter("ea")]
+    merged = merge_counts(shards)
+    assert list(merged) == list(Counter("abcadbeea"))
+    assert merged == Counter("abcadbeea")
+
+
+@pytest.mark.parametrize("runner", ["dask"])
+def test_dask_preprocessing_matches_sequential(prefect_server, tmp_path, monkeypatch, runner):
+    config = load_config("word2vec", "parity")
+    outputs = {}
+    for name in ("sequential", runner):
+        monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
+        # threads in this process keep the test short; `--runner dask` uses worker processes
+        run = with_runner(preprocess_flow, name, workers=2, processes=False)
+        outputs[name] = run(config)
+    seq, par = outputs["sequential"], outputs[runner]
+    assert all(not s.cached for s in seq + par)
+    assert shard_count(seq[0].file("rows.parquet")) == -(-31962 // ROWS_PER_SHARD) == 4
+    for a, b in zip(seq, par, strict=True):
+        assert a.fingerprint == b.fingerprint, a.stage  # sha256 of every file
+        assert a.files == b.files and a.stats == b.stats
+        assert a.key == b.key  # the runner is not part of what a stage is
+    vocab = json.loads(seq[2].file("vocab.json").read_text())
+    assert len(vocab["tokens"]) == 3085 and vocab["tokens"][:2] == ["@user", "father"]
+    assert seq[4].stats == {"pairs": 854244, "shards": 4}
