@@ -192,18 +192,28 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
     if decoded.text.startswith("\ufeff"):
         decoded.text = decoded.text[1:]
     reader = csv.reader(io.StringIO(decoded.text, newline=""), strict=True)
-    try:
-        return _read_records(path, reader, columns, decoded.decode_errors)
-    except csv.Error as err:
-        raise DataSourceError(
-            f"{path}, line {reader.line_num}: {err}. A field holding commas, quotes or line "
-            'breaks must be quoted ("...") with inner quotes doubled (""): fix the quoting '
-            "there"
-        ) from None
+    return _read_records(path, reader, columns, decoded.decode_errors)
+
+
+def _records(path: Path, reader):
+    """The reader's records; a quoting error names the line its record starts on."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataSourceError(
+                f"{path}, record starting on line {start}: {err}. A field holding commas, "
+                'quotes or line breaks must be quoted ("...") with inner quotes doubled (""): '
+                "fix the quoting there"
+            ) from None
 
 
 def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: int) -> CsvTable:
-    header = next(reader, None)
+    records = _records(path, reader)
+    header = next(records, None)
     if header is None:
         raise DataSourceError(f"{path} is empty: expected a CSV header with {', '.join(columns)}")
     header = [h.strip() for h in header]
@@ -216,7 +226,7 @@ def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: i
     index = [header.index(c) for c in columns]
     out: dict[str, list[str]] = {c: [] for c in columns}
     bad_rows: list[int] = []
-    for number, record in enumerate(reader, start=1):
+    for number, record in enumerate(records, start=1):
         if not record:
             continue  # a blank line is not a record
         if len(record) != len(header):

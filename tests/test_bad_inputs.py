@@ -149,13 +149,13 @@ def test_seq2seq_mixed_encoding_line_is_named(tmp_path):
 
 def test_word2vec_unclosed_quote_fails_instead_of_swallowing_rows(tmp_path):
     path = write(tmp_path / "t.csv", b'id,label,tweet\n1,0,"hello\n2,0,world\n3,1,bye\n')
-    with pytest.raises(DataSourceError, match=r"t.csv, line \d+: unexpected end of data.*quot"):
+    with pytest.raises(DataSourceError, match=r"starting on line 2: unexpected end of data.*quot"):
         read_csv(path, TWEET_COLS)
 
 
 def test_word2vec_text_after_closing_quote_is_named(tmp_path):
     path = write(tmp_path / "t.csv", b'id,label,tweet\n1,0,"he"llo\n')
-    with pytest.raises(DataSourceError, match=r"t.csv, line 2: ',' expected after '\"'"):
+    with pytest.raises(DataSourceError, match=r"t.csv, record starting on line 2: ',' expected"):
         read_csv(path, TWEET_COLS)
 
 
