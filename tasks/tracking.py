@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,10 +35,34 @@ def tracking_uri() -> str:
     return f"sqlite:///{data_dir() / 'mlflow.db'}"
 
 
+_sqlite_lock = threading.RLock()
+
+
+class _Serialized:
+    """An MlflowClient whose calls hold one process-wide lock. SQLite runs one writer at a
+    time anyway; without the lock, tasks logging from many Prefect worker threads at once
+    exhaust MLflow's connection pool ("QueuePool limit ... reached") and their metrics are lost."""
+
+    def __init__(self, inner: MlflowClient):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with _sqlite_lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
 def client() -> MlflowClient:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return _Serialized(c) if uri.startswith("sqlite:") else c
 
 
 def _is_local(uri: str) -> bool:
@@ -237,8 +262,14 @@ def pipeline_runs(experiment: str, before_ms: int | None = None, limit: int = 50
     where = "tags.pipeline = '" + experiment + "'"
     if before_ms is not None:
         where += f" and attributes.start_time < {before_ms}"
-    return list(c.search_runs([exp.experiment_id], filter_string=where,
-                              order_by=["attributes.start_time DESC"], max_results=limit))
+    return list(
+        c.search_runs(
+            [exp.experiment_id],
+            filter_string=where,
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+    )
 
 
 CHAMPION = "champion"
