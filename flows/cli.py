@@ -29,13 +29,16 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import pipelines
 
-    config = _config(args)
+    config = _config(args, [f"train.nproc={args.nproc}"] if args.nproc else [])
     if config is None:
         return 2
+    from flows.runners import with_runner
     from tasks import tracking
 
+    flow = with_runner(pipelines.get(args.pipeline).flow, args.runner, args.dask_address,
+                       args.dask_workers)  # fmt: skip
     try:
-        run_id = pipelines.get(args.pipeline).flow(config=config)
+        run_id = flow(config=config)
     except Exception as err:  # the flow's logs hold the traceback; the run is marked FAILED
         print(f"seqflow: {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
@@ -207,6 +210,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline end to end")
     _pipeline_args(run, "parity")
+    run.add_argument("--runner", choices=("sequential", "dask"), default="sequential",
+                     help="dask: preprocessing shards run on a Dask cluster")  # fmt: skip
+    run.add_argument("--dask-address", metavar="ADDR",
+                     help="an existing Dask scheduler (default: start a LocalCluster)")  # fmt: skip
+    run.add_argument("--dask-workers", type=int, metavar="N", help="LocalCluster workers (2)")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="word2vec: DDP on N processes (= --set train.nproc=N)")  # fmt: skip
     run.set_defaults(func=cmd_run)
     re = sub.add_parser("retrain", help="retrain on new data in data/incoming/<pipeline>/")
     _pipeline_args(re, "quick")

@@ -12,11 +12,32 @@ from prefect import Flow
 RUNNERS = ("sequential", "dask")
 
 
+def share_api() -> str:
+    """The Prefect API that worker processes must report to. Without PREFECT_API_URL this
+    process would use a private temporary server the workers cannot find (each would start
+    its own and time out): start it now and export its URL to the workers' environment."""
+    import os
+
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()  # the same instance this process's client uses
+        server.start()
+        url = server.api_url
+    os.environ["PREFECT_API_URL"] = url
+    return url
+
+
 def dask_runner(address: str | None = None, workers: int | None = None, processes: bool = True):
     from prefect_dask import DaskTaskRunner
 
     if address:
         return DaskTaskRunner(address=address)
+    if processes:
+        share_api()
     cluster = {"n_workers": workers or 2, "threads_per_worker": 1, "processes": processes,
                "dashboard_address": None}  # fmt: skip
     return DaskTaskRunner(cluster_kwargs=cluster)

@@ -78,8 +78,23 @@ class Seq2Seq(nn.Module):
         self, src: torch.Tensor, trg: torch.Tensor, pad_idx: int, teacher_forcing_ratio: float = 0.5
     ) -> torch.Tensor:
         """Mean cross-entropy over the non-pad target tokens trg[1:], as forward + the
-        notebook's criterion give, with each step teacher-forced with the given probability."""
+        notebook's criterion give, with each step teacher-forced with the given probability.
+        Always forced (ratio 1): the decoder reads trg[:-1] in one LSTM call (one cuDNN kernel
+        on a GPU) instead of step by step; the same loss."""
         hidden, cell = self.encoder(src)
+        if teacher_forcing_ratio >= 1:
+            embedded = self.decoder.dropout(self.decoder.embedding(trg[:-1]))  # [T-1, B, E]
+            tops, _ = self.decoder.rnn(embedded, (hidden, cell))  # [T-1, B, H]
+        else:
+            tops = self._decode_steps(trg, hidden, cell, teacher_forcing_ratio)
+        target = trg[1:]
+        keep = target != pad_idx
+        logits = self.decoder.fc_out(tops[keep])  # [non-pad tokens, V]
+        return F.cross_entropy(logits, target[keep])
+
+    def _decode_steps(self, trg: torch.Tensor, hidden, cell, ratio: float) -> torch.Tensor:
+        """The top layer's outputs [T-1, B, H], one step at a time; each step's input is the
+        true token with probability `ratio`, else the previous step's prediction."""
         forced = torch.rand(trg.shape[0]).tolist()
         token = trg[0]
         tops = []
@@ -87,15 +102,12 @@ class Seq2Seq(nn.Module):
             top, hidden, cell = self.decoder.step(token, hidden, cell)
             tops.append(top)
             if t + 1 < trg.shape[0]:
-                if forced[t] < teacher_forcing_ratio:
+                if forced[t] < ratio:
                     token = trg[t]
                 else:
                     with torch.no_grad():
                         token = self.decoder.fc_out(top).argmax(1)
-        target = trg[1:]
-        keep = target != pad_idx
-        logits = self.decoder.fc_out(torch.stack(tops)[keep])  # [non-pad tokens, V]
-        return F.cross_entropy(logits, target[keep])
+        return torch.stack(tops)
 
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, sos: int, eos: int, max_len: int = 50) -> list[list[int]]:

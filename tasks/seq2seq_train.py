@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.seq2seq import Seq2Seq
+from tasks.accel import autocast, compiled, to_device, use_cudnn
 from tasks.translation import EOS, PAD, SOS
 
 
@@ -21,7 +22,7 @@ def pad_batch(seqs: list[np.ndarray], device) -> torch.Tensor:
     out = np.full((max(map(len, seqs)), len(seqs)), PAD, dtype=np.int64)
     for j, s in enumerate(seqs):
         out[: len(s), j] = s
-    return torch.from_numpy(out).to(device)
+    return to_device(out, device)  # pinned, non-blocking to a GPU
 
 
 def bucket_batches(
@@ -65,10 +66,12 @@ def train_epoch(model: Seq2Seq, data, batches, opt, cfg, device, max_steps=None)
     total, steps, tokens = 0.0, 0, 0
     started = time.perf_counter()
     todo = batches[:max_steps] if max_steps else batches
+    loss_fn = compiled(model.loss, cfg.compile)
     for idx in tqdm(todo, desc="train", unit="batch", leave=False):
         s, t = pad_batch([src[i] for i in idx], device), pad_batch([trg[i] for i in idx], device)
         opt.zero_grad(set_to_none=True)
-        loss = model.loss(s, t, PAD, cfg.teacher_forcing)
+        with autocast(device, cfg.precision):
+            loss = loss_fn(s, t, PAD, cfg.teacher_forcing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
@@ -125,6 +128,7 @@ def fit(
     `checkpoints`; when last.pt is there, resume after its epoch. Returns the history with the
     best weights loaded into `model`."""
     checkpoints.mkdir(parents=True, exist_ok=True)
+    use_cudnn(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     hist, start = History(), 0
     last = checkpoints / "last.pt"
