@@ -299,7 +299,6 @@ def ingest_csv(
     incoming: list[Path] = (),
 ) -> StageOutput:
     """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`."""
-    import pyarrow as pa
 
     from tasks.catalog import DATASETS
 
@@ -309,25 +308,28 @@ def ingest_csv(
     incoming = [Path(p) for p in incoming]
 
     def build(out: Path) -> dict:
-        parts, errors, rows_from = [], 0, {}
-        for source, limit in [(path, limit_rows)] + [(p, None) for p in incoming]:
-            table, decode_errors, bad_rows = _read_rows(source, spec, limit)
-            if decode_errors:
-                logger.warning(
-                    "%s: %d invalid UTF-8 sequence(s) replaced with U+FFFD in data row(s) %s",
-                    source,
-                    decode_errors,
-                    bad_rows,
-                )
-            parts.append(table)
-            errors += decode_errors
-            rows_from[source.name] = table.num_rows
-        rows = pa.concat_tables(parts)
-        write_shards([rows], out / "rows.parquet")  # row groups = the next stages' shards
+        errors, rows_from = 0, {}
+
+        def tables():  # one file in memory at a time
+            nonlocal errors
+            for source, limit in [(path, limit_rows)] + [(p, None) for p in incoming]:
+                table, decode_errors, bad_rows = _read_rows(source, spec, limit)
+                if decode_errors:
+                    logger.warning(
+                        "%s: %d invalid UTF-8 sequence(s) replaced with U+FFFD in data row(s) %s",
+                        source,
+                        decode_errors,
+                        bad_rows,
+                    )
+                errors += decode_errors
+                rows_from[source.name] = table.num_rows
+                yield table
+
+        rows = write_shards(tables(), out / "rows.parquet")  # row groups = the next stages' shards
         if incoming:
             logger.info("ingest: %s", ", ".join(f"{n}: {r} rows" for n, r in rows_from.items()))
         return {
-            "rows": rows.num_rows,
+            "rows": rows,
             "decode_errors": errors,
             "source": str(path),
             "rows_from": rows_from,
