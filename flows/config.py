@@ -95,6 +95,9 @@ class EvalSection(Section):
 class Word2VecConfig(Section):
     pipeline: Literal["word2vec"] = "word2vec"
     profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
     data: DataSection = DataSection()
     tokenize: TokenizeSection = TokenizeSection()
     vocab: VocabSection = VocabSection()
@@ -151,6 +154,9 @@ class TranslateEval(Section):
 class Seq2SeqConfig(Section):
     pipeline: Literal["seq2seq"] = "seq2seq"
     profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
     data: ParallelData = ParallelData()
     tokenize: ParallelTokenize = ParallelTokenize()
     vocab: ParallelVocab = ParallelVocab()
@@ -205,6 +211,9 @@ class CharEval(Section):
 class CharLMConfig(Section):
     pipeline: Literal["charlm"] = "charlm"
     profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
     data: BookData = BookData()
     windows: CharWindows = CharWindows()
     train: CharLMTrain = CharLMTrain()
@@ -240,6 +249,9 @@ class AirlineTrain(TrainConfig):
 class AirlineConfig(Section):
     pipeline: Literal["airline"] = "airline"
     profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
     data: SeriesData = SeriesData()
     windows: SeriesWindows = SeriesWindows()
     train: AirlineTrain = AirlineTrain()
@@ -286,6 +298,9 @@ class FundamentalsTrain(TrainConfig):
 class FundamentalsConfig(Section):
     pipeline: Literal["fundamentals"] = "fundamentals"
     profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
     data: ToyData = ToyData()
     train: FundamentalsTrain = FundamentalsTrain()
 

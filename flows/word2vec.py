@@ -14,9 +14,10 @@ from tasks import records, tracking
 from tasks.data import data_fingerprint, incoming_files, ingest_csv
 from tasks.distributed import ddp_train_task
 from tasks.evaluation import evaluate_task, score_embeddings
+from tasks.parity import Check, check_parity
 from tasks.text import tokenize_tweets
 from tasks.training import train_task
-from tasks.vocab import build_vocab, drop_rare_tokens
+from tasks.vocab import build_vocab, drop_rare_tokens, read_vocab
 from tasks.windows import window_pairs
 
 PIPELINE = "word2vec"
@@ -88,7 +89,22 @@ def word2vec(
             PIPELINE, config.profile, run_id, tracking.run_link(run_id), stages, metrics
         )
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+        if config.profile == "parity":
+            id2tok, _ = read_vocab(vocab)
+            got = {"rows": metrics["train_rows"], "vocab_size": metrics["vocab_size"],
+                   "tok2id[father]": id2tok.index("father") if "father" in id2tok else None,
+                   "final_train_loss": metrics["final_train_loss"]}  # fmt: skip
+            check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
+
+
+# The notebook's figures (Laboratorio 4, part 1) that the parity profile must reproduce.
+PARITY = [
+    Check("rows", 31_962),
+    Check("vocab_size", 3_085),
+    Check("tok2id[father]", 1),
+    Check("final_train_loss", 6.75, "<="),
+]
 
 
 @task(name="score", cache_policy=NO_CACHE)
