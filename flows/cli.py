@@ -179,6 +179,26 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log_model(args: argparse.Namespace) -> int:
+    """Log a kept checkpoint's model to MLflow (after a run that could not log it)."""
+    from flows.recover import log_checkpoint
+
+    try:
+        done = log_checkpoint(args.pipeline, Path(args.checkpoint))
+    except ValueError as err:
+        print(f"seqflow: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # MLflow still unreachable: the checkpoint stays where it is
+        print(f"seqflow: log-model failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    from tasks import tracking
+
+    print(f"logged {args.checkpoint} ({done['epochs']} of {done['planned_epochs']} epochs) as "
+          f"MLflow run {done['run_id']}, model {args.pipeline} version {done['version']} at "
+          f"{tracking.tracking_uri()}")  # fmt: skip
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from tasks import tracking
 
@@ -244,6 +264,10 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--file", help="a UTF-8 file, one sentence per line")
     tr.add_argument("--version", type=int, help="a registered version instead of the champion")
     tr.set_defaults(func=cmd_translate)
+    lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
+    lm.add_argument("pipeline", choices=PIPELINES)
+    lm.add_argument("--checkpoint", required=True, help="the .pt file a failed run named")
+    lm.set_defaults(func=cmd_log_model)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tasks.faults import check_finite
+
 
 @dataclass
 class CharHistory:
@@ -80,7 +82,7 @@ def train_charlm(
             (loss / n).backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
-            total, count = total + loss.item(), count + n
+            total, count = total + check_finite(loss, epoch, s, f"{kind}: "), count + n
         hist.seconds += time.perf_counter() - started
         hist.chars += count
         train_ppl = math.exp(total / max(count, 1))

@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from tasks.settings import data_dir
+from tasks.stage import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +82,6 @@ def discard(where: Path | None) -> None:
     """Remove a setup's checkpoints once its model is safely logged."""
     if where is not None:
         shutil.rmtree(where, ignore_errors=True)
-
-
-def remove_stale_temps(where: Path, max_age_s: float = 6 * 3600) -> int:
-    """Delete `.tmp-*` files or folders older than max_age_s (left by killed processes)."""
-    removed = 0
-    cutoff = time.time() - max_age_s
-    for tmp in where.glob(".tmp-*"):
-        try:
-            if tmp.stat().st_mtime >= cutoff:
-                continue
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-            removed += 1
-        except OSError:  # removed meanwhile by another process
-            pass
-    return removed
 
 
 def rng_state(gen: torch.Generator | None = None, rng: np.random.Generator | None = None) -> dict:

@@ -1,7 +1,6 @@
 """Training the airline forecaster as the notebook does: batches of 8 in order, Adam, MSE over
 every position of each window; RMSE on train and test every `eval_every` epochs."""
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+
+from tasks.faults import check_finite
 
 
 @dataclass
@@ -46,11 +47,10 @@ def train_forecaster(
         for i in range(0, len(x), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             loss = loss_fn(model(x[idx]), y[idx])
+            check_finite(loss, epoch, i // cfg.batch_size, "airline: ")  # NaN/inf stops here
             opt.zero_grad()
             loss.backward()
             opt.step()
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"epoch {epoch}: training loss became {loss.item()}")
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
             tr, te = evaluate(model)
             hist.epochs.append(epoch)

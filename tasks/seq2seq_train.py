@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from models.seq2seq import Seq2Seq
 from tasks.accel import autocast, compiled, to_device, use_cudnn
+from tasks.faults import check_finite
 from tasks.translation import EOS, PAD, SOS
 
 
@@ -59,7 +60,7 @@ class History:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def train_epoch(model: Seq2Seq, data, batches, opt, cfg, device, max_steps=None) -> tuple:
+def train_epoch(model: Seq2Seq, data, batches, opt, cfg, device, max_steps=None, epoch=0) -> tuple:
     """(mean of the batch losses, as the notebook reports, target tokens, seconds)."""
     model.train()
     src, trg = data
@@ -75,7 +76,7 @@ def train_epoch(model: Seq2Seq, data, batches, opt, cfg, device, max_steps=None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
-        total += loss.item()
+        total += check_finite(loss, epoch, steps, "seq2seq: ")  # NaN/inf stops here
         steps += 1
         tokens += int((t[1:] != PAD).sum())
     return total / max(steps, 1), tokens, time.perf_counter() - started
@@ -147,9 +148,7 @@ def fit(
             else random_batches(len(train[0]), cfg.batch_size, rng)
         )
         loss, tokens, seconds = train_epoch(model, train, batches, opt, cfg, device,
-                                            cfg.max_steps_per_epoch)  # fmt: skip
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} in epoch {epoch + 1}")
+                                            cfg.max_steps_per_epoch, epoch)  # fmt: skip
         val = evaluate_loss(model, valid, cfg.batch_size, device)
         hist.train_loss.append(loss)
         hist.val_loss.append(val)

@@ -23,6 +23,7 @@ from types import ModuleType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from tasks.lineage import code_parts
 from tasks.settings import data_dir
@@ -127,10 +128,20 @@ def run_stage(
         run_logger().info("stage %s: cache hit, reusing %s", stage, final)
         return StageOutput(stage, str(final), key, manifest["fingerprint"], True,
                            manifest["stats"], parts)  # fmt: skip
+    base.mkdir(parents=True, exist_ok=True)
+    locks = (root or data_dir()) / "locks" / pipeline / stage
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(locks / f"{key[:20]}.lock")  # one builder per key; a concurrent run waits
+    lock.acquire()
+    manifest = _verify(final) if final.exists() else None
+    if manifest is not None:  # the run we waited for built it
+        lock.release()
+        run_logger().info("stage %s: built by a concurrent run, reusing %s", stage, final)
+        return StageOutput(stage, str(final), key, manifest["fingerprint"], True,
+                           manifest["stats"], parts)  # fmt: skip
     if final.exists():
         run_logger().warning("stage %s: %s is incomplete or corrupted; rebuilding it", stage, final)
-
-    base.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(base)
     tmp = base / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -162,8 +173,24 @@ def run_stage(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        lock.release()
     run_logger().info("stage %s: computed in %.2fs -> %s", stage, manifest["seconds"], final)
     return StageOutput(stage, str(final), key, fingerprint, False, stats, parts)
+
+
+def remove_stale_temps(folder: Path, max_age_s: float = 6 * 3600) -> int:
+    """Delete `.tmp-*` files and folders older than max_age_s: left by killed processes (never
+    read: only a renamed folder with a manifest counts). Returns how many went."""
+    removed, cutoff = 0, time.time() - max_age_s
+    for tmp in folder.glob(".tmp-*"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+                removed += 1
+        except OSError:  # removed meanwhile by another process
+            pass
+    return removed
 
 
 def write_table(table: pa.Table, path: Path) -> None:

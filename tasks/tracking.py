@@ -58,9 +58,29 @@ class _Serialized:
         return call
 
 
+_schema_ready: set[str] = set()
+
+
+def _open_sqlite_once(uri: str) -> None:
+    """MLflow creates and migrates a new SQLite store's tables when a process first opens it;
+    two processes doing it at once break each other (alembic: "expected to match one row"). A
+    file lock beside the database lets one process at a time open it for the first time."""
+    if uri in _schema_ready:
+        return
+    from filelock import FileLock
+
+    with _sqlite_lock, FileLock(uri.removeprefix("sqlite:///") + ".lock"):
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        c.search_experiments(max_results=1)  # opens the tracking store
+        c.search_registered_models(max_results=1)  # and the registry's
+    _schema_ready.add(uri)
+
+
 def client() -> MlflowClient:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:"):
+        _open_sqlite_once(uri)
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return _Serialized(c) if uri.startswith("sqlite:") else c
 

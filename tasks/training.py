@@ -291,9 +291,9 @@ def train_word2vec(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach() * len(batch)
             seen += len(batch)
-        mean = (total / seen).item()
+            total += (loss.detach() - total) * (len(batch) / seen)  # running mean: no overflow
+        mean = check_finite(total, epoch, steps - 1, kept=result.checkpoint)
         seconds = time.perf_counter() - started
         result.record(epoch, mean, seen, seconds)
         result.save(checkpoints, epoch, meta, model=model.state_dict(),
