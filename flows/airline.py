@@ -22,6 +22,7 @@ from flows.pipelines import resolve, run_tags  # noqa: E402
 from models.forecaster import LSTMForecaster  # noqa: E402
 from tasks import records, tracking  # noqa: E402
 from tasks.forecast_train import predict, train_forecaster  # noqa: E402
+from tasks.parity import Check, check_parity  # noqa: E402
 from tasks.series import (  # noqa: E402
     baselines,
     ingest_series,
@@ -155,7 +156,24 @@ def airline(
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+        if config.profile == "parity":
+            got = {f"{m}@{e}": v for m, vals in (("train_rmse", hist.train_rmse),
+                                                ("test_rmse", hist.test_rmse))
+                   for e, v in zip(hist.epochs, vals, strict=True)}  # fmt: skip
+            got |= {"final train_rmse": hist.train_rmse[-1], "final test_rmse": hist.test_rmse[-1]}
+            check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
+
+
+# The notebook's printed RMSEs (4 decimals) and its graded thresholds (Laboratorio 3, part 4).
+PARITY = [
+    Check("train_rmse@0", 254.2507, tol=5e-5),
+    Check("test_rmse@0", 449.1029, tol=5e-5),
+    Check("train_rmse@100", 152.7753, tol=5e-5),
+    Check("test_rmse@100", 337.9672, tol=5e-5),
+    Check("final train_rmse", 22.0, "<"),
+    Check("final test_rmse", 70.0, "<"),
+]
 
 
 @task(name="score", cache_policy=NO_CACHE)

@@ -22,6 +22,7 @@ from tasks import records, tracking  # noqa: E402
 from tasks.charlm_train import continue_text, perplexity, train_charlm  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
 from tasks.data import data_fingerprint, incoming_files  # noqa: E402
+from tasks.parity import Check, check_parity  # noqa: E402
 from tasks.stage import run_logger  # noqa: E402
 from tasks.training import pick_device  # noqa: E402
 
@@ -149,7 +150,17 @@ def charlm(
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+        if config.profile == "parity":
+            got = {"vocab_size": len(vocab), "vocab": "".join(vocab)}
+            check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
+
+
+# The notebook's figures that the parity profile must reproduce: its vocabulary, in order.
+PARITY = [
+    Check("vocab_size", 34),
+    Check("vocab", " eaosnrlduitcmpqybhvgíjóféázñúxwkü"),
+]
 
 
 @task(name="score", cache_policy=NO_CACHE)

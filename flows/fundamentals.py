@@ -19,6 +19,7 @@ from flows.config import FundamentalsConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
 from tasks import records, tracking  # noqa: E402
 from tasks.fundamentals_train import build, one_hot_pairs  # noqa: E402
+from tasks.parity import Check, check_parity  # noqa: E402
 from tasks.stage import run_logger  # noqa: E402
 from tasks.toy import make_sequences, read_sequences  # noqa: E402
 
@@ -80,7 +81,7 @@ def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent
         md = predictions_markdown(model, parts["test"], pairs["test"], idx_to_word)
         tracking.log_text(run_id, md, "predictions.md")
     run_logger().info("%s: train %.4f, val %.4f, test %.4f", kind, *final.values())
-    return {"kind": kind, "run_id": run_id, **final}
+    return {"kind": kind, "run_id": run_id, **final, "history": (train_loss, val_loss)}
 
 
 @flow(name=PIPELINE)
@@ -109,7 +110,30 @@ def fundamentals(
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), [seqs], metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+        if config.profile == "parity":
+            got = {}
+            for r in results:
+                for epoch in range(len(r["history"][0])):
+                    got[f"{r['kind']} train_loss@{epoch}"] = r["history"][0][epoch]
+                    got[f"{r['kind']} val_loss@{epoch}"] = r["history"][1][epoch]
+            check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
+
+
+def _printed(kind: str, epoch: int, train: float, val: float, tol: float) -> list[Check]:
+    return [Check(f"{kind} train_loss@{epoch}", train, tol=tol),
+            Check(f"{kind} val_loss@{epoch}", val, tol=tol)]  # fmt: skip
+
+
+# The losses the notebook prints (Laboratorio 3). NumPy: to its 7th digit (we reproduce every
+# printed digit); PyTorch float32 on another CPU: within 2e-3 (see bench/RESULTS.md).
+PARITY = [
+    *_printed("numpy_rnn", 0, 4.05046509496538, 4.801971835967155, 1e-6),
+    *_printed("numpy_rnn", 1900, 1.0640880623573374, 1.4524183517051121, 1e-6),
+    *_printed("numpy_lstm", 0, 2.9228179938116403, 4.499707061171418, 1e-6),
+    *_printed("numpy_lstm", 490, 0.6560922560461719, 0.7585088791899377, 1e-6),
+    *_printed("torch_lstm", 490, 0.28825098276138306, 0.27527761459350586, 2e-3),
+]
 
 
 def score(config: FundamentalsConfig, version) -> float:

@@ -17,6 +17,7 @@ from flows.config import Seq2SeqConfig, flatten
 from flows.pipelines import resolve, run_tags
 from models.seq2seq import Seq2Seq, count_parameters
 from tasks import records, tracking
+from tasks.parity import Check, check_parity
 from tasks.seq2seq_train import corpus_bleu, detokenize, evaluate_loss, fit, translate_ids
 from tasks.settings import data_dir
 from tasks.stage import StageOutput, run_logger
@@ -150,7 +151,19 @@ def seq2seq(
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
+        if config.profile == "parity":
+            got = {k: metrics[k] for k in ("src_vocab_size", "trg_vocab_size")}
+            got["parameters"] = count_parameters(model)
+            check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
+
+
+# The notebook's figures (Laboratorio 4, part 2) that the parity profile must reproduce.
+PARITY = [
+    Check("src_vocab_size", 7_853),
+    Check("trg_vocab_size", 5_893),
+    Check("parameters", 13_898_501),
+]
 
 
 def load_translator(version: int | str | None = None):
