@@ -160,6 +160,42 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     assert resumed.data.metrics["final_train_loss"] == pytest.approx(reference[-1], rel=1e-4)
 
 
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kernel", ["torch", "numba"])
+def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, request):
+    """Model, optimizer and RNG states come back from the checkpoint (weights-only)."""
+    from tasks.training import train_word2vec
+    from tests.test_training import toy_pairs
+
+    pairs, counts = toy_pairs(n=4000)
+    extra = {"model": "sgns", "kernel": kernel, "embed_size": 8, "subsample": 1e-3}
+    cfg = load_config("word2vec", "parity").train.model_copy(
+        update={"epochs": 3, "batch_size": 256, **extra}
+    )
+    if kernel == "numba":  # its threads race on purpose (hogwild): one thread for equality
+        import numba
+
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        request.addfinalizer(lambda: numba.set_num_threads(threads))
+    whole = train_word2vec(pairs, counts, cfg)
+
+    def crash_after_first(epoch, loss, rate):
+        if epoch == 0:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_word2vec(pairs, counts, cfg, crash_after_first, checkpoints=tmp_path)
+    assert [p.name for p in tmp_path.glob("epoch-*.pt")] == ["epoch-0001.pt"]
+    resumed = train_word2vec(pairs, counts, cfg, checkpoints=tmp_path)
+    assert resumed.resumed_epochs == 1 and resumed.epoch_loss == whole.epoch_loss
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v)
+
+
 def test_killed_stage_build_leaves_nothing_trusted_and_the_next_run_rebuilds(tmp_path):
     script = (
         "import sys, time, tasks.settings as m\n"
