@@ -10,6 +10,8 @@ project and see the same data folder (shared disk).
 from prefect import Flow
 
 RUNNERS = ("sequential", "dask")
+# imported by each LocalCluster worker as it starts, not by its first shard
+PRELOAD = ["prefect.task_engine", "tasks.text", "tasks.vocab", "tasks.windows"]
 
 
 def share_api() -> str:
@@ -25,7 +27,7 @@ def share_api() -> str:
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()  # the same instance this process's client uses
-        server.start()
+        server.start(timeout=120)  # a busy machine can take longer than the default 20 s
         url = server.api_url
     os.environ["PREFECT_API_URL"] = url
     return url
@@ -39,7 +41,7 @@ def dask_runner(address: str | None = None, workers: int | None = None, processe
     if processes:
         share_api()
     cluster = {"n_workers": workers or 2, "threads_per_worker": 1, "processes": processes,
-               "dashboard_address": None}  # fmt: skip
+               "dashboard_address": None, "preload": PRELOAD}  # fmt: skip
     return DaskTaskRunner(cluster_kwargs=cluster)
 
 

@@ -4,7 +4,6 @@ byte (full tweets file through the mirror; stage content fingerprints compared).
 import json
 from collections import Counter
 
-import pytest
 from prefect import flow
 
 from flows.config import load_config
@@ -26,16 +25,15 @@ def test_merge_counts_keeps_first_occurrence_order():
     assert merged == Counter("abcadbeea")
 
 
-@pytest.mark.parametrize("runner", ["dask"])
-def test_dask_preprocessing_matches_sequential(prefect_server, tmp_path, monkeypatch, runner):
+def test_dask_preprocessing_matches_sequential(prefect_server, tmp_path, monkeypatch):
     config = load_config("word2vec", "parity")
     outputs = {}
-    for name in ("sequential", runner):
+    for name in ("sequential", "dask"):
         monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
         # threads in this process keep the test short; `--runner dask` uses worker processes
         run = with_runner(preprocess_flow, name, workers=2, processes=False)
         outputs[name] = run(config)
-    seq, par = outputs["sequential"], outputs[runner]
+    seq, par = outputs["sequential"], outputs["dask"]
     assert all(not s.cached for s in seq + par)
     assert shard_count(seq[0].file("rows.parquet")) == -(-31962 // ROWS_PER_SHARD) == 4
     for a, b in zip(seq, par, strict=True):
