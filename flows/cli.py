@@ -124,6 +124,22 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Verify and copy new data into data/incoming/<pipeline>/, then emit the arrival event."""
+    from flows.ingest import emit_arrival, ingest
+
+    try:
+        arrived = ingest(args.pipeline, [Path(f) for f in args.files])
+    except Exception as err:  # our errors name the file and the fix; nothing was copied
+        print(f"seqflow: ingest {args.pipeline}: {err}", file=sys.stderr)
+        return 2
+    for a in arrived:
+        print(f"{args.pipeline}: {a['name']} ({a['bytes']:,} bytes, sha256 {a['sha256'][:12]})")
+    event = emit_arrival(args.pipeline, arrived)
+    print(f"event seqflow.data.arrived {event.id if event else '(no Prefect API: not sent)'}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """For a run (the latest by default): each stage, cached or ran, and why."""
     from tasks.lineage import explain_run
@@ -252,6 +268,10 @@ def parser() -> argparse.ArgumentParser:
     hi = sub.add_parser("history", help="every move of alias champion, with scores and data")
     hi.add_argument("pipeline", choices=PIPELINES)
     hi.set_defaults(func=cmd_history)
+    ing = sub.add_parser("ingest", help="add new data files and trigger the retrain deployment")
+    ing.add_argument("pipeline", choices=("word2vec", "charlm"))
+    ing.add_argument("files", nargs="+", help="CSV files (word2vec) or UTF-8 .txt (charlm)")
+    ing.set_defaults(func=cmd_ingest)
     ex = sub.add_parser("explain", help="why each stage of a run ran or came from cache")
     ex.add_argument("pipeline", choices=PIPELINES)
     ex.add_argument("--run", metavar="RUN_ID", help="an MLflow run id (default: the latest)")

@@ -23,9 +23,13 @@ def retrain(
     profile: str = "quick",
     overrides: list[str] | None = None,
     warm_start: bool = False,
+    trigger: str | None = None,
 ) -> dict:
-    """Returns the outcome: decision, versions, scores, data fingerprints."""
+    """Returns the outcome: decision, versions, scores, data fingerprints. `trigger`: what
+    started it, when an event did (the deployment trigger passes the event's note)."""
     logger = get_run_logger()
+    if trigger:
+        logger.info("triggered by: %s", trigger)
     spec = pipelines.get(pipeline)
     sets = [*(overrides or [])]
     if "incoming" in type(load_config(pipeline, profile, sets).data).model_fields:
@@ -37,6 +41,8 @@ def retrain(
     champ = tracking.champion(pipeline)
     champ_fp = tracking.get_run(champ.run_id).data.tags.get("data_fingerprint") if champ else None
     outcome: dict = {"data_fingerprint": data_fp, "champion_data_fingerprint": champ_fp}
+    if trigger:
+        outcome["trigger"] = trigger
     if champ is not None and champ_fp == data_fp:
         logger.info(
             "no new data: %s champion (version %s) was trained on data %s; nothing to do",

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -123,6 +124,36 @@ def test_deploy_run_retrain_on_real_servers(stack):
     assert "retrain: " + t["retrain.decision"] in markdown_of(s, retrained["id"])
 
     screenshots(s, [r["info"]["run_id"] for r in runs], challenger, retrained["id"])
+    event_triggered_retrain(s, deployments["word2vec-retrain"]["id"])
+
+
+def event_triggered_retrain(s, deployment_id: str) -> None:
+    """`seqflow ingest` copies a new CSV and emits seqflow.data.arrived; the retrain
+    deployment's trigger (prefect.yaml) creates a flow run with the event's note."""
+    before = {r["id"] for r in flow_runs_of(s, deployment_id)}
+    new_csv = drop_tweets(s.root / "outside", "batch-002.csv", 6001, 9001)
+    out = sh(s.env, str(BIN / "seqflow"), "ingest", "word2vec", str(new_csv))
+    assert "batch-002.csv" in out and "event seqflow.data.arrived" in out, out
+    assert (Path(s.env["SEQFLOW_DATA_DIR"]) / "incoming" / "word2vec" / "batch-002.csv").is_file()
+    deadline = time.monotonic() + 90
+    while not (new := [r for r in flow_runs_of(s, deployment_id) if r["id"] not in before]):
+        assert time.monotonic() < deadline, "the arrival event created no retrain run in 90 s"
+        time.sleep(2)
+    [triggered] = new
+    assert "1 new file(s): batch-002.csv" in triggered["parameters"]["trigger"]
+    log = sh(s.env, str(BIN / "prefect"), "worker", "start", "--pool", "seqflow", "--type",
+             "process", "--run-once", timeout=600)  # fmt: skip
+    run = get_json(f"{s.prefect}/flow_runs/{triggered['id']}")
+    assert run["state_type"] == "COMPLETED", log[-6000:]
+    record = markdown_of(s, triggered["id"])
+    assert "batch-002.csv" in record and "retrain: " in record
+    runs = mlflow_runs(s)
+    assert len(runs) == 3 and max(metrics(r)["train_rows"] for r in runs) == 9000
+
+
+def flow_runs_of(s, deployment_id: str) -> list[dict]:
+    body = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}
+    return get_json(f"{s.prefect}/flow_runs/filter", body)
 
 
 def chromium(*args: str, timeout: int = 90) -> str:
