@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import flows.charlm as charlm_flow
 from tasks.chars import (
     TextFormatError,
     book_text,
@@ -18,6 +19,7 @@ from tasks.chars import (
     strip_gutenberg,
     windows,
 )
+from tasks.parity import report
 
 PARITY_ORDER = " eaosnrlduitcmpqybhvgíjóféázñúxwkü"
 
@@ -63,6 +65,10 @@ def test_full_text_through_the_mirror(data_dir):
     assert "*** START" not in body and "PROJECT GUTENBERG" not in body.upper()[-5000:]
     vocab, chaps = read_chars(encode_chars.fn("charlm", book, notebook_text=True))
     assert "".join(vocab) == PARITY_ORDER and len(vocab) == 34
+    # what the charlm parity run checks at its end
+    assert (
+        report("charlm", charlm_flow.PARITY, {"vocab_size": 34, "vocab": "".join(vocab)})[1] == []
+    )
     assert book_text(book, True).lstrip().startswith("Capítulo primero")
     n = sum(map(len, chaps))
     cfg = SimpleNamespace(split="parity", length=32, n_train=20480, n_test=5120)

@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import flows.seq2seq as seq2seq_flow
 from flows.config import load_config
 from models.seq2seq import Seq2Seq, count_parameters
+from tasks.parity import report
 from tasks.seq2seq_train import bucket_batches, detokenize, fit, pad_batch
 from tasks.translation import (
     PAD,
@@ -53,6 +55,9 @@ def test_full_data_counts_vocab_and_parameters(stages):
     assert len(src) == 29000 and src[0][0] == 2 and src[0][-1] == 3 and src[0].dtype == np.int32
     model = Seq2Seq(len(src_vocab), len(trg_vocab))
     assert count_parameters(model) == 13_898_501
+    got = {"src_vocab_size": len(src_vocab), "trg_vocab_size": len(trg_vocab),
+           "parameters": count_parameters(model)}  # fmt: skip
+    assert report("seq2seq", seq2seq_flow.PARITY, got)[1] == []  # the parity run's checks
     # the German side is reversed: the first source token (after <sos>) is the last word
     import pyarrow.parquet as pq
 
