@@ -103,6 +103,7 @@ def test_deploy_run_retrain_on_real_servers(stack):
     assert champion_version(s) == 1
     record = markdown_of(s, first["id"])
     assert "Stages (0 of 5 from cache)" in record and runs[0]["info"]["run_id"] in record
+    assert "## Stage keys" in record and "tasks/text.py `" in record  # the keys' parts
 
     idle = run_deployment(s, "retrain/word2vec-retrain")
     assert idle["state_type"] == "COMPLETED", idle["worker_log"]
