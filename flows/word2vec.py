@@ -10,10 +10,11 @@ from prefect.cache_policies import NO_CACHE
 from flows import recover
 from flows.config import Word2VecConfig, flatten
 from flows.pipelines import resolve, run_tags
-from tasks import records, tracking
+from tasks import records, tracking, training
 from tasks.data import data_fingerprint, incoming_files, ingest_csv
 from tasks.distributed import ddp_train_task
 from tasks.evaluation import evaluate_task, score_embeddings
+from tasks.lineage import step_entry
 from tasks.parity import Check, check_parity
 from tasks.text import tokenize_tweets
 from tasks.training import train_task
@@ -59,7 +60,9 @@ def word2vec(
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         stages = preprocess(config, incoming)
         rows, tokens, vocab, encoded, pairs = stages
-        tracking.log_stages(run_id, stages)
+        train_step = step_entry("train", {"pairs": pairs.fingerprint, "vocab": vocab.fingerprint},
+                                config.train.model_dump(), (training,), ("torch",))  # fmt: skip
+        tracking.log_stages(run_id, stages, [train_step])
         tracking.set_tags(run_id, {"rows_fingerprint": rows.fingerprint})
         metrics = {
             "train_rows": rows.stats["rows"],

@@ -51,6 +51,19 @@ def code_parts(*modules: ModuleType) -> dict[str, str]:
     return {str(p.relative_to(REPO)): h for p, h in sorted(seen.items())}
 
 
+def step_entry(name: str, inputs: dict, params: dict, code: tuple, libs: tuple = ()) -> dict:
+    """A lineage entry for a step that is never cached (training): the parts that shape it, so
+    `explain` can say what changed since the closest earlier run."""
+    import hashlib
+    import importlib.metadata
+    import json
+
+    parts = {"inputs": inputs, "params": params, "code": code_parts(*code),
+             "libs": {n: importlib.metadata.version(n) for n in sorted(libs)}}  # fmt: skip
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return {"stage": name, "key": key, "cached": False, "parts": parts, "always_runs": True}
+
+
 def _flat(params: dict, prefix: str) -> dict[str, object]:
     out = {}
     for k, v in params.items():
@@ -111,6 +124,9 @@ def explain(stages: list[dict], earlier: list[tuple[str, list[dict]]]) -> list[s
                     best = (run_id, diff)
         if best is None:
             lines.append(f"{name} ran: first run of this stage")
+        elif not best[1] and s.get("always_runs"):
+            lines.append(f"{name} ran: it always runs; nothing it depends on changed since run "
+                         f"{best[0][:8]}")  # fmt: skip
         elif not best[1]:
             lines.append(f"{name} ran: same key as run {best[0][:8]}, whose output was missing "
                          "or corrupted here")  # fmt: skip

@@ -243,9 +243,10 @@ def child_run(parent_id: str, experiment: str, name: str, params: dict, tags: di
     return tracked_run(experiment, params, {"mlflow.parentRunId": parent_id, **(tags or {})}, name)
 
 
-def log_stages(run_id: str, stages: list) -> int:
+def log_stages(run_id: str, stages: list, steps: list[dict] = ()) -> int:
     """Stage keys as tags, the parts of each key as artifact `lineage.json` (what `seqflow
-    explain` reads); returns how many stages were cache hits."""
+    explain` reads), with `steps` (lineage.step_entry: training) after the stages; returns
+    how many stages were cache hits."""
     hits = sum(s.cached for s in stages)
     set_tags(
         run_id,
@@ -253,7 +254,7 @@ def log_stages(run_id: str, stages: list) -> int:
         | {f"stage.{s.stage}.cached": s.cached for s in stages},
     )
     log_metrics(run_id, {"cache_hits": hits})
-    log_json(run_id, {"stages": lineage_entries(stages)}, LINEAGE)
+    log_json(run_id, {"stages": lineage_entries(stages) + list(steps)}, LINEAGE)
     return hits
 
 

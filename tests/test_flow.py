@@ -74,8 +74,9 @@ def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow
     first = run()
     c = mlflow_client()
     assert c.get_run(first).data.metrics["cache_hits"] == 0
-    assert [line.split()[0:2] for line in explain(capsys)] == [[s, "ran:"] for s in PREP]
-    assert all(line.endswith("first run of this stage") for line in explain(capsys))
+    lines = explain(capsys)
+    assert [line.split()[0:2] for line in lines] == [[s, "ran:"] for s in (*PREP, "train")]
+    assert all(line.endswith("first run of this stage") for line in lines)
 
     second = run(["tokenize.stemmer=none"])
     tags = c.get_run(second).data.tags
@@ -90,11 +91,15 @@ def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow
     assert lines[2].startswith("vocab ran: input tokens changed (vs run")
     assert lines[3].startswith("drop_rare ran: input tokens changed; input vocab changed")
     assert lines[4].startswith("windows ran: input ids changed")
-    assert explain(capsys, "--run", first) == [f"{s} ran: first run of this stage" for s in PREP]
+    assert lines[5].startswith("train ran: input pairs changed; input vocab changed")
+    first_lines = explain(capsys, "--run", first)
+    assert first_lines == [f"{s} ran: first run of this stage" for s in (*PREP, "train")]
 
     third = run(["tokenize.stemmer=none"])
     assert c.get_run(third).data.metrics["cache_hits"] == 5
-    assert all(line.split()[1] == "cached" for line in explain(capsys))
+    *prep, train = explain(capsys)
+    assert [line.split()[:2] for line in prep] == [[s, "cached"] for s in PREP]
+    assert train.startswith("train ran: it always runs; nothing it depends on changed since run")
     lineage = json.loads((Path(c.download_artifacts(third, "lineage.json"))).read_text())
     tokenize = next(s for s in lineage["stages"] if s["stage"] == "tokenize")
     assert tokenize["parts"]["params"]["stemmer"] == "none"

@@ -110,7 +110,15 @@ def test_edited_helper_makes_explain_say_code_changed(prefect_server, tmp_path):
     assert lines[0].startswith("ingest cached")
     assert lines[1].startswith("tokenize ran: code changed (tasks/text.py)")
     # the edit changed no token: every later stage is served from cache
-    assert all(line.split()[1] == "cached" for line in lines[2:]), lines
+    assert [line.split()[1] for line in lines[2:5]] == ["cached"] * 3, lines
+    assert lines[5].startswith("train ran: it always runs; nothing it depends on changed")
+
+    training = copy / "tasks" / "training.py"
+    training.write_text(training.read_text() + "\n# an edited training module\n")
+    seqflow("run", "word2vec", *QUICK)
+    lines = [line.strip() for line in seqflow("explain", "word2vec").splitlines()[1:]]
+    assert [line.split()[1] for line in lines[:5]] == ["cached"] * 5, lines
+    assert lines[5].startswith("train ran: code changed (tasks/training.py)"), lines
 
 
 @task(cache_policy=NO_CACHE)
