@@ -93,6 +93,7 @@ def one(mode: str, scale: int, workers: int, folder: Path) -> dict:
     use_mirror(os.environ.get("SEQFLOW_MIRROR") or REPO.parent / "shared" / "datasets")
     os.environ["SEQFLOW_DATA_DIR"] = str(folder / f"data-{mode}-{scale}x-{workers}")
     config = load_config("word2vec", "parity")
+    stage_peaks: dict[str, int] = {}
     incoming = sorted((folder / f"corpus-{scale}x").glob("*.csv"))
     if mode == "sequential":
         from tasks.data import ingest_csv
@@ -101,13 +102,19 @@ def one(mode: str, scale: int, workers: int, folder: Path) -> dict:
         from tasks.windows import window_pairs
 
         def run():
-            rows = ingest_csv.fn("word2vec", "tweets_hate_speech", "train.csv", None, incoming)
-            tokens = tokenize_tweets.fn("word2vec", rows, config.tokenize)
-            vocab = build_vocab.fn("word2vec", tokens, config.vocab.min_count)
-            encoded = drop_rare_tokens.fn("word2vec", tokens, vocab)
+            def stage(fn, *args):  # each stage's own peak too
+                with PeakRSS() as mem:
+                    out = fn("word2vec", *args)
+                stage_peaks[out.stage] = round(mem.peak / 2**20)
+                return out
+
+            rows = stage(ingest_csv.fn, "tweets_hate_speech", "train.csv", None, incoming)
+            tokens = stage(tokenize_tweets.fn, rows, config.tokenize)
+            vocab = stage(build_vocab.fn, tokens, config.vocab.min_count)
+            encoded = stage(drop_rare_tokens.fn, tokens, vocab)
             w = config.windows
-            return [rows, tokens, vocab, encoded, window_pairs.fn("word2vec", encoded, w.size,
-                                                                  w.shard_rows)]  # fmt: skip
+            return [rows, tokens, vocab, encoded,
+                    stage(window_pairs.fn, encoded, w.size, w.shard_rows)]  # fmt: skip
     else:
         from prefect import flow
 
@@ -133,7 +140,8 @@ def one(mode: str, scale: int, workers: int, folder: Path) -> dict:
             "stage_seconds": seconds, "seconds": round(sum(seconds.values()), 2),
             "wall_seconds": round(wall, 2), "base_mb": round(mem.base / 2**20),
             "peak_mb": round(mem.peak / 2**20),
-            "peak_over_base_mb": round((mem.peak - mem.base) / 2**20)}  # fmt: skip
+            "peak_over_base_mb": round((mem.peak - mem.base) / 2**20),
+            "stage_peak_mb": stage_peaks}  # fmt: skip
 
 
 def main() -> None:

@@ -34,16 +34,21 @@ def on_dask() -> bool:
     return isinstance(runner, DaskTaskRunner)
 
 
-def map_shards(shard_task, shards: int, **kwargs) -> list:
-    """shard_task(shard=i, **kwargs) for i in range(shards), results in shard order."""
+def map_shards(shard_task, shards: int, **kwargs) -> Iterator:
+    """shard_task(shard=i, **kwargs) for i in range(shards): the results, in shard order, as
+    they are needed (only one is held here at a time)."""
     if shards and on_dask():
         from prefect import unmapped
 
         futures = shard_task.map(shard=list(range(shards)), **{
             k: unmapped(v) for k, v in kwargs.items()
         })  # fmt: skip
-        return [f.result() for f in futures]
-    return [shard_task.fn(shard=i, **kwargs) for i in range(shards)]
+        for i in range(shards):
+            yield futures[i].result()
+            futures[i] = None  # let the worker drop it
+        return
+    for i in range(shards):
+        yield shard_task.fn(shard=i, **kwargs)
 
 
 def shard_count(path: str | Path) -> int:

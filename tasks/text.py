@@ -97,8 +97,8 @@ def tokenize_tweets(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
     def build(out: Path) -> dict:
         src = rows.file("rows.parquet")
         parts, shards = scratch(out), shard_count(src)
-        stats = map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
-                           cfg=cfg.model_dump())  # fmt: skip
+        stats = list(map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
+                                cfg=cfg.model_dump()))  # fmt: skip
         merge_parts(parts, shards, out / "tokens.parquet")
         return {"rows": sum(s["rows"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}
 

@@ -130,10 +130,10 @@ def drop_rare_tokens(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> 
     def build(out: Path) -> dict:
         src = tokens.file("tokens.parquet")
         parts, shards = scratch(out), shard_count(src)
-        kept = map_shards(drop_rare_shard, shards, src=str(src),
-                          vocab=str(vocab.file("vocab.json")), parts=str(parts))  # fmt: skip
+        kept = sum(map_shards(drop_rare_shard, shards, src=str(src),
+                              vocab=str(vocab.file("vocab.json")), parts=str(parts)))  # fmt: skip
         rows = merge_parts(parts, shards, out / "ids.parquet")
-        return {"rows": rows, "tokens_kept": sum(kept)}
+        return {"rows": rows, "tokens_kept": int(kept)}
 
     return run_stage(
         pipeline,

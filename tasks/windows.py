@@ -117,10 +117,11 @@ def window_pairs(pipeline: str, encoded: StageOutput, size: int, shard_rows: int
         parts, shards = scratch(out), shard_count(src)
         try:
             counts = map_shards(window_shard, shards, src=str(src), size=size, parts=str(parts))
+            pairs = sum(counts)
             written = write_pair_shards(read_parts(parts, shards), out, shard_rows)
         finally:
             shutil.rmtree(parts, ignore_errors=True)
-        return {"pairs": int(sum(counts)), "shards": written}
+        return {"pairs": int(pairs), "shards": written}
 
     return run_stage(
         pipeline,
