@@ -56,3 +56,19 @@ def test_two_process_ddp_matches_one_process_and_logs_once(stages, data_dir):
     assert sorted(m.step for m in history) == [0, 1]  # rank 0 only: one value per epoch
     np.testing.assert_allclose(sorted(history, key=lambda m: m.step)[-1].value, epoch_loss[-1],
                                rtol=1e-4)  # fmt: skip
+
+
+def test_settings_ddp_cannot_run_are_refused_with_the_fix():
+    from flows.cli import parser
+    from tasks.distributed import check
+
+    args = parser().parse_args(["run", "word2vec", "--runner", "dask", "--nproc", "2"])
+    assert (args.runner, args.nproc) == ("dask", 2)
+    cfg = load_config("word2vec", "quick", ["train.nproc=2"]).train
+    check(cfg, 2, 10_000)  # fine
+    with pytest.raises(ValueError, match="train.model=softmax"):
+        check(cfg.model_copy(update={"model": "sgns"}), 2, 10_000)
+    with pytest.raises(ValueError, match="multiple of train.nproc"):
+        check(cfg.model_copy(update={"batch_size": 1023}), 2, 10_000)
+    with pytest.raises(ValueError, match="no full batch"):
+        check(cfg, 2, 1000)
