@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tasks import checkpoint, tracking
 from tasks.faults import NonFiniteLoss
+from tasks.stage import run_logger
 
 
 class ModelNotLogged(RuntimeError):
@@ -19,10 +20,15 @@ def checkpoint_folder(pipeline: str, fingerprints: list[str], train_cfg) -> Path
 
 @contextmanager
 def keep_model(pipeline: str, where: Path, epochs: int):
-    """Around train -> evaluate -> register: an error (MLflow gone, a crash) comes back naming
-    the checkpoint that survives it and what to do with it."""
+    """Around train -> evaluate -> register. Yields whether this run owns the checkpoint folder:
+    a file lock until the model is logged (a run of the same setup started meanwhile trains
+    without checkpoints); then the checkpoints go. An error (MLflow gone, a crash) comes back
+    naming the checkpoint that survives it and what to do with it."""
+    lock = checkpoint.claim(where)
+    if lock is None:
+        run_logger().warning("another run is training this setup in %s: no checkpoints", where)
     try:
-        yield
+        yield lock is not None
     except NonFiniteLoss:  # names its own last good checkpoint; resuming would fail again
         raise
     except Exception as err:
@@ -42,12 +48,12 @@ def keep_model(pipeline: str, where: Path, epochs: int):
                 "kept: run the same command again to resume from it"
             )
         raise ModelNotLogged(f"{type(err).__name__}: {err}\n  {note}") from err
-
-
-def done(checkpoint_file: str | None) -> None:
-    """The model is in MLflow: this run's checkpoints are no longer needed."""
-    if checkpoint_file:
-        checkpoint.discard(Path(checkpoint_file).parent)
+    else:
+        if lock is not None:  # the model is in MLflow: its checkpoints are not needed
+            checkpoint.discard(where)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def rebuild(state: dict):

@@ -74,14 +74,14 @@ def word2vec(
         ckpt = recover.checkpoint_folder(PIPELINE, [pairs.fingerprint, vocab.fingerprint],
                                          config.train)  # fmt: skip
         meta = {"profile": config.profile, "params": flatten(config)}
-        with recover.keep_model(PIPELINE, ckpt, config.train.epochs):  # errors name the model
+        with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
             if config.train.nproc > 1:  # DDP; rank 0 checkpoints into ckpt/ddp
                 trained = ddp_train_task(pairs, vocab, config.train, run_id, str(ckpt / "ddp"))
             else:
-                trained = train_task(pairs, vocab, config.train, run_id, str(ckpt), meta)
+                trained = train_task(pairs, vocab, config.train, run_id,
+                                     str(ckpt) if owned else None, meta)  # fmt: skip
             scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
             model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
-        recover.done(trained.checkpoint)
         metrics |= {
             "final_train_loss": trained.epoch_loss[-1],
             "pairs_per_sec": trained.pairs_per_sec,

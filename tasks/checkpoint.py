@@ -32,9 +32,8 @@ def folder(pipeline: str, *parts) -> Path:
 
 
 def claim(where: Path) -> FileLock | None:
-    """An exclusive lock on a checkpoint folder, or None when another run trains the same setup
-    right now (that run then keeps the checkpoints; this one trains without). The OS releases
-    the lock when its holder dies, so a killed run never blocks the next one."""
+    """An exclusive lock on a checkpoint folder, or None when another run holds it. The OS
+    releases the lock when its holder dies, so a killed run never blocks the next one."""
     where.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(where.parent / f"{where.name}.lock")
     try:

@@ -41,6 +41,7 @@ class TrainResult:
     device: str = "cpu"
     checkpoint: str | None = None  # the last checkpoint file written, if any
     resumed_epochs: int = 0  # epochs restored from a checkpoint rather than trained here
+    resumed_from_run: str | None = None  # the MLflow run that wrote that checkpoint
 
     @property
     def pairs_per_sec(self) -> float:
@@ -73,6 +74,7 @@ class TrainResult:
         self.epoch_loss = list(state["epoch_loss"])
         self.pairs_seen, self.seconds = state["pairs_seen"], state["seconds"]
         self.resumed_epochs = state["epoch"] + 1
+        self.resumed_from_run = state["meta"].get("run_id")
         log.info("resuming after epoch %d from %s", self.resumed_epochs, path)
         return state
 
@@ -326,6 +328,20 @@ def _warm_start_hook(id2tok: list[str], run_id: str, logger, name: str = "word2v
     return init
 
 
+def _close_interrupted(old_run: str | None, run_id: str, logger) -> None:
+    """A killed run stays RUNNING in MLflow; the run that resumed its checkpoint (and owns the
+    folder's lock, so that run is gone) marks it KILLED."""
+    from tasks import tracking
+
+    if not old_run or old_run == run_id:
+        return
+    try:
+        if tracking.get_run(old_run).info.status == "RUNNING":
+            tracking.end_run(old_run, "KILLED", f"stopped mid-training; resumed by run {run_id}")
+    except Exception as err:  # not in this store (another tracking URI): nothing to close
+        logger.info("interrupted run %s not closed: %s", old_run, err)
+
+
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(
     pairs: StageOutput, vocab: StageOutput, cfg, run_id: str, checkpoints: str | None = None,
@@ -351,10 +367,6 @@ def train_task(
         pick_device(cfg.device),
     )
     where = Path(checkpoints) if checkpoints else None
-    lock = checkpoint.claim(where) if where else None
-    if where and lock is None:
-        logger.warning("another run is training this setup in %s: no checkpoints here", where)
-        where = None
     logging_down = []
 
     def on_epoch(epoch: int, loss: float, rate: float) -> None:
@@ -372,14 +384,12 @@ def train_task(
     meta = {"pipeline": "word2vec", "run_id": run_id, "vocab": id2tok,
             "model": cfg.model, "embed_size": cfg.embed_size, "epochs": cfg.epochs,
             **(meta or {})}  # fmt: skip
-    try:
-        result = train_word2vec(data, counts, cfg, on_epoch, distance, init, where, meta)
-    finally:
-        if lock is not None:
-            lock.release()
+    result = train_word2vec(data, counts, cfg, on_epoch, distance, init, where, meta)
     if result.resumed_epochs:
         logger.info("resumed after epoch %d from %s", result.resumed_epochs, result.checkpoint)
-        tracking.set_tags(run_id, {"resumed_from_epoch": result.resumed_epochs})
+        tracking.set_tags(run_id, {"resumed_from_epoch": result.resumed_epochs,
+                                   "resumed_from_run": result.resumed_from_run})  # fmt: skip
+        _close_interrupted(result.resumed_from_run, run_id, logger)
         for epoch, loss in enumerate(result.epoch_loss[: result.resumed_epochs]):
             tracking.log_metrics(run_id, {"train_loss": loss}, step=epoch)
     tracking.log_metrics(

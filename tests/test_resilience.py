@@ -142,6 +142,9 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     resumed = store(data_dir).get_run(run_id)
     assert resumed.info.status == "FINISHED"
     assert 1 <= int(resumed.data.tags["resumed_from_epoch"]) <= 2
+    assert resumed.data.tags["resumed_from_run"] == killed.info.run_id
+    killed = store(data_dir).get_run(killed.info.run_id)  # closed by the run that resumed it
+    assert killed.info.status == "KILLED" and run_id in killed.data.tags["failure_reason"]
     assert checkpoints(data_dir) == []  # logged and registered: the checkpoints are gone
 
     # the same training, uninterrupted, on the same stage outputs
