@@ -305,3 +305,15 @@ def test_mlflow_server_gone_keeps_the_model_and_log_model_logs_it_later(
     model = mlflow.pytorch.load_model("models:/word2vec/1", map_location="cpu")
     saved = checkpoint.load(Path(path))["model"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_log_model_refuses_what_is_not_a_word2vec_checkpoint(tmp_path, data_dir, capsys):
+    torn = tmp_path / "epoch-0002.pt"
+    torn.write_bytes(b"PK\x03\x04 half a zip")  # what a torn write would leave
+    for pipeline, path in [("word2vec", tmp_path / "missing.pt"), ("word2vec", torn),
+                           ("seq2seq", torn)]:  # fmt: skip
+        assert cli.main(["log-model", pipeline, "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt is not a readable seqflow checkpoint" in err
+    assert "epoch-0002.pt is not a readable" in err and "word2vec checkpoints only" in err
+    assert not (data_dir / "mlflow.db").exists()  # refused before touching the store
