@@ -4,6 +4,7 @@ checkpoint, resume after an interruption, greedy decoding and corpus BLEU."""
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,7 @@ def evaluate_loss(model: Seq2Seq, data, batch_size: int, device) -> float:
 
 
 def _save(path: Path, **state) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")  # unique: runs may overlap
     torch.save(state, tmp)
     tmp.replace(path)  # a reader never sees half a checkpoint
 
