@@ -124,7 +124,7 @@ def test_a_bad_batch_stops_the_forecaster_naming_epoch_and_step():
 def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_run(
     env, data_dir, tmp_path, capsys
 ):
-    overrides = ["train.epochs=3", "train.max_steps_per_epoch=30"]
+    overrides = ["train.epochs=4", "train.max_steps_per_epoch=30"]
     args = ["run", "word2vec", *QUICK, *sets(overrides)]
     proc = seqflow(args, env, tmp_path / "killed.log")
     try:
@@ -133,7 +133,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert first[0].name == "epoch-0001.pt" and checkpoints(data_dir)[-1].name != "epoch-0003.pt"
+    assert first[0].name == "epoch-0001.pt" and checkpoints(data_dir)[-1].name != "epoch-0004.pt"
     (killed,) = runs(store(data_dir))
     assert killed.info.status == "RUNNING"  # it never got to say anything
 
@@ -141,7 +141,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     run_id = capsys.readouterr().out.strip().splitlines()[-1].split()[2]
     resumed = store(data_dir).get_run(run_id)
     assert resumed.info.status == "FINISHED"
-    assert 1 <= int(resumed.data.tags["resumed_from_epoch"]) <= 2
+    assert 1 <= int(resumed.data.tags["resumed_from_epoch"]) <= 3
     assert resumed.data.tags["resumed_from_run"] == killed.info.run_id
     killed = store(data_dir).get_run(killed.info.run_id)  # closed by the run that resumed it
     assert killed.info.status == "KILLED" and run_id in killed.data.tags["failure_reason"]
@@ -157,7 +157,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     cfg = load_config("word2vec", "quick", overrides).train
     reference = train_word2vec(pairs, counts, cfg).epoch_loss
     history = store(data_dir).get_metric_history(run_id, "train_loss")
-    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2]
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2, 3]
     logged = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert logged == pytest.approx(reference, rel=1e-4)
     assert resumed.data.metrics["final_train_loss"] == pytest.approx(reference[-1], rel=1e-4)
