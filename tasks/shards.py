@@ -4,7 +4,7 @@ Stage tables are written in row groups of ROWS_PER_SHARD rows. A stage maps a sh
 over its input's row groups; each call writes a part file and returns small stats, and the
 parts are then streamed into the stage's output in shard order. `map_shards` runs the calls one
 after another in this process, or, when the flow runs on a Dask task runner (`seqflow run
---runner dask`), as mapped Prefect tasks on the Dask workers. The merge is the same code in both
+--runner dask`), as Dask tasks on that runner's cluster. The merge is the same code in both
 cases, so the outputs are byte for byte the same; memory holds a few shards, not the corpus.
 """
 
@@ -19,36 +19,34 @@ ROWS_PER_SHARD = 8192
 COMPRESSION = "zstd"
 
 
-def on_dask() -> bool:
-    """True inside a flow run whose task runner is a prefect-dask DaskTaskRunner."""
+def dask_client():
+    """The Dask client of the flow run's task runner when it is a prefect-dask DaskTaskRunner,
+    else None."""
     from prefect.context import FlowRunContext
 
-    ctx = FlowRunContext.get()
-    runner = getattr(ctx, "task_runner", None)
+    runner = getattr(FlowRunContext.get(), "task_runner", None)
     if runner is None:
-        return False
+        return None
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:
-        return False
-    return isinstance(runner, DaskTaskRunner)
+        return None
+    return runner.client if isinstance(runner, DaskTaskRunner) else None
 
 
-def map_shards(shard_task, shards: int, **kwargs) -> Iterator:
-    """shard_task(shard=i, **kwargs) for i in range(shards): the results, in shard order, as
-    they are needed (only one is held here at a time)."""
-    if shards and on_dask():
-        from prefect import unmapped
-
-        futures = shard_task.map(shard=list(range(shards)), **{
-            k: unmapped(v) for k, v in kwargs.items()
-        })  # fmt: skip
-        for i in range(shards):
-            yield futures[i].result()
-            futures[i] = None  # let the worker drop it
+def map_shards(fn, shards: int, **kwargs) -> Iterator:
+    """fn(i, **kwargs) for i in range(shards): the results, in shard order, as they are needed
+    (one held here at a time). On a Dask task runner the calls are plain Dask tasks on its
+    cluster: a Prefect task run per shard would cost more than tokenizing the shard."""
+    client = dask_client() if shards else None
+    if client is not None:
+        futures = client.map(fn, range(shards), pure=False, **kwargs)
+        for future in futures:
+            yield future.result()
+            future.release()
         return
     for i in range(shards):
-        yield shard_task.fn(shard=i, **kwargs)
+        yield fn(i, **kwargs)
 
 
 def shard_count(path: str | Path) -> int:

@@ -72,7 +72,6 @@ def tokenize_all(texts: Iterable[str], tokenize: Callable[[str], list[str]]) -> 
     return [tokenize(t) for t in texts]
 
 
-@task(name="tokenize-shard", cache_policy=NO_CACHE)
 def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> dict:
     """Row group `shard` of rows.parquet -> part file (id, label, tokens list<string>)."""
     table = read_shard(src, shard)

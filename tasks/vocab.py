@@ -74,7 +74,6 @@ def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table
     return ids, offsets, table
 
 
-@task(name="count-shard", cache_policy=NO_CACHE)
 def count_shard(shard: int, src: str) -> dict[str, int]:
     """Token counts of row group `shard` of tokens.parquet, in first-occurrence order."""
     return dict(count_tokens(read_shard(src, shard, ["tokens"]).column("tokens").to_pylist()))
@@ -108,7 +107,6 @@ def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutp
     )
 
 
-@task(name="drop-rare-shard", cache_policy=NO_CACHE)
 def drop_rare_shard(shard: int, src: str, vocab: str, parts: str) -> int:
     """Row group `shard` of tokens.parquet -> part file (id, label, ids list<int32>)."""
     table = read_shard(src, shard)

@@ -74,7 +74,6 @@ def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     return values[offsets[0] : offsets[-1]], offsets - offsets[0]
 
 
-@task(name="windows-shard", cache_policy=NO_CACHE)
 def window_shard(shard: int, src: str, size: int, parts: str) -> int:
     """Row group `shard` of ids.parquet -> part file of its pairs (center, context, distance)."""
     ids, offsets = list_column(read_shard(src, shard, ["ids"]), "ids")

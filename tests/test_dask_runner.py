@@ -9,13 +9,34 @@ from prefect import flow
 from flows.config import load_config
 from flows.runners import with_runner
 from flows.word2vec import preprocess
-from tasks.shards import ROWS_PER_SHARD, shard_count
+from tasks.shards import ROWS_PER_SHARD, map_shards, shard_count
 from tasks.vocab import merge_counts
 
 
 @flow(name="word2vec-preprocess")
 def preprocess_flow(config) -> list:
     return preprocess(config)
+
+
+def where(shard: int, offset: int) -> tuple[int, str | None]:
+    from distributed import get_worker
+
+    try:
+        return shard + offset, get_worker().address
+    except ValueError:  # not on a Dask worker
+        return shard + offset, None
+
+
+@flow(name="where-shards-run")
+def where_flow() -> list:
+    return list(map_shards(where, 5, offset=10))
+
+
+def test_shards_run_on_the_dask_workers_in_order(prefect_server):
+    on_dask = with_runner(where_flow, "dask", workers=2, processes=False)()
+    assert [r[0] for r in on_dask] == [10, 11, 12, 13, 14]
+    assert all(r[1] for r in on_dask)  # each ran on a worker
+    assert where_flow() == [(i + 10, None) for i in range(5)]  # sequential: in this process
 
 
 def test_merge_counts_keeps_first_occurrence_order():
