@@ -1,9 +1,10 @@
 """Vocabularies: counting tokens, filtering rare ones, mapping tokens to ids."""
 
 import json
+import shutil
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import shards as shards_module
-from tasks.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
+from tasks.shards import (
+    map_shards,
+    merge_parts,
+    part_path,
+    read_parts,
+    read_shard,
+    scratch,
+    shard_count,
+)
 from tasks.stage import StageOutput, run_stage
 
 
@@ -74,9 +83,20 @@ def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table
     return ids, offsets, table
 
 
-def count_shard(shard: int, src: str) -> dict[str, int]:
-    """Token counts of row group `shard` of tokens.parquet, in first-occurrence order."""
-    return dict(count_tokens(read_shard(src, shard, ["tokens"]).column("tokens").to_pylist()))
+def count_shard(shard: int, src: str, parts: str) -> int:
+    """Token counts of row group `shard` of tokens.parquet, in first-occurrence order -> part
+    file (token, count). A file, not a returned dict: cheap to move off a Dask worker."""
+    counts = count_tokens(read_shard(src, shard, ["tokens"]).column("tokens").to_pylist())
+    table = pa.table({"token": pa.array(list(counts), pa.string()),
+                      "count": pa.array(list(counts.values()), pa.int64())})  # fmt: skip
+    pq.write_table(table, part_path(parts, shard))
+    return len(counts)
+
+
+def read_counts(tables: Iterable[pa.Table]) -> Iterator[dict[str, int]]:
+    for table in tables:
+        yield dict(zip(table.column("token").to_pylist(), table.column("count").to_pylist(),
+                       strict=True))  # fmt: skip
 
 
 @task(name="vocab", cache_policy=NO_CACHE)
@@ -86,7 +106,13 @@ def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutp
 
     def build(out: Path) -> dict:
         src = tokens.file("tokens.parquet")
-        counts = merge_counts(map_shards(count_shard, shard_count(src), src=str(src)))
+        parts, shards = scratch(out), shard_count(src)
+        try:
+            for _ in map_shards(count_shard, shards, src=str(src), parts=str(parts)):
+                pass
+            counts = merge_counts(read_counts(read_parts(parts, shards)))
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
         kept = frequent_tokens(counts, min_count)
         if not kept:
             raise ValueError(
