@@ -11,7 +11,14 @@ from prefect import Flow
 
 RUNNERS = ("sequential", "dask")
 # imported by each LocalCluster worker as it starts, not by its first shard
-PRELOAD = ["prefect.task_engine", "tasks.text", "tasks.vocab", "tasks.windows"]
+PRELOAD = [
+    "prefect.task_engine",
+    "tasks.text",
+    "tasks.vocab",
+    "tasks.windows",
+    "tasks.translation",
+    "tasks.chars",
+]
 
 
 def share_api() -> str:

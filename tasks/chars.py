@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.shards import map_shards
 from tasks.stage import StageOutput, run_logger, run_stage, write_table
+from tasks.vocab import merge_counts
 
 START = re.compile(r"^\*\*\* START OF .*\*\*\*\s*$", re.M)
 END = re.compile(r"^\*\*\* END OF .*\*\*\*\s*$", re.M)
@@ -125,6 +127,28 @@ def book_text(book: StageOutput, notebook_text: bool) -> str:
     return body[start:] + book.file("licence.txt").read_text(encoding="utf-8")
 
 
+CHAPTERS_PER_SHARD = 32
+
+
+def _shard_chapters(shard: int, book: StageOutput, notebook_text: bool) -> list[str]:
+    chaps = chapters(book_text(book, notebook_text))
+    return [normalize(c) for c in chaps[shard * CHAPTERS_PER_SHARD : (shard + 1) *
+                                        CHAPTERS_PER_SHARD]]  # fmt: skip
+
+
+def count_chapters(shard: int, book: StageOutput, notebook_text: bool) -> Counter:
+    """Character counts of a shard of normalised chapters, in first-seen order."""
+    counts: Counter = Counter()
+    for text in _shard_chapters(shard, book, notebook_text):
+        counts.update(text)
+    return counts
+
+
+def encode_chapters(shard: int, book: StageOutput, notebook_text: bool, index: dict) -> list:
+    return [np.fromiter((index[c] for c in t), np.int8, len(t))
+            for t in _shard_chapters(shard, book, notebook_text)]  # fmt: skip
+
+
 @task(name="encode", cache_policy=NO_CACHE)
 def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> StageOutput:
     """Normalise and map to ids -> vocab.json, chapters.parquet and incoming.parquet (`ids`
@@ -132,10 +156,16 @@ def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> Stage
     incoming texts outside it are dropped and counted."""
 
     def build(out: Path) -> dict:
-        parts = [normalize(ch) for ch in chapters(book_text(book, notebook_text))]
-        vocab = char_vocab("".join(parts))
+        n = len(chapters(book_text(book, notebook_text)))
+        shards = max(1, -(-n // CHAPTERS_PER_SHARD))
+        args = {"book": book, "notebook_text": notebook_text}
+        # two passes over chapter shards (Dask workers under --runner dask): counts, merged in
+        # shard order (the whole text's first-seen order), then ids with the vocabulary
+        counts = merge_counts(map_shards(count_chapters, shards, **args))
+        vocab = [c for c, _ in sorted(counts.items(), key=lambda kv: kv[1], reverse=True)]
         index = {c: i for i, c in enumerate(vocab)}
-        ids = [np.fromiter((index[c] for c in p), np.int8, len(p)) for p in parts]
+        ids = [a for chunk in map_shards(encode_chapters, shards, index=index, **args)
+               for a in chunk]  # fmt: skip
         extra = [normalize(t) for t in json.loads(book.file("incoming.json").read_text("utf-8"))]
         kept = ["".join(c for c in t if c in index) for t in extra]
         dropped = sum(map(len, extra)) - sum(map(len, kept))

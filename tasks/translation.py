@@ -4,6 +4,7 @@ Each split is one Parquet file per stage: train, valid, test.
 """
 
 import json
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.shards import ROWS_PER_SHARD, map_shards, merge_parts, part_path, scratch
 from tasks.stage import StageOutput, run_stage, write_table
 
 SPLITS = {  # split -> (archive, file stem inside it)
@@ -88,22 +90,45 @@ def tokenize_texts(texts: list[str], tokenizer, lowercase: bool, reverse: bool) 
     return out
 
 
+_TOKENIZERS: dict[str, object] = {}  # per process: a worker loads each tokenizer once
+
+
+def tokenize_shard(shard: int, src: str, parts: str, src_model: str, trg_model: str,
+                   lowercase: bool, reverse_src: bool) -> int:  # fmt: skip
+    """Rows shard*ROWS_PER_SHARD.. of a split -> part file (src_tokens, trg_tokens); returns
+    the source token count. Runs in this process or on a Dask worker (tasks/shards.py)."""
+    for name in (src_model, trg_model):
+        if name not in _TOKENIZERS:
+            _TOKENIZERS[name] = load_tokenizer(name)
+    table = pq.read_table(src).slice(shard * ROWS_PER_SHARD, ROWS_PER_SHARD)
+    src_tok = tokenize_texts(table.column("src").to_pylist(), _TOKENIZERS[src_model], lowercase,
+                             reverse_src)  # fmt: skip
+    trg_tok = tokenize_texts(table.column("trg").to_pylist(), _TOKENIZERS[trg_model], lowercase,
+                             False)  # fmt: skip
+    result = pa.table({"src_tokens": pa.array(src_tok, pa.list_(pa.string())),
+                       "trg_tokens": pa.array(trg_tok, pa.list_(pa.string()))})  # fmt: skip
+    pq.write_table(result, part_path(parts, shard))
+    return sum(map(len, src_tok))
+
+
 @task(name="tokenize", cache_policy=NO_CACHE)
 def tokenize_parallel(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
-    """{split}.parquet -> {split}.parquet (src_tokens, trg_tokens)."""
+    """{split}.parquet -> {split}.parquet (src_tokens, trg_tokens), in shards of
+    ROWS_PER_SHARD rows (on Dask workers under `--runner dask`), merged in order."""
 
     def build(out: Path) -> dict:
-        src_tok, trg_tok = load_tokenizer(cfg.src_model), load_tokenizer(cfg.trg_model)
         stats = {}
         for split in SPLITS:
-            table = pq.read_table(rows.file(f"{split}.parquet"))
-            src = tokenize_texts(table.column("src").to_pylist(), src_tok, cfg.lowercase,
-                                 cfg.reverse_src)  # fmt: skip
-            trg = tokenize_texts(table.column("trg").to_pylist(), trg_tok, cfg.lowercase, False)
-            result = pa.table({"src_tokens": pa.array(src, pa.list_(pa.string())),
-                               "trg_tokens": pa.array(trg, pa.list_(pa.string()))})  # fmt: skip
-            write_table(result, out / f"{split}.parquet")
-            stats[f"{split}_src_tokens"] = sum(map(len, src))
+            src = rows.file(f"{split}.parquet")
+            shards = max(1, -(-pq.ParquetFile(src).metadata.num_rows // ROWS_PER_SHARD))
+            parts = scratch(out) / split
+            parts.mkdir()
+            counts = map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
+                                src_model=cfg.src_model, trg_model=cfg.trg_model,
+                                lowercase=cfg.lowercase, reverse_src=cfg.reverse_src)  # fmt: skip
+            stats[f"{split}_src_tokens"] = sum(counts)
+            merge_parts(parts, shards, out / f"{split}.parquet")
+        shutil.rmtree(scratch(out), ignore_errors=True)
         return stats
 
     return run_stage(

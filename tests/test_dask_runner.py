@@ -64,3 +64,50 @@ def test_dask_preprocessing_matches_sequential(prefect_server, tmp_path, monkeyp
     vocab = json.loads(seq[2].file("vocab.json").read_text())
     assert len(vocab["tokens"]) == 3085 and vocab["tokens"][:2] == ["@user", "father"]
     assert seq[4].stats == {"pairs": 854244, "shards": 4}
+
+
+@flow(name="seq2seq-tokenize")
+def seq2seq_tokenize_flow(config) -> list:
+    from tasks.translation import ingest_parallel, tokenize_parallel
+
+    d = config.data
+    rows = ingest_parallel("seq2seq", d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+    return [rows, tokenize_parallel("seq2seq", rows, config.tokenize)]
+
+
+def test_dask_seq2seq_tokenize_matches_sequential(prefect_server, tmp_path, monkeypatch):
+    """spaCy tokenization of Multi30k (29,000 training pairs: 4 shards) on Dask workers."""
+    config = load_config("seq2seq", "parity")
+    outputs = {}
+    for name in ("sequential", "dask"):
+        monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
+        run = with_runner(seq2seq_tokenize_flow, name, workers=2, processes=False)
+        outputs[name] = run(config)
+    (_, seq), (_, par) = outputs["sequential"], outputs["dask"]
+    assert not seq.cached and not par.cached
+    assert shard_count(seq.file("train.parquet")) == -(-29000 // ROWS_PER_SHARD) == 4
+    assert seq.fingerprint == par.fingerprint and seq.stats == par.stats and seq.key == par.key
+    assert seq.files == ["test.parquet", "train.parquet", "valid.parquet"]
+
+
+@flow(name="charlm-encode")
+def charlm_encode_flow(config) -> list:
+    from tasks.chars import encode_chars, ingest_book
+
+    book = ingest_book("charlm", config.data.dataset, config.data.file)
+    return [book, encode_chars("charlm", book, config.data.notebook_text)]
+
+
+def test_dask_charlm_encode_matches_sequential(prefect_server, tmp_path, monkeypatch):
+    """Don Quijote's chapters counted and encoded in shards on Dask workers."""
+    config = load_config("charlm", "parity")
+    outputs = {}
+    for name in ("sequential", "dask"):
+        monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
+        run = with_runner(charlm_encode_flow, name, workers=2, processes=False)
+        outputs[name] = run(config)
+    (_, seq), (_, par) = outputs["sequential"], outputs["dask"]
+    assert seq.fingerprint == par.fingerprint and seq.stats == par.stats and seq.key == par.key
+    vocab = json.loads(seq.file("vocab.json").read_text(encoding="utf-8"))
+    assert "".join(vocab) == " eaosnrlduitcmpqybhvgíjóféázñúxwkü"
+    assert seq.stats["chapters"] > 32  # more than one shard

@@ -18,12 +18,14 @@ from tasks.translation import EOS, SOS, SPECIALS, UNK, build_vocab_list, encode,
 from tasks.vocab import count_tokens, encode_docs, frequent_tokens, merge_counts
 from tasks.windows import sliding_window_pairs
 
-FUZZ = settings(max_examples=150, deadline=None, database=None)
+# derandomize: the same examples on every run, so CI is repeatable (a failure reproduces)
+FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True)
 
-# Any Unicode text, with what tweets and books hold more often than chance would give.
+# Any Unicode text, with what tweets and books hold more often than chance would give. No lone
+# surrogates: text decoded from UTF-8 (strict or with replacement) never holds one.
 text = st.text(
     st.one_of(
-        st.characters(),
+        st.characters(exclude_categories=("Cs",)),
         st.sampled_from(list(" \t\n\r@#'.,¡¿!?\ufffd\ufeffñÑáÉüİıßẞ\u0301\u200b😀")),
         st.sampled_from(list("abcdefghij ")),
     ),
