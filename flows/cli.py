@@ -29,6 +29,10 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import pipelines
 
+    if args.nproc and args.nproc > 1 and args.pipeline != "word2vec":
+        print(f"seqflow: --nproc: DDP training is built for word2vec only; run {args.pipeline} "
+              "without --nproc", file=sys.stderr)  # fmt: skip
+        return 2
     config = _config(args, [f"train.nproc={args.nproc}"] if args.nproc else [])
     if config is None:
         return 2

@@ -72,3 +72,10 @@ def test_settings_ddp_cannot_run_are_refused_with_the_fix():
         check(cfg.model_copy(update={"batch_size": 1023}), 2, 10_000)
     with pytest.raises(ValueError, match="no full batch"):
         check(cfg, 2, 1000)
+
+
+def test_nproc_on_another_pipeline_is_refused_before_any_work(capsys):
+    from flows.cli import main
+
+    assert main(["run", "charlm", "--profile", "quick", "--nproc", "2"]) == 2
+    assert "DDP training is built for word2vec only" in capsys.readouterr().err
