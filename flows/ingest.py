@@ -47,15 +47,13 @@ def ingest(pipeline: str, files: list[Path]) -> list[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     arrived = []
     for f in map(Path, files):
-        target = folder / f.name
-        if target.exists() and sha256_file(target) != sha256_file(f):
+        target, sha = folder / f.name, sha256_file(f)
+        if target.exists() and sha256_file(target) != sha:
             raise FileExistsError(f"{target} exists with other content: rename {f.name}")
         tmp = folder / f".{f.name}.{uuid.uuid4().hex[:8]}.part"
         shutil.copyfile(f, tmp)
         os.replace(tmp, target)
-        arrived.append(
-            {"name": f.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
-        )
+        arrived.append({"name": f.name, "sha256": sha, "bytes": target.stat().st_size})
     return arrived
 
 

@@ -50,7 +50,12 @@ def normalize(text: str) -> str:
 
 def char_vocab(text: str) -> list[str]:
     """Characters by descending count; ties keep first-seen order (Counter + stable sort)."""
-    return [c for c, _ in sorted(Counter(text).items(), key=lambda kv: kv[1], reverse=True)]
+    return by_count(Counter(text))
+
+
+def by_count(counts: Counter) -> list[str]:
+    """Keys by descending count, ties in the counter's (first-seen) order: a stable sort."""
+    return [c for c, _ in sorted(counts.items(), key=lambda kv: kv[1], reverse=True)]
 
 
 def chapters(body: str) -> list[str]:
@@ -162,7 +167,7 @@ def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> Stage
         # two passes over chapter shards (Dask workers under --runner dask): counts, merged in
         # shard order (the whole text's first-seen order), then ids with the vocabulary
         counts = merge_counts(map_shards(count_chapters, shards, **args))
-        vocab = [c for c, _ in sorted(counts.items(), key=lambda kv: kv[1], reverse=True)]
+        vocab = by_count(counts)
         index = {c: i for i, c in enumerate(vocab)}
         ids = [a for chunk in map_shards(encode_chapters, shards, index=index, **args)
                for a in chunk]  # fmt: skip

@@ -7,6 +7,8 @@ edited helper changes the key) and the versions of the libraries that shape its 
 
 import ast
 import hashlib
+import importlib.metadata
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -51,16 +53,21 @@ def code_parts(*modules: ModuleType) -> dict[str, str]:
     return {str(p.relative_to(REPO)): h for p, h in sorted(seen.items())}
 
 
+def key_parts(inputs: dict, params: dict, code: tuple, libs: tuple = ()) -> tuple[str, dict]:
+    """(key, parts): the named parts of a stage or step and the sha256 of them."""
+    parts = {"inputs": inputs, "params": params, "code": code_parts(*code),
+             "libs": {n: importlib.metadata.version(n) for n in sorted(libs)}}  # fmt: skip
+    return digest(parts), parts
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def step_entry(name: str, inputs: dict, params: dict, code: tuple, libs: tuple = ()) -> dict:
     """A lineage entry for a step that is never cached (training): the parts that shape it, so
     `explain` can say what changed since the closest earlier run."""
-    import hashlib
-    import importlib.metadata
-    import json
-
-    parts = {"inputs": inputs, "params": params, "code": code_parts(*code),
-             "libs": {n: importlib.metadata.version(n) for n in sorted(libs)}}  # fmt: skip
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    key, parts = key_parts(inputs, params, code, libs)
     return {"stage": name, "key": key, "cached": False, "parts": parts, "always_runs": True}
 
 

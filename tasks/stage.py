@@ -9,7 +9,6 @@ same key verifies the files against the manifest and reuses them (a cache hit).
 """
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from tasks.lineage import code_parts
+from tasks.lineage import digest, key_parts
 from tasks.settings import data_dir
 
 _fallback = logging.getLogger(__name__)
@@ -72,14 +71,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def lib_versions(*names: str) -> dict[str, str]:
-    return {n: importlib.metadata.version(n) for n in sorted(names)}
-
-
-def stage_key(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def read_manifest(folder: Path) -> dict:
     return json.loads((folder / MANIFEST).read_text())
 
@@ -114,13 +105,7 @@ def run_stage(
 
     `build(folder)` writes the stage's files into `folder` and returns its stats (JSON-able).
     """
-    parts = {
-        "inputs": inputs,
-        "params": params,
-        "code": code_parts(*code),
-        "libs": lib_versions(*libs),
-    }
-    key = stage_key(parts)
+    key, parts = key_parts(inputs, params, code, libs)
     base = (root or data_dir()) / "stages" / pipeline / stage
     final = base / key[:20]
     manifest = _verify(final) if final.exists() else None
@@ -151,7 +136,7 @@ def run_stage(
             p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.iterdir())
         }
-        fingerprint = stage_key({n: m["sha256"] for n, m in files.items()})
+        fingerprint = digest({n: m["sha256"] for n, m in files.items()})
         manifest = {
             "pipeline": pipeline,
             "stage": stage,

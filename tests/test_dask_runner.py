@@ -46,15 +46,19 @@ def test_merge_counts_keeps_first_occurrence_order():
     assert merged == Counter("abcadbeea")
 
 
-def test_dask_preprocessing_matches_sequential(prefect_server, tmp_path, monkeypatch):
-    config = load_config("word2vec", "parity")
-    outputs = {}
+def on_both_runners(flow_fn, config, tmp_path, monkeypatch) -> tuple:
+    """The flow's outputs run sequentially and on Dask, each in a fresh data folder. Dask
+    workers are threads in this process to keep tests short (`--runner dask` uses processes)."""
+    outputs = []
     for name in ("sequential", "dask"):
         monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
-        # threads in this process keep the test short; `--runner dask` uses worker processes
-        run = with_runner(preprocess_flow, name, workers=2, processes=False)
-        outputs[name] = run(config)
-    seq, par = outputs["sequential"], outputs["dask"]
+        outputs.append(with_runner(flow_fn, name, workers=2, processes=False)(config))
+    return tuple(outputs)
+
+
+def test_dask_preprocessing_matches_sequential(prefect_server, tmp_path, monkeypatch):
+    config = load_config("word2vec", "parity")
+    seq, par = on_both_runners(preprocess_flow, config, tmp_path, monkeypatch)
     assert all(not s.cached for s in seq + par)
     assert shard_count(seq[0].file("rows.parquet")) == -(-31962 // ROWS_PER_SHARD) == 4
     for a, b in zip(seq, par, strict=True):
@@ -78,12 +82,7 @@ def seq2seq_tokenize_flow(config) -> list:
 def test_dask_seq2seq_tokenize_matches_sequential(prefect_server, tmp_path, monkeypatch):
     """spaCy tokenization of Multi30k (29,000 training pairs: 4 shards) on Dask workers."""
     config = load_config("seq2seq", "parity")
-    outputs = {}
-    for name in ("sequential", "dask"):
-        monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
-        run = with_runner(seq2seq_tokenize_flow, name, workers=2, processes=False)
-        outputs[name] = run(config)
-    (_, seq), (_, par) = outputs["sequential"], outputs["dask"]
+    (_, seq), (_, par) = on_both_runners(seq2seq_tokenize_flow, config, tmp_path, monkeypatch)
     assert not seq.cached and not par.cached
     assert shard_count(seq.file("train.parquet")) == -(-29000 // ROWS_PER_SHARD) == 4
     assert seq.fingerprint == par.fingerprint and seq.stats == par.stats and seq.key == par.key
@@ -101,12 +100,7 @@ def charlm_encode_flow(config) -> list:
 def test_dask_charlm_encode_matches_sequential(prefect_server, tmp_path, monkeypatch):
     """Don Quijote's chapters counted and encoded in shards on Dask workers."""
     config = load_config("charlm", "parity")
-    outputs = {}
-    for name in ("sequential", "dask"):
-        monkeypatch.setenv("SEQFLOW_DATA_DIR", str(tmp_path / name))
-        run = with_runner(charlm_encode_flow, name, workers=2, processes=False)
-        outputs[name] = run(config)
-    (_, seq), (_, par) = outputs["sequential"], outputs["dask"]
+    (_, seq), (_, par) = on_both_runners(charlm_encode_flow, config, tmp_path, monkeypatch)
     assert seq.fingerprint == par.fingerprint and seq.stats == par.stats and seq.key == par.key
     vocab = json.loads(seq.file("vocab.json").read_text(encoding="utf-8"))
     assert "".join(vocab) == " eaosnrlduitcmpqybhvgíjóféázñúxwkü"
