@@ -3,8 +3,11 @@ torch.nn, characters per second, same data, same parameters, one run.
 
 notebook: the per-step cell (one matmul per gate and side inside the time loop, autograd
           backward) and the output layer applied step by step, then stacked (RNNLMScratch).
-seqflow:  CharLM(kind): input projections of all steps in one product, the recurrence with a
-          hand-written backward (models/recurrence.py), the output layer once.
+seqflow:  CharLM(kind): input projections of all steps in one product, the recurrence in the
+          compiled kernels (models/cells.c: all steps of a block of rows per call, hand-written
+          backward summing the weight gradients), the output layer once.
+seqflow (torch ops): the same with SEQFLOW_KERNELS=0: the recurrence as per-step torch ops
+          with the hand-written backward (models/recurrence.py), what runs without a compiler.
 torch.nn: CharLM("rnn" | "lstm" | "gru"), the library layers.
 
 Two measures on the parity windows (batch 1024 of 32 + 1 characters of Don Quijote, hidden 32):
@@ -34,11 +37,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from flows.config import load_config  # noqa: E402
+from models import kernels  # noqa: E402
 from models.charlm import CharLM, step_reference  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_windows, window_chars  # noqa: E402
 from tasks.settings import use_mirror  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
+FORMULATIONS = ("notebook", "seqflow", "seqflow (torch ops)", "torch.nn")
 
 
 def notebook_logits(model: CharLM, ids: torch.Tensor) -> torch.Tensor:
@@ -75,33 +80,47 @@ def train_speed(model, logits_fn, batches, device) -> float:
     return sum(b[:, 1:].numel() for b in batches) / (time.perf_counter() - start)
 
 
-def cell_speed(kind: str, formulation: str, x: torch.Tensor, reps: int) -> float:
-    """Characters per second of the recurrent layer alone: forward and backward of a fixed
-    linear function of its outputs (what the output layer would pass back)."""
-    torch.manual_seed(0)
-    model = CharLM(34, kind if formulation == "torch.nn" else f"{kind}_scratch", hidden=32)
-    model = model.to(x.device)
-    layer = model.rnn if formulation == "torch.nn" else model.cells[0]
+def cell_speeds(kind: str, x: torch.Tensor, reps: int) -> dict[str, float]:
+    """Characters per second of the recurrent layer alone, per formulation: forward and
+    backward of a fixed linear function of its outputs (what the output layer would pass
+    back). The formulations take turns call by call and each gets the median of its `reps`
+    calls, so that this shared machine's swings in speed hit all of them alike."""
     weights = torch.randn(x.shape[0], x.shape[1], 32, device=x.device)
+    runs = {}
+    for formulation in FORMULATIONS:
+        torch.manual_seed(0)
+        model = CharLM(34, kind if formulation == "torch.nn" else f"{kind}_scratch", hidden=32)
+        model = model.to(x.device)
+        layer = model.rnn if formulation == "torch.nn" else model.cells[0]
+        runs[formulation] = (formulation, layer)
 
-    def run():
-        out = step_reference(layer, x)[0] if formulation == "notebook" else layer(x)[0]
-        (out * weights).sum().backward()
+    def run(formulation, layer):
+        if formulation == "seqflow (torch ops)":
+            os.environ["SEQFLOW_KERNELS"] = "0"
+        try:
+            out = step_reference(layer, x)[0] if formulation == "notebook" else layer(x)[0]
+            (out * weights).sum().backward()
+        finally:
+            os.environ.pop("SEQFLOW_KERNELS", None)
 
-    run()
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    for _ in range(reps):
-        run()
-    sync()
-    return reps * x.shape[0] * x.shape[1] / (time.perf_counter() - start)
+    times = {f: [] for f in runs}
+    for rep in range(reps + 1):  # the first round warms up
+        for f, args in runs.items():
+            sync()
+            start = time.perf_counter()
+            run(*args)
+            sync()
+            if rep:
+                times[f].append(time.perf_counter() - start)
+    return {f: x.shape[0] * x.shape[1] / float(np.median(t)) for f, t in times.items()}
 
 
-def same_function(kind: str, batch, device) -> float:
-    """Largest gap between the two formulations' loss and gradients (float64)."""
+def same_function(kind: str, batch, device, dtype=torch.float64) -> float:
+    """Largest gap between the two formulations' loss and gradients (float64: seqflow's torch
+    ops; float32 on CPU: its compiled kernels)."""
     torch.manual_seed(0)
-    model = CharLM(34, f"{kind}_scratch", hidden=32).double().to(device)
+    model = CharLM(34, f"{kind}_scratch", hidden=32).to(dtype).to(device)
     grads = []
     for fn in (notebook_logits, seqflow_logits):
         loss = loss_of(fn, model, batch)
@@ -124,6 +143,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per model")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--cell-reps", type=int, default=21, help="timed calls per cell formulation")
     args = ap.parse_args()
     device = torch.device(args.device)
     train = torch.from_numpy(parity_windows().astype(np.int64))
@@ -132,6 +152,7 @@ def main() -> None:
     rows = {}
     for kind in CELLS:
         gap = same_function(kind, batches[0][:64], device)
+        gap32 = same_function(kind, batches[0][:64], device, torch.float32)
         speeds = {}
         for name, model_kind, fn in [("notebook", f"{kind}_scratch", notebook_logits),
                                      ("seqflow", f"{kind}_scratch", seqflow_logits),
@@ -140,21 +161,25 @@ def main() -> None:
             model = CharLM(34, model_kind, hidden=32).to(device)
             speeds[name] = train_speed(model, fn, batches, device)
         x = F.one_hot(batches[0][:, :-1], 34).float()
-        cells = {f: cell_speed(kind, f, x, args.steps) for f in ("notebook", "seqflow", "torch.nn")}
+        cells = cell_speeds(kind, x, args.cell_reps)
         rows[kind] = {
             "cell_chars_per_sec": cells,
             "cell_seqflow_vs_notebook": cells["seqflow"] / cells["notebook"],
+            "cell_seqflow_torch_ops_vs_notebook": cells["seqflow (torch ops)"] / cells["notebook"],
             "chars_per_sec": speeds,
             "seqflow_vs_notebook": speeds["seqflow"] / speeds["notebook"],
             "seqflow_vs_torch_nn": speeds["seqflow"] / speeds["torch.nn"],
             "max_gap_loss_and_grads_float64": gap,
+            "max_gap_loss_and_grads_float32": gap32,
         }
         print(kind, json.dumps(rows[kind]), flush=True)
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, device {device}",
+        f"{torch.get_num_threads()} threads, device {device}, "
+        f"kernels {'on' if kernels.library() else 'off'}",
         "date": time.strftime("%Y-%m-%d"),
         "steps": args.steps,
+        "cell_reps": args.cell_reps,
         "batch": [bs, 33],
         "hidden": 32,
         "cells": rows,

@@ -54,12 +54,9 @@ class _ScratchCell(nn.Module):
         s = slice(k * self.num_hiddens, (k + 1) * self.num_hiddens)
         return self.W_x[:, s], self.W_h[:, s], self.b[s]
 
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, I] -> x @ W_x + b for all steps and gates, time-major [T, B, G*H]."""
+    def _check(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.num_inputs:
             raise ValueError(f"expected {self.num_inputs} input features, got {x.shape[-1]}")
-        flat = x.transpose(0, 1).reshape(-1, self.num_inputs)
-        return torch.addmm(self.b, flat, self.W_x).view(x.shape[1], x.shape[0], self.b.shape[0])
 
     def zeros(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return like.new_zeros(batch, self.num_hiddens)
@@ -70,10 +67,9 @@ class RNNScratch(_ScratchCell):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         """x [B, T, I], state h [B, H] or None (zeros) -> (outputs [B, T, H], h [B, H])."""
-        xp = self._project(x)
-        h0 = self.zeros(x.shape[0], xp) if state is None else state
-        hs, h = recurrence.rnn(xp, self.W_h, h0)
-        return hs.transpose(0, 1), h
+        self._check(x)
+        h0 = self.zeros(x.shape[0], x) if state is None else state
+        return recurrence.rnn(x, self.W_x, self.b, self.W_h, h0)
 
 
 class LSTMScratch(_ScratchCell):
@@ -85,13 +81,12 @@ class LSTMScratch(_ScratchCell):
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         """x [B, T, I], state (h, c) [B, H] each or None -> (outputs [B, T, H], (h, c))."""
-        xp = self._project(x)
+        self._check(x)
         if state is None:
-            h = c = self.zeros(x.shape[0], xp)
+            h = c = self.zeros(x.shape[0], x)
         else:
             h, c = state
-        hs, state = recurrence.lstm(xp, self.W_h, h, c)
-        return hs.transpose(0, 1), state
+        return recurrence.lstm(x, self.W_x, self.b, self.W_h, h, c)
 
 
 class GRUScratch(_ScratchCell):
@@ -114,14 +109,13 @@ class GRUScratch(_ScratchCell):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         """x [B, T, I], state h [B, H] or None (zeros) -> (outputs [B, T, H], h [B, H])."""
-        xp = self._project(x)
+        self._check(x)
         n = self.num_hiddens
-        h = self.zeros(x.shape[0], xp) if state is None else state
+        h = self.zeros(x.shape[0], x) if state is None else state
         if not self.reset_after:
-            hs, h = recurrence.gru(xp, self.W_h, h)
-            return hs.transpose(0, 1), h
-        outputs = []
-        for xt in xp:  # torch.nn.GRU's variant, only for loading its weights: autograd
+            return recurrence.gru(x, self.W_x, self.b, self.W_h, h)
+        outputs = []  # torch.nn.GRU's variant, only for loading its weights: autograd
+        for xt in recurrence.project(x, self.W_x, self.b).transpose(0, 1):
             hp = h @ self.W_h
             z, r = torch.sigmoid(xt[:, : 2 * n] + hp[:, : 2 * n]).chunk(2, dim=1)
             cand = torch.tanh(xt[:, 2 * n :] + r * (hp[:, 2 * n :] + self.b_hn))

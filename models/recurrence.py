@@ -6,11 +6,22 @@ functions run the same gate equations in preallocated buffers, keep the activati
 compute the backward pass explicitly: a short reverse loop for the state gradients, then
 the weight gradient of every step in one matrix product (as cuDNN does).
 
-Inputs are time-major: xp [T, B, G*H] = x @ W_x + b for all steps (the projection stays in
-autograd), W_h [H, G*H], initial state [B, H]. Outputs: hs [T, B, H] and the final state.
+`rnn`, `lstm`, `gru` take x [B, T, I], W_x [I, G*H], b [G*H], W_h [H, G*H] and the initial
+state [B, H]; they return the outputs [B, T, H] and the final state. The input projections of
+all steps are one matrix product (`project`); only the recurrence loops over time.
+
+Two implementations of the same equations:
+- on CPU float32, compiled kernels (models/cells.c, _Fused*): one call per block of batch rows
+  runs every step with the row's state in cache, and the backward kernel sums the weight
+  gradients as it goes (no per-step torch ops at all);
+- elsewhere (float64, CUDA, no C compiler; _RNN, _LSTM, _GRU on time-major projections
+  xp [T, B, G*H]): per-step torch ops in preallocated buffers, then the weight gradient of
+  every step in one matrix product (as cuDNN does).
 """
 
 import torch
+
+from models import kernels
 
 
 class _RNN(torch.autograd.Function):
@@ -151,14 +162,131 @@ def _weight_grad(inputs: torch.Tensor, d_pre: torch.Tensor) -> torch.Tensor:
     return inputs.reshape(-1, inputs.shape[-1]).t() @ d_pre.reshape(-1, d_pre.shape[-1])
 
 
-def rnn(xp, W_h, h0):
-    return _RNN.apply(xp, W_h, h0)
+def project(x: torch.Tensor, W_x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x [B, T, I] -> x @ W_x + b for all steps and gates in one matrix product, [B, T, G]."""
+    B, T, n_in = x.shape
+    return torch.addmm(b, x.reshape(B * T, n_in), W_x).view(B, T, b.shape[0])
 
 
-def lstm(xp, W_h, h0, c0):
-    hs, h, c = _LSTM.apply(xp, W_h, h0, c0)
-    return hs, (h, c)
+def _product(x: torch.Tensor, W_x: torch.Tensor) -> torch.Tensor:
+    """x @ W_x for all steps, [B, T, G], one matrix product (the kernels add the bias)."""
+    B, T, n_in = x.shape
+    return torch.mm(x.reshape(B * T, n_in), W_x).view(B, T, W_x.shape[1])
 
 
-def gru(xp, W_h, h0):
-    return _GRU.apply(xp, W_h, h0)
+def _rows(t: torch.Tensor | None) -> tuple[torch.Tensor | None, int, int]:
+    """A [B, T, n] tensor with contiguous rows, and its batch and time strides."""
+    if t is None:
+        return None, 0, 0
+    if t.stride(-1) != 1:
+        t = t.contiguous()
+    return t, t.stride(0), t.stride(1)
+
+
+def _c(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+class _Fused(torch.autograd.Function):
+    """Base of the compiled-kernel versions (models/cells.c): the input projection is one
+    matrix product; one kernel call per block of rows runs every step, in place on it; the
+    backward kernel also sums the weight and bias gradients, per block of rows."""
+
+    n_gates = 1
+
+    @classmethod
+    def _backward(cls, ctx, name, args, d_out, finals):
+        x, W_x, W_h = ctx.x, ctx.W_x, ctx.W_h
+        B, T, n_in = x.shape
+        n, G = W_h.shape
+        d_out, ob, ot = _rows(d_out if d_out is not None else x.new_zeros(B, T, n))
+        x_rows, xb, xt = _rows(x)
+        k = kernels.threads()
+        dWx, dWh, db = x.new_zeros(k, n_in, G), x.new_zeros(k, n, G), x.new_zeros(k, G)
+        d_pre = x.new_empty(B, T, G) if ctx.needs_input_grad[0] else None
+        d_init = [x.new_empty(B, n) for _ in finals]
+        kernels.run(name, B, T, n, n_in, W_h.t().contiguous(), *args, x_rows, xb, xt, d_out,
+                    ob, ot, *map(_c, finals), d_pre, *d_init, dWx, dWh, db, nt=k)  # fmt: skip
+        d_x = (d_pre.view(B * T, G) @ W_x.t()).view(B, T, n_in) if d_pre is not None else None
+        return (d_x, dWx.sum(0), db.sum(0), dWh.sum(0), *d_init)
+
+
+class _FusedRNN(_Fused):
+    @staticmethod
+    def forward(ctx, x, W_x, b, W_h, h0):
+        B, T = x.shape[:2]
+        g = _product(x, W_x)  # becomes the outputs
+        h0 = h0.contiguous()
+        kernels.run("rnn_forward", B, T, W_h.shape[0], g, W_h.contiguous(), b.contiguous(), h0)
+        ctx.save_for_backward(x, W_x, W_h, g, h0)
+        return g, (g[:, -1] if T else h0).clone()
+
+    @staticmethod
+    def backward(ctx, d_out, d_last):
+        ctx.x, ctx.W_x, ctx.W_h, g, h0 = ctx.saved_tensors
+        return _Fused._backward(ctx, "rnn_backward", [g, h0], d_out, [d_last])
+
+
+class _FusedLSTM(_Fused):
+    @staticmethod
+    def forward(ctx, x, W_x, b, W_h, h0, c0):
+        B, T = x.shape[:2]
+        n = W_h.shape[0]
+        g = _product(x, W_x)  # becomes the gate activations
+        hs, cs = g.new_empty(B, T + 1, n), g.new_empty(B, T + 1, n)
+        kernels.run("lstm_forward", B, T, n, g, W_h.contiguous(), b.contiguous(),
+                    h0.contiguous(), c0.contiguous(), hs, cs)  # fmt: skip
+        ctx.save_for_backward(x, W_x, W_h, g, hs, cs)
+        return hs[:, 1:], hs[:, T].clone(), cs[:, T].clone()
+
+    @staticmethod
+    def backward(ctx, d_out, d_h_last, d_c_last):
+        ctx.x, ctx.W_x, ctx.W_h, g, hs, cs = ctx.saved_tensors
+        return _Fused._backward(ctx, "lstm_backward", [g, hs, cs], d_out, [d_h_last, d_c_last])
+
+
+class _FusedGRU(_Fused):
+    @staticmethod
+    def forward(ctx, x, W_x, b, W_h, h0):
+        B, T = x.shape[:2]
+        n = W_h.shape[0]
+        g = _product(x, W_x)  # becomes z, r and the candidate
+        hs = g.new_empty(B, T + 1, n)
+        W_zr, W_hh = W_h[:, : 2 * n].contiguous(), W_h[:, 2 * n :].contiguous()
+        kernels.run("gru_forward", B, T, n, g, W_zr, W_hh, b.contiguous(), h0.contiguous(), hs)
+        ctx.save_for_backward(x, W_x, W_h, g, hs)
+        return hs[:, 1:], hs[:, T].clone()
+
+    @staticmethod
+    def backward(ctx, d_out, d_last):
+        ctx.x, ctx.W_x, ctx.W_h, g, hs = ctx.saved_tensors
+        return _Fused._backward(ctx, "gru_backward", [g, hs], d_out, [d_last])
+
+
+def _time_major(x, W_x, b):
+    return project(x, W_x, b).transpose(0, 1)
+
+
+def rnn(x, W_x, b, W_h, h0):
+    """x [B, T, I] -> (outputs [B, T, H], last h [B, H])."""
+    if kernels.usable(x, W_x, b, W_h, h0):
+        return _FusedRNN.apply(x, W_x, b, W_h, h0)
+    hs, h = _RNN.apply(_time_major(x, W_x, b), W_h, h0)
+    return hs.transpose(0, 1), h
+
+
+def lstm(x, W_x, b, W_h, h0, c0):
+    """x [B, T, I] -> (outputs [B, T, H], (h, c) [B, H] each)."""
+    if kernels.usable(x, W_x, b, W_h, h0, c0):
+        hs, h, c = _FusedLSTM.apply(x, W_x, b, W_h, h0, c0)
+        return hs, (h, c)
+    hs, h, c = _LSTM.apply(_time_major(x, W_x, b), W_h, h0, c0)
+    return hs.transpose(0, 1), (h, c)
+
+
+def gru(x, W_x, b, W_h, h0):
+    """x [B, T, I] -> (outputs [B, T, H], last h [B, H]); the reset-before-product GRU."""
+    if kernels.usable(x, W_x, b, W_h, h0):
+        return _FusedGRU.apply(x, W_x, b, W_h, h0)
+    hs, h = _GRU.apply(_time_major(x, W_x, b), W_h, h0)
+    return hs.transpose(0, 1), h

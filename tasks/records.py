@@ -33,8 +33,9 @@ def pipeline_record(
         "",
         "## Stage keys",
         "",
-        *_table(("stage", "inputs", "parameters", "code", "libraries"),
-                [_parts_row(s) for s in stages]),  # fmt: skip
+        *_table(
+            ("stage", "inputs", "parameters", "code", "libraries"), [_parts_row(s) for s in stages]
+        ),  # fmt: skip
         "",
         "## Metrics",
         "",

@@ -106,7 +106,8 @@ def test_recurrence_gradcheck(fn):
     def leaf(*shape):
         return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.7).requires_grad_()
 
-    inputs = [leaf(4, 3, gates * 5), leaf(5, gates * 5), leaf(3, 5)]
+    # x [B=3, T=4, I=2], W_x, b, W_h, h0 (, c0)
+    inputs = [leaf(3, 4, 2), leaf(2, gates * 5), leaf(gates * 5), leaf(5, gates * 5), leaf(3, 5)]
     if fn is recurrence.lstm:
         inputs.append(leaf(3, 5))
 
