@@ -183,3 +183,14 @@ def test_the_build_is_cached_by_content(tmp_path):
     first = kernels.build(tmp_path)
     assert kernels.build(tmp_path) == first  # a second call reuses the file
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary leftovers
+
+
+def test_loading_the_kernels_keeps_denormals():
+    """-ffast-math is for the compile step only: a library linked with it would switch the
+    whole process to flush-to-zero and change every other pipeline's float results."""
+    import numpy as np
+
+    assert kernels.library() is not None
+    tiny = 1e-39  # below float32's smallest normal number (1.2e-38)
+    assert float(torch.tensor([tiny]) * 1.0) > 0
+    assert float(np.float32(tiny) * np.float32(1.0)) > 0
