@@ -14,10 +14,14 @@
  * W [H, G] row-major; WT its transpose [G, H].
  */
 #include <math.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define ROWS 4
 typedef float v8 __attribute__((vector_size(32)));
 
 static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
@@ -60,13 +64,15 @@ static void tanh_to(float *restrict out, const float *restrict v, int n) {
     for (int j = 0; j < n; j++) out[j] = ftanh(v[j]);
 }
 
-/* acc[0:N] += v[0:K] @ M[K, N] (M row-major, row stride N). Columns in blocks of 32 held in
- * registers, two accumulator sets (even and odd k) to keep 8 FMA chains in flight. */
-static void matvec(float *restrict acc, const float *restrict v, const float *restrict M,
-                   int K, int N) {
+/* acc[0:N] (+)= v[0:K] @ M[K, N] (M row-major, row stride N): adds to acc, or overwrites it
+ * when add is 0. Columns in blocks of 32 held in registers, two accumulator sets (even and
+ * odd k) to keep 8 FMA chains in flight. */
+static inline void matvec_to(float *restrict acc, const float *restrict v,
+                             const float *restrict M, int K, int N, int add) {
     int j = 0;
     for (; j + 32 <= N; j += 32) {
-        v8 a0 = ld(acc + j), a1 = ld(acc + j + 8), a2 = ld(acc + j + 16), a3 = ld(acc + j + 24);
+        v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        if (add) a0 = ld(acc + j), a1 = ld(acc + j + 8), a2 = ld(acc + j + 16), a3 = ld(acc + j + 24);
         v8 b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
         int k = 0;
         for (; k + 2 <= K; k += 2) {
@@ -84,50 +90,98 @@ static void matvec(float *restrict acc, const float *restrict v, const float *re
         st(acc + j + 16, a2 + b2), st(acc + j + 24, a3 + b3);
     }
     for (; j + 8 <= N; j += 8) {
-        v8 a = ld(acc + j);
+        v8 a = {0};
+        if (add) a = ld(acc + j);
         for (int k = 0; k < K; k++) a += v[k] * ld(M + (long)k * N + j);
         st(acc + j, a);
     }
     for (; j < N; j++) {
-        float a = acc[j];
+        float a = add ? acc[j] : 0.0f;
         for (int k = 0; k < K; k++) a += v[k] * M[(long)k * N + j];
         acc[j] = a;
     }
 }
 
+static void matvec(float *restrict acc, const float *restrict v, const float *restrict M,
+                   int K, int N) {
+    matvec_to(acc, v, M, K, N, 1);
+}
+
+/* out[0:N] = v[0:K] @ M[K, N] */
+static void vecmat(float *restrict out, const float *restrict v, const float *restrict M,
+                   int K, int N) {
+    matvec_to(out, v, M, K, N, 0);
+}
+
+/* bit k of the result: a[k] != 0, for k < n <= 64 */
+static inline unsigned long long nonzero_mask(const float *a, int n) {
+    unsigned long long m = 0;
+    int k = 0;
+#ifdef __AVX2__
+    const __m256 zero = _mm256_setzero_ps();
+    for (; k + 8 <= n; k += 8) {
+        const __m256 ne = _mm256_cmp_ps(_mm256_loadu_ps(a + k), zero, _CMP_NEQ_UQ);
+        m |= (unsigned long long)(unsigned)_mm256_movemask_ps(ne) << k;
+    }
+#endif
+    for (; k < n; k++) m |= (unsigned long long)(a[k] != 0.0f) << k;
+    return m;
+}
+
 /* acc[K, N] += A^T @ D over T rows: A[t, k] at A[t * as + k], D [T, N] contiguous.
- * Zeros of A are skipped (one-hot inputs cost one row update per step). */
+ * Only the nonzeros of A are visited, found 64 at a time by a bit mask (one-hot inputs
+ * cost one row update per step, with no unpredictable branch). */
 static void outer_sparse(float *restrict acc, const float *restrict A, long as,
                          const float *restrict D, int T, int K, int N) {
     for (int t = 0; t < T; t++) {
         const float *a = A + t * as, *d = D + (long)t * N;
-        for (int k = 0; k < K; k++) {
-            const float v = a[k];
-            if (v == 0.0f) continue;
-            float *restrict row = acc + (long)k * N;
-            for (int j = 0; j < N; j++) row[j] += v * d[j];
+        for (int k0 = 0; k0 < K; k0 += 64) {
+            unsigned long long m = nonzero_mask(a + k0, K - k0 < 64 ? K - k0 : 64);
+            while (m) {
+                const int k = k0 + __builtin_ctzll(m);
+                m &= m - 1;
+                const float v = a[k];
+                float *restrict row = acc + (long)k * N;
+                for (int j = 0; j < N; j++) row[j] += v * d[j];
+            }
         }
     }
 }
 
 /* acc[K, N] (row stride lda) += A^T @ D over T rows (dense): A[t, k] at A[t * as + k],
- * D[t, j] at D[t * ds + j]; register-blocked like matvec. */
+ * D[t, j] at D[t * ds + j]. Two rows of acc at a time, 32 columns each, in registers:
+ * 8 independent FMA chains per step. */
 static void outer_dense(float *restrict acc, long lda, const float *restrict A, long as,
                         const float *restrict D, long ds, int T, int K, int N) {
-    for (int k = 0; k < K; k++) {
-        float *restrict row = acc + (long)k * lda;
+    int k = 0;
+    for (; k + 2 <= K; k += 2) {
+        float *restrict r0 = acc + (long)k * lda, *restrict r1 = r0 + lda;
         int j = 0;
         for (; j + 32 <= N; j += 32) {
-            v8 a0 = ld(row + j), a1 = ld(row + j + 8), a2 = ld(row + j + 16),
-               a3 = ld(row + j + 24);
+            v8 a0 = ld(r0 + j), a1 = ld(r0 + j + 8), a2 = ld(r0 + j + 16), a3 = ld(r0 + j + 24);
+            v8 c0 = ld(r1 + j), c1 = ld(r1 + j + 8), c2 = ld(r1 + j + 16), c3 = ld(r1 + j + 24);
             for (int t = 0; t < T; t++) {
-                const float x = A[t * as + k];
+                const float x = A[t * as + k], y = A[t * as + k + 1];
                 const float *d = D + t * ds + j;
-                a0 += x * ld(d), a1 += x * ld(d + 8), a2 += x * ld(d + 16), a3 += x * ld(d + 24);
+                const v8 d0 = ld(d), d1 = ld(d + 8), d2 = ld(d + 16), d3 = ld(d + 24);
+                a0 += x * d0, a1 += x * d1, a2 += x * d2, a3 += x * d3;
+                c0 += y * d0, c1 += y * d1, c2 += y * d2, c3 += y * d3;
             }
-            st(row + j, a0), st(row + j + 8, a1), st(row + j + 16, a2), st(row + j + 24, a3);
+            st(r0 + j, a0), st(r0 + j + 8, a1), st(r0 + j + 16, a2), st(r0 + j + 24, a3);
+            st(r1 + j, c0), st(r1 + j + 8, c1), st(r1 + j + 16, c2), st(r1 + j + 24, c3);
         }
         for (; j < N; j++) {
+            float a = r0[j], c = r1[j];
+            for (int t = 0; t < T; t++) {
+                a += A[t * as + k] * D[t * ds + j];
+                c += A[t * as + k + 1] * D[t * ds + j];
+            }
+            r0[j] = a, r1[j] = c;
+        }
+    }
+    for (; k < K; k++) {
+        float *restrict row = acc + (long)k * lda;
+        for (int j = 0; j < N; j++) {
             float a = row[j];
             for (int t = 0; t < T; t++) a += A[t * as + k] * D[t * ds + j];
             row[j] = a;
@@ -158,15 +212,18 @@ static void init_state(float *dst, const float *src, int H) {
 
 static void rnn_forward_rows(int T, int H, int b0, int b1, float *g, const float *W,
                              const float *bias, const float *h0) {
-    for (int b = b0; b < b1; b++) {
-        const float *hp = h0 + (long)b * H;
-        for (int t = 0; t < T; t++) {
-            float *h = g + ((long)b * T + t) * H;
-            add_bias(h, bias, H);
-            matvec(h, hp, W, H, H);
-            tanh_n(h, H);
-            hp = h;
-        }
+    for (int b = b0; b < b1; b += ROWS) {
+        const int n = b1 - b < ROWS ? b1 - b : ROWS;
+        const float *hp[ROWS];
+        for (int r = 0; r < n; r++) hp[r] = h0 + (long)(b + r) * H;
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < n; r++) {
+                float *h = g + ((long)(b + r) * T + t) * H;
+                add_bias(h, bias, H);
+                matvec(h, hp[r], W, H, H);
+                tanh_n(h, H);
+                hp[r] = h;
+            }
     }
 }
 
@@ -184,8 +241,7 @@ static void rnn_backward_rows(int T, int H, int I, int b0, int b1, const float *
             const float *restrict h = hb + (long)t * H, *restrict go = d_out + b * ob + t * ot;
             float *restrict dp = dp_row + (long)t * H;
             for (int k = 0; k < H; k++) dp[k] = (dh[k] + go[k]) * (1.0f - h[k] * h[k]);
-            memset(dh, 0, sizeof(float) * H);
-            matvec(dh, dp, WT, H, H);
+            vecmat(dh, dp, WT, H, H);
         }
         memcpy(dh0 + (long)b * H, dh, sizeof(float) * H);
         if (T) {  /* h_prev of step 0 is h0, of step t > 0 the output of t - 1 */
@@ -260,8 +316,7 @@ static void lstm_backward_rows(int T, int H, int I, int b0, int b1, const float 
                 dp[2 * H + k] = dhk * tc[k] * o * (1.0f - o);
                 dp[3 * H + k] = dck * i * (1.0f - cand * cand);
             }
-            memset(dh, 0, sizeof(float) * H);
-            matvec(dh, dp, WT, G, H);
+            vecmat(dh, dp, WT, G, H);
         }
         const float *f0 = g + (long)b * T * G + H;
         for (int k = 0; k < H; k++) dc0[(long)b * H + k] = T ? dc[k] * f0[k] : dc[k];
@@ -324,8 +379,7 @@ static void gru_backward_rows(int T, int H, int I, int b0, int b1, const float *
                 dp[k] = d * (hp[k] - c[k]) * z * (1.0f - z);
                 rh[(long)t * H + k] = a[H + k] * hp[k];
             }
-            memset(d_rh, 0, sizeof(float) * H);
-            matvec(d_rh, dp + 2 * H, WT + (long)2 * H * H, H, H);
+            vecmat(d_rh, dp + 2 * H, WT + (long)2 * H * H, H, H);
 #pragma GCC ivdep
             for (int k = 0; k < H; k++) {
                 const float r = a[H + k];

@@ -66,17 +66,20 @@ def test_the_kernels_build_and_load():
     assert not kernels.usable(torch.zeros(1, dtype=torch.float64))  # float64: torch path
 
 
+@pytest.mark.parametrize("n_in", [6, 70])
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("cls", CELLS)
-def test_kernel_equals_reference_and_torch_gradients(cls, threads, torch_path):
-    """Dense inputs that need a gradient (as a stacked layer's), a given initial state, a loss
-    reading the outputs and the final state; 40 rows split over `threads` OpenMP threads."""
+def test_kernel_equals_reference_and_torch_gradients(cls, threads, n_in, torch_path):
+    """Inputs that need a gradient (as a stacked layer's), a given initial state, a loss
+    reading the outputs and the final state; 40 rows split over `threads` OpenMP threads.
+    A third of the inputs are zero, and 70 inputs span two of the kernel's 64-wide masks."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         gen = torch.Generator().manual_seed(7)
-        cell = _cell(cls, 6, 8, seed=3)
-        x = torch.randn(40, 9, 6, generator=gen).requires_grad_()
+        cell = _cell(cls, n_in, 8, seed=3)
+        x = torch.randn(40, 9, n_in, generator=gen)
+        x = x.masked_fill(x.abs() < 0.43, 0.0).requires_grad_()
         state = _state(cls, 40, 8, gen)
         weights = torch.randn(40, 9, 8, generator=gen)
         assert kernels.usable(x)
