@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROWS 4
+#define ROWS 4 /* rows whose steps the RNN forward interleaves (independent chains) */
 typedef float v8 __attribute__((vector_size(32)));
 
 static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
@@ -67,8 +67,8 @@ static void tanh_to(float *restrict out, const float *restrict v, int n) {
 /* acc[0:N] (+)= v[0:K] @ M[K, N] (M row-major, row stride N): adds to acc, or overwrites it
  * when add is 0. Columns in blocks of 32 held in registers, two accumulator sets (even and
  * odd k) to keep 8 FMA chains in flight. */
-static inline void matvec_to(float *restrict acc, const float *restrict v,
-                             const float *restrict M, int K, int N, int add) {
+static inline void matvec_acc(float *restrict acc, const float *restrict v,
+                              const float *restrict M, int K, int N, int add) {
     int j = 0;
     for (; j + 32 <= N; j += 32) {
         v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -104,13 +104,13 @@ static inline void matvec_to(float *restrict acc, const float *restrict v,
 
 static void matvec(float *restrict acc, const float *restrict v, const float *restrict M,
                    int K, int N) {
-    matvec_to(acc, v, M, K, N, 1);
+    matvec_acc(acc, v, M, K, N, 1);
 }
 
 /* out[0:N] = v[0:K] @ M[K, N] */
-static void vecmat(float *restrict out, const float *restrict v, const float *restrict M,
+static void matvec_set(float *restrict out, const float *restrict v, const float *restrict M,
                    int K, int N) {
-    matvec_to(out, v, M, K, N, 0);
+    matvec_acc(out, v, M, K, N, 0);
 }
 
 /* bit k of the result: a[k] != 0, for k < n <= 64 */
@@ -241,7 +241,7 @@ static void rnn_backward_rows(int T, int H, int I, int b0, int b1, const float *
             const float *restrict h = hb + (long)t * H, *restrict go = d_out + b * ob + t * ot;
             float *restrict dp = dp_row + (long)t * H;
             for (int k = 0; k < H; k++) dp[k] = (dh[k] + go[k]) * (1.0f - h[k] * h[k]);
-            vecmat(dh, dp, WT, H, H);
+            matvec_set(dh, dp, WT, H, H);
         }
         memcpy(dh0 + (long)b * H, dh, sizeof(float) * H);
         if (T) {  /* h_prev of step 0 is h0, of step t > 0 the output of t - 1 */
@@ -316,7 +316,7 @@ static void lstm_backward_rows(int T, int H, int I, int b0, int b1, const float 
                 dp[2 * H + k] = dhk * tc[k] * o * (1.0f - o);
                 dp[3 * H + k] = dck * i * (1.0f - cand * cand);
             }
-            vecmat(dh, dp, WT, G, H);
+            matvec_set(dh, dp, WT, G, H);
         }
         const float *f0 = g + (long)b * T * G + H;
         for (int k = 0; k < H; k++) dc0[(long)b * H + k] = T ? dc[k] * f0[k] : dc[k];
@@ -379,7 +379,7 @@ static void gru_backward_rows(int T, int H, int I, int b0, int b1, const float *
                 dp[k] = d * (hp[k] - c[k]) * z * (1.0f - z);
                 rh[(long)t * H + k] = a[H + k] * hp[k];
             }
-            vecmat(d_rh, dp + 2 * H, WT + (long)2 * H * H, H, H);
+            matvec_set(d_rh, dp + 2 * H, WT + (long)2 * H * H, H, H);
 #pragma GCC ivdep
             for (int k = 0; k < H; k++) {
                 const float r = a[H + k];
