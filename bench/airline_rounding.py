@@ -28,9 +28,9 @@ import torch  # noqa: E402
 from flows.airline import Evaluator  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from models.forecaster import LSTMForecaster  # noqa: E402
-from tasks.forecast_train import train_forecaster  # noqa: E402
+from tasks.engine.settings import use_mirror  # noqa: E402
 from tasks.series import ingest_series, window_series  # noqa: E402
-from tasks.settings import use_mirror  # noqa: E402
+from tasks.train.airline import train_forecaster  # noqa: E402
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from flows.config import load_config  # noqa: E402
 from models import kernels  # noqa: E402
 from models.charlm import CharLM, step_reference  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_windows, window_chars  # noqa: E402
-from tasks.settings import use_mirror  # noqa: E402
+from tasks.engine.settings import use_mirror  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
 FORMULATIONS = ("notebook", "seqflow", "seqflow (torch ops)", "torch.nn")

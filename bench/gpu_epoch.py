@@ -27,8 +27,8 @@ except ImportError:  # import-only stand-in; nothing here runs as a Prefect task
 import torch  # noqa: E402
 
 from flows.config import load_config  # noqa: E402
-from tasks.stage import StageOutput, read_manifest  # noqa: E402
-from tasks.training import train_word2vec  # noqa: E402
+from tasks.engine.stage import StageOutput, read_manifest  # noqa: E402
+from tasks.train.word2vec import train_word2vec  # noqa: E402
 from tasks.vocab import read_vocab  # noqa: E402
 from tasks.windows import read_pairs  # noqa: E402
 

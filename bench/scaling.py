@@ -88,7 +88,7 @@ class PeakRSS:
 def one(mode: str, scale: int, workers: int, folder: Path) -> dict:
     """One measurement in this process (run it in a fresh one)."""
     from flows.config import load_config
-    from tasks.settings import use_mirror
+    from tasks.engine.settings import use_mirror
 
     use_mirror(os.environ.get("SEQFLOW_MIRROR") or REPO.parent / "shared" / "datasets")
     os.environ["SEQFLOW_DATA_DIR"] = str(folder / f"data-{mode}-{scale}x-{workers}")
@@ -132,7 +132,7 @@ def one(mode: str, scale: int, workers: int, folder: Path) -> dict:
     with PeakRSS() as mem:
         stages = run()
     wall = time.perf_counter() - started
-    from tasks.stage import read_manifest
+    from tasks.engine.stage import read_manifest
 
     seconds = {s.stage: read_manifest(Path(s.path))["seconds"] for s in stages}
     return {"mode": mode, "scale": scale, "workers": workers, "rows": stages[0].stats["rows"],
@@ -158,9 +158,9 @@ def main() -> None:
         return
     tmp = tempfile.TemporaryDirectory(prefix="seqflow-scaling-") if not args.folder else None
     folder = Path(args.folder or tmp.name)
-    from tasks.catalog import DATASETS
     from tasks.data import fetch
-    from tasks.settings import use_mirror
+    from tasks.engine.catalog import DATASETS
+    from tasks.engine.settings import use_mirror
 
     use_mirror(os.environ.get("SEQFLOW_MIRROR") or REPO.parent / "shared" / "datasets")
     source = fetch(DATASETS["tweets_hate_speech"], "train.csv")

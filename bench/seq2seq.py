@@ -29,8 +29,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from flows.config import load_config  # noqa: E402
 from models.seq2seq import Seq2Seq  # noqa: E402
-from tasks.seq2seq_train import bucket_batches, pad_batch, random_batches  # noqa: E402
-from tasks.settings import use_mirror  # noqa: E402
+from tasks.engine.settings import use_mirror  # noqa: E402
+from tasks.train.seq2seq import bucket_batches, pad_batch, random_batches  # noqa: E402
 from tasks.translation import (  # noqa: E402
     PAD,
     build_vocabs,

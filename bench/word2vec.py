@@ -24,7 +24,7 @@ os.environ.setdefault("SEQFLOW_MIRROR", str(REPO.parent / "shared" / "datasets")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-from tasks.settings import use_mirror  # noqa: E402
+from tasks.engine.settings import use_mirror  # noqa: E402
 
 use_mirror(os.environ["SEQFLOW_MIRROR"])
 
@@ -36,7 +36,7 @@ from flows.config import load_config  # noqa: E402
 from tasks.data import ingest_csv  # noqa: E402
 from tasks.evaluation import downstream_f1  # noqa: E402
 from tasks.text import stopword_set, tokenize_tweets  # noqa: E402
-from tasks.training import train_word2vec  # noqa: E402
+from tasks.train.word2vec import train_word2vec  # noqa: E402
 from tasks.vocab import build_vocab, drop_rare_tokens, read_encoded, read_vocab  # noqa: E402
 from tasks.windows import read_distances, read_pairs, window_pairs  # noqa: E402
 
@@ -125,7 +125,7 @@ def versus_gensim(data, distance, counts, id2tok, ids, offsets, labels) -> dict:
     )
     gensim_vectors = np.stack([gensim_model.wv[w] for w in id2tok])
     # gensim's compiled code was loaded by its import above; load ours the same way, untimed
-    from tasks.sgns_cpu import warm
+    from tasks.train.sgns_cpu import warm
 
     _, load_s = timed(warm)
     ours, ours_s = timed(train_word2vec, data, counts, t, None, distance)

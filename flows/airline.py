@@ -20,9 +20,9 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from flows.config import AirlineConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
 from models.forecaster import LSTMForecaster  # noqa: E402
-from tasks import records, tracking  # noqa: E402
-from tasks.forecast_train import predict, train_forecaster  # noqa: E402
-from tasks.parity import Check, check_parity  # noqa: E402
+from tasks.engine import records, tracking  # noqa: E402
+from tasks.engine.parity import Check, check_parity  # noqa: E402
+from tasks.engine.stage import run_logger  # noqa: E402
 from tasks.series import (  # noqa: E402
     baselines,
     ingest_series,
@@ -33,14 +33,14 @@ from tasks.series import (  # noqa: E402
     rmse,
     window_series,
 )
-from tasks.stage import run_logger  # noqa: E402
+from tasks.train.airline import predict, train_forecaster  # noqa: E402
 
 PIPELINE = "airline"
 PRIMARY_METRIC = ("test_rmse", "min")
 
 
 def fingerprint(config: AirlineConfig) -> str:
-    from tasks.catalog import DATASETS
+    from tasks.engine.catalog import DATASETS
 
     d = config.data
     parts = [d.dataset, d.file, DATASETS[d.dataset].file(d.file).sha256]

@@ -18,13 +18,13 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.config import CharLMConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
-from tasks import records, tracking  # noqa: E402
-from tasks.charlm_train import continue_text, perplexity, train_charlm  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
 from tasks.data import data_fingerprint, incoming_files  # noqa: E402
-from tasks.parity import Check, check_parity  # noqa: E402
-from tasks.stage import run_logger  # noqa: E402
-from tasks.training import pick_device  # noqa: E402
+from tasks.engine import records, tracking  # noqa: E402
+from tasks.engine.parity import Check, check_parity  # noqa: E402
+from tasks.engine.stage import run_logger  # noqa: E402
+from tasks.train.charlm import continue_text, perplexity, train_charlm  # noqa: E402
+from tasks.train.word2vec import pick_device  # noqa: E402
 
 PIPELINE = "charlm"
 PRIMARY_METRIC = ("test_ppl", "min")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flows.pipelines import NAMES as PIPELINES
+from tasks.runtime import signals
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _config(args: argparse.Namespace, extra: list[str] = ()):
     """Mirror + validated config, or None after printing why (exit 2)."""
     from flows.config import ConfigError, load_config
-    from tasks.settings import use_mirror
+    from tasks.engine.settings import use_mirror
 
     try:
         use_mirror(args.mirror or os.environ.get("SEQFLOW_MIRROR"))
@@ -26,23 +27,45 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
         return None
 
 
+DDP_PIPELINES = ("word2vec", "seq2seq", "charlm")
+
+
+def interrupted(err: KeyboardInterrupt, pipeline: str, argv: list[str] | None) -> int:
+    """One line for SIGINT/SIGTERM: what stopped, what was kept, how to resume."""
+    from tasks.runtime.signals import Interrupted
+
+    how = err.args[0] if isinstance(err, Interrupted) else "stopped by SIGINT"
+    kept = getattr(err, "kept", None)
+    again = "`seqflow " + " ".join(argv) + "`" if argv else "the same command"
+    note = (
+        f"checkpoint kept: {kept}; {again} resumes from it"
+        if kept
+        else ("no checkpoint had been written yet; " + again + " starts over")
+    )
+    print(f"seqflow: {pipeline} {how}; its MLflow run is marked KILLED; {note}", file=sys.stderr)
+    return getattr(err, "exit_code", 130)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import pipelines
 
-    if args.nproc and args.nproc > 1 and args.pipeline != "word2vec":
-        print(f"seqflow: --nproc: DDP training is built for word2vec only; run {args.pipeline} "
-              "without --nproc", file=sys.stderr)  # fmt: skip
+    if args.nproc and args.nproc > 1 and args.pipeline not in DDP_PIPELINES:
+        print(f"seqflow: --nproc: DDP training is built for {', '.join(DDP_PIPELINES)}; run "
+              f"{args.pipeline} without --nproc", file=sys.stderr)  # fmt: skip
         return 2
     config = _config(args, [f"train.nproc={args.nproc}"] if args.nproc else [])
     if config is None:
         return 2
     from flows.runners import with_runner
-    from tasks import tracking
+    from tasks.engine import tracking
 
     flow = with_runner(pipelines.get(args.pipeline).flow, args.runner, args.dask_address,
                        args.dask_workers)  # fmt: skip
     try:
-        run_id = flow(config=config)
+        with signals.handled():
+            run_id = flow(config=config)
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM: the runs are KILLED, checkpoints kept
+        return interrupted(err, args.pipeline, args.argv)
     except Exception as err:  # the flow's logs hold the traceback; the run is marked FAILED
         print(f"seqflow: {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
@@ -81,7 +104,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     import mlflow
 
     from flows.pipelines import get
-    from tasks import tracking
+    from tasks.engine import tracking
 
     metric = get(args.pipeline).metric
     version, reason = args.version, f"manual: seqflow promote --version {args.version}"
@@ -112,7 +135,7 @@ def _score(value) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Every move of alias champion: when, from and to, scores, data, reason."""
-    from tasks import tracking
+    from tasks.engine import tracking
 
     moves = tracking.alias_history(args.pipeline)
     if moves:
@@ -146,7 +169,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """For a run (the latest by default): each stage, cached or ran, and why."""
-    from tasks.lineage import explain_run
+    from flows.explain import explain_run
 
     try:
         run_id, lines = explain_run(args.pipeline, args.run)
@@ -211,7 +234,7 @@ def cmd_log_model(args: argparse.Namespace) -> int:
     except Exception as err:  # MLflow still unreachable: the checkpoint stays where it is
         print(f"seqflow: log-model failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
-    from tasks import tracking
+    from tasks.engine import tracking
 
     print(f"logged {args.checkpoint} ({done['epochs']} of {done['planned_epochs']} epochs) as "
           f"MLflow run {done['run_id']}, model {args.pipeline} version {done['version']} at "
@@ -220,7 +243,7 @@ def cmd_log_model(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from tasks import tracking
+    from tasks.engine import tracking
 
     uri = tracking.tracking_uri()
     print(f"MLflow UI for {tracking.redact(uri)} on http://127.0.0.1:{args.port}")
@@ -256,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
                      help="an existing Dask scheduler (default: start a LocalCluster)")  # fmt: skip
     run.add_argument("--dask-workers", type=int, metavar="N", help="LocalCluster workers (2)")
     run.add_argument("--nproc", type=int, metavar="N",
-                     help="word2vec: DDP on N processes (= --set train.nproc=N)")  # fmt: skip
+                     help="DDP ranks: word2vec, seq2seq, charlm (= train.nproc)")  # fmt: skip
     run.set_defaults(func=cmd_run)
     re = sub.add_parser("retrain", help="retrain on new data in data/incoming/<pipeline>/")
     _pipeline_args(re, "quick")
@@ -300,7 +323,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv  # the command as typed, to say how to resume it
     return args.func(args)
 
 

@@ -17,11 +17,11 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.config import FundamentalsConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
-from tasks import records, tracking  # noqa: E402
-from tasks.fundamentals_train import build, one_hot_pairs  # noqa: E402
-from tasks.parity import Check, check_parity  # noqa: E402
-from tasks.stage import run_logger  # noqa: E402
+from tasks.engine import records, tracking  # noqa: E402
+from tasks.engine.parity import Check, check_parity  # noqa: E402
+from tasks.engine.stage import run_logger  # noqa: E402
 from tasks.toy import make_sequences, read_sequences  # noqa: E402
+from tasks.train.fundamentals import build, one_hot_pairs  # noqa: E402
 
 PIPELINE = "fundamentals"
 PRIMARY_METRIC = ("test_loss", "min")

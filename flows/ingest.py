@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from tasks.data import _read_rows, sha256_file
-from tasks.settings import data_dir
+from tasks.engine.settings import data_dir
 
 EVENT = "seqflow.data.arrived"
 SUFFIX = {"word2vec": ".csv", "charlm": ".txt"}  # pipelines that take dropped-in files
@@ -25,7 +25,7 @@ def verify(pipeline: str, path: Path) -> None:
     if path.suffix != SUFFIX[pipeline]:
         raise ValueError(f"{path}: {pipeline} takes {SUFFIX[pipeline]} files")
     if pipeline == "word2vec":
-        from tasks.catalog import DATASETS
+        from tasks.engine.catalog import DATASETS
 
         table, _, _ = _read_rows(path, DATASETS["tweets_hate_speech"])
         if table.num_rows == 0:

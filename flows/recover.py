@@ -4,18 +4,28 @@ error says where, and `seqflow log-model <pipeline> --checkpoint PATH` logs it l
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks import checkpoint, tracking
-from tasks.faults import NonFiniteLoss
-from tasks.stage import run_logger
+from tasks.engine import tracking
+from tasks.engine.stage import run_logger
+from tasks.runtime import checkpoint
+from tasks.runtime.faults import NonFiniteLoss
 
 
 class ModelNotLogged(RuntimeError):
     """A run failed after (or during) training; the message says where its checkpoint is."""
 
 
-def checkpoint_folder(pipeline: str, fingerprints: list[str], train_cfg) -> Path:
-    """Checkpoints belong to the training data and every training setting."""
-    return checkpoint.folder(pipeline, fingerprints, train_cfg.model_dump())
+# settings that do not change what is trained: a checkpoint of either value resumes
+NOT_IN_KEY = {"resume", "launcher", "checkpoint_every"}
+
+
+def checkpoint_folder(pipeline: str, fingerprints: list[str], train_cfg, *extra) -> Path:
+    """Checkpoints belong to the training data, every training setting and `extra` (e.g. a
+    model kind). With train.resume=false the folder is emptied: training starts over."""
+    where = checkpoint.folder(pipeline, fingerprints, train_cfg.model_dump(exclude=NOT_IN_KEY),
+                              *extra)  # fmt: skip
+    if not getattr(train_cfg, "resume", True):
+        checkpoint.discard(where)
+    return where
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 
 from flows import pipelines
 from flows.config import load_config
-from tasks import records, tracking
+from tasks.engine import records, tracking
 
 
 def _record(pipeline: str, outcome: dict) -> str:

@@ -1,7 +1,7 @@
 """Where a flow's tasks run: in this process (the default) or sharded on Dask.
 
 `seqflow run PIPELINE --runner dask` runs the flow on a prefect-dask DaskTaskRunner: the
-preprocessing stages map their row-group shards onto it (tasks/shards.py). Without an address
+preprocessing stages map their row-group shards onto it (tasks/engine/shards.py). Without an address
 it starts a LocalCluster (one single-threaded worker process per shard slot); with
 `--dask-address tcp://host:8786` it uses an existing scheduler, whose workers must import this
 project and see the same data folder (shared disk).

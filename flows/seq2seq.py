@@ -16,12 +16,12 @@ from prefect.cache_policies import NO_CACHE
 from flows.config import Seq2SeqConfig, flatten
 from flows.pipelines import resolve, run_tags
 from models.seq2seq import Seq2Seq, count_parameters
-from tasks import records, tracking
-from tasks.parity import Check, check_parity
-from tasks.seq2seq_train import corpus_bleu, detokenize, evaluate_loss, fit, translate_ids
-from tasks.settings import data_dir
-from tasks.stage import StageOutput, run_logger
-from tasks.training import pick_device
+from tasks.engine import records, tracking
+from tasks.engine.parity import Check, check_parity
+from tasks.engine.settings import data_dir
+from tasks.engine.stage import StageOutput, run_logger
+from tasks.train.seq2seq import corpus_bleu, detokenize, evaluate_loss, fit, translate_ids
+from tasks.train.word2vec import pick_device
 from tasks.translation import (
     SPLITS,
     build_vocabs,
@@ -40,7 +40,7 @@ PRIMARY_METRIC = ("test_bleu", "max")
 
 
 def fingerprint(config: Seq2SeqConfig) -> str:
-    from tasks.catalog import DATASETS
+    from tasks.engine.catalog import DATASETS
 
     spec = DATASETS[config.data.dataset]
     parts = [spec.file(name).sha256 for name, _ in SPLITS.values()]

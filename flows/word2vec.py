@@ -10,14 +10,15 @@ from prefect.cache_policies import NO_CACHE
 from flows import recover
 from flows.config import Word2VecConfig, flatten
 from flows.pipelines import resolve, run_tags
-from tasks import records, tracking, training
 from tasks.data import data_fingerprint, incoming_files, ingest_csv
-from tasks.distributed import ddp_train_task
+from tasks.engine import records, tracking
+from tasks.engine.lineage import step_entry
+from tasks.engine.parity import Check, check_parity
 from tasks.evaluation import evaluate_task, score_embeddings
-from tasks.lineage import step_entry
-from tasks.parity import Check, check_parity
 from tasks.text import tokenize_tweets
-from tasks.training import train_task
+from tasks.train import word2vec as training
+from tasks.train.word2vec import train_task
+from tasks.train.word2vec_ddp import ddp_train_task
 from tasks.vocab import build_vocab, drop_rare_tokens, read_vocab
 from tasks.windows import window_pairs
 

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.shards import map_shards
-from tasks.stage import StageOutput, run_logger, run_stage, write_table
+from tasks.engine.shards import map_shards
+from tasks.engine.stage import StageOutput, run_logger, run_stage, write_table
 from tasks.vocab import merge_counts
 
 START = re.compile(r"^\*\*\* START OF .*\*\*\*\s*$", re.M)
@@ -95,8 +95,8 @@ def read_incoming(path: Path) -> str:
 def ingest_book(pipeline: str, dataset: str, file: str, incoming: list[Path] = ()) -> StageOutput:
     """Fetch the book, drop the Gutenberg header/footer -> body.txt (+ incoming.json: the
     incoming texts, in name order)."""
-    from tasks.catalog import DATASETS
     from tasks.data import fetch, sha256_file
+    from tasks.engine.catalog import DATASETS
 
     spec = DATASETS[dataset]
     path = fetch(spec, file)

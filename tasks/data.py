@@ -20,10 +20,10 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.catalog import DatasetSpec, SourceFile
-from tasks.settings import data_dir, mirror_dir
-from tasks.shards import write_shards
-from tasks.stage import StageOutput, run_logger, run_stage, sha256_file
+from tasks.engine.catalog import DatasetSpec, SourceFile
+from tasks.engine.settings import data_dir, mirror_dir
+from tasks.engine.shards import write_shards
+from tasks.engine.stage import StageOutput, run_logger, run_stage, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def download(
             if err.code < 500:  # 404 and friends will not get better by retrying
                 raise DataSourceError(
                     f"download of {source.url} failed: HTTP {err.code} {err.reason}. Check the URL "
-                    "in tasks/catalog.py, or use a mirror (SEQFLOW_MIRROR)."
+                    "in tasks/engine/catalog.py, or use a mirror (SEQFLOW_MIRROR)."
                 ) from err
             last = err
         except (urllib.error.URLError, OSError, _Truncated) as err:
@@ -262,7 +262,7 @@ def data_fingerprint(
     import hashlib
     import json
 
-    from tasks.catalog import DATASETS
+    from tasks.engine.catalog import DATASETS
 
     parts = {
         "source": [dataset, file, DATASETS[dataset].file(file).sha256, limit_rows],
@@ -300,7 +300,7 @@ def ingest_csv(
 ) -> StageOutput:
     """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`."""
 
-    from tasks.catalog import DATASETS
+    from tasks.engine.catalog import DATASETS
 
     logger = run_logger()
     spec = DATASETS[dataset]

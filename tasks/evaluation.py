@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 from prefect import task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from tasks.stage import StageOutput, run_logger  # noqa: E402
+from tasks.engine.stage import StageOutput, run_logger  # noqa: E402
 
 
 def nearest_words(
@@ -94,7 +94,7 @@ def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id
     """Neighbours of the probe words, the loss curve and downstream F1, logged to the run."""
     import matplotlib.pyplot as plt
 
-    from tasks import tracking
+    from tasks.engine import tracking
     from tasks.vocab import read_encoded, read_vocab
 
     logger = run_logger()

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.stage import StageOutput, run_stage, write_table
+from tasks.engine.stage import StageOutput, run_stage, write_table
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -76,8 +76,8 @@ def load_series(
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_series(pipeline: str, dataset: str, file: str, expected_rows: int | None) -> StageOutput:
     """Fetch and validate the CSV -> series.parquet (month string, value float64)."""
-    from tasks.catalog import DATASETS
     from tasks.data import fetch
+    from tasks.engine.catalog import DATASETS
 
     spec = DATASETS[dataset]
     path = fetch(spec, file)

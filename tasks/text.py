@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import shards as shards_module
-from tasks.catalog import NLTK_STOPWORDS
 from tasks.data import fetch
-from tasks.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
-from tasks.stage import StageOutput, run_stage
+from tasks.engine import shards as shards_module
+from tasks.engine.catalog import NLTK_STOPWORDS
+from tasks.engine.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
+from tasks.engine.stage import StageOutput, run_stage
 
 log = logging.getLogger(__name__)
 

@@ -139,7 +139,7 @@ def make_sequences(pipeline: str, cfg, seed: int):
     import json
     import sys
 
-    from tasks.stage import run_stage, write_table
+    from tasks.engine.stage import run_stage, write_table
 
     def build(out):
         sequences = generate_data(cfg.num_seq, np.random.RandomState(seed))

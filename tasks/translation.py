@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.shards import ROWS_PER_SHARD, map_shards, merge_parts, part_path, scratch
-from tasks.stage import StageOutput, run_stage, write_table
+from tasks.engine.shards import ROWS_PER_SHARD, map_shards, merge_parts, part_path, scratch
+from tasks.engine.stage import StageOutput, run_stage, write_table
 
 SPLITS = {  # split -> (archive, file stem inside it)
     "train": ("training.tar.gz", "train"),
@@ -34,8 +34,8 @@ def ingest_parallel(
 ) -> StageOutput:
     """The three archives -> {split}.parquet (src, trg strings), lines checked to align."""
     from tasks.archive import find_member, read_parallel, safe_extract
-    from tasks.catalog import DATASETS
     from tasks.data import fetch
+    from tasks.engine.catalog import DATASETS
 
     spec = DATASETS[dataset]
     archives = {split: fetch(spec, name) for split, (name, _) in SPLITS.items()}
@@ -96,7 +96,7 @@ _TOKENIZERS: dict[str, object] = {}  # per process: a worker loads each tokenize
 def tokenize_shard(shard: int, src: str, parts: str, src_model: str, trg_model: str,
                    lowercase: bool, reverse_src: bool) -> int:  # fmt: skip
     """Rows shard*ROWS_PER_SHARD.. of a split -> part file (src_tokens, trg_tokens); returns
-    the source token count. Runs in this process or on a Dask worker (tasks/shards.py)."""
+    the source token count. Runs in this process or on a Dask worker (tasks/engine/shards.py)."""
     for name in (src_model, trg_model):
         if name not in _TOKENIZERS:
             _TOKENIZERS[name] = load_tokenizer(name)

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import shards as shards_module
-from tasks.shards import (
+from tasks.engine import shards as shards_module
+from tasks.engine.shards import (
     map_shards,
     merge_parts,
     part_path,
@@ -23,7 +23,7 @@ from tasks.shards import (
     scratch,
     shard_count,
 )
-from tasks.stage import StageOutput, run_stage
+from tasks.engine.stage import StageOutput, run_stage
 
 
 def count_tokens(docs: Iterable[Sequence[str]]) -> Counter:

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import shards as shards_module
-from tasks.shards import map_shards, part_path, read_parts, read_shard, scratch, shard_count
-from tasks.stage import StageOutput, run_stage, write_table
+from tasks.engine import shards as shards_module
+from tasks.engine.shards import map_shards, part_path, read_parts, read_shard, scratch, shard_count
+from tasks.engine.stage import StageOutput, run_stage, write_table
 
 
 def sliding_window_pairs(

@@ -6,9 +6,9 @@ import torch
 
 from flows.config import load_config
 from models.seq2seq import Seq2Seq
-from tasks.accel import autocast, bf16_supported, compiled, to_device, use_cudnn
-from tasks.seq2seq_train import train_epoch
-from tasks.training import pick_device
+from tasks.engine.accel import autocast, bf16_supported, compiled, to_device, use_cudnn
+from tasks.train.seq2seq import train_epoch
+from tasks.train.word2vec import pick_device
 from tasks.translation import PAD
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

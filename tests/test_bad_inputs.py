@@ -12,9 +12,9 @@ import pytest
 
 from flows.config import ConfigError
 from tasks.archive import ArchiveError, find_member, read_parallel, safe_extract
-from tasks.catalog import DATASETS
 from tasks.chars import TextFormatError, ingest_book, split_windows
 from tasks.data import DataSourceError, fetch, incoming_files, ingest_csv, read_csv
+from tasks.engine.catalog import DATASETS
 from tasks.series import SeriesError, ingest_series, load_series, read_windows, window_series
 
 TWEET_COLS = ("id", "label", "tweet")
@@ -180,7 +180,7 @@ def test_charlm_incoming_text_without_letters_is_refused(data_dir):
 
 
 def test_seq2seq_vocab_of_specials_only_is_refused(data_dir):
-    from tasks.stage import run_stage, write_table
+    from tasks.engine.stage import run_stage, write_table
     from tasks.translation import build_vocabs
 
     def tokens(out):

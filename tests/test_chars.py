@@ -19,7 +19,7 @@ from tasks.chars import (
     strip_gutenberg,
     windows,
 )
-from tasks.parity import report
+from tasks.engine.parity import report
 
 PARITY_ORDER = " eaosnrlduitcmpqybhvgíjóféázñúxwkü"
 

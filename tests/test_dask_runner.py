@@ -9,7 +9,7 @@ from prefect import flow
 from flows.config import load_config
 from flows.runners import with_runner
 from flows.word2vec import preprocess
-from tasks.shards import ROWS_PER_SHARD, map_shards, shard_count
+from tasks.engine.shards import ROWS_PER_SHARD, map_shards, shard_count
 from tasks.vocab import merge_counts
 
 

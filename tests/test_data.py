@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import TWEETS, DatasetSpec, SourceFile
 from tasks.data import DataSourceError, decode_utf8, fetch, read_csv, sha256_file
+from tasks.engine.catalog import TWEETS, DatasetSpec, SourceFile
 from tests.conftest import MIRROR
 
 TRAIN = MIRROR / "tweets_hate_speech" / "train.csv"

@@ -6,10 +6,16 @@ import pytest
 import torch
 
 from flows.config import load_config
-from tasks import tracking
 from tasks.data import ingest_csv
-from tasks.distributed import rank_range, read_pair_rows, total_pairs, train_ddp, train_reference
+from tasks.engine import tracking
 from tasks.text import tokenize_tweets
+from tasks.train.word2vec_ddp import (
+    rank_range,
+    read_pair_rows,
+    total_pairs,
+    train_ddp,
+    train_reference,
+)
 from tasks.vocab import build_vocab, drop_rare_tokens, read_vocab
 from tasks.windows import read_pairs, window_pairs
 
@@ -60,7 +66,7 @@ def test_two_process_ddp_matches_one_process_and_logs_once(stages, data_dir):
 
 def test_settings_ddp_cannot_run_are_refused_with_the_fix():
     from flows.cli import parser
-    from tasks.distributed import check
+    from tasks.train.word2vec_ddp import check
 
     args = parser().parse_args(["run", "word2vec", "--runner", "dask", "--nproc", "2"])
     assert (args.runner, args.nproc) == ("dask", 2)

@@ -103,7 +103,7 @@ def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow
     lineage = json.loads((Path(c.download_artifacts(third, "lineage.json"))).read_text())
     tokenize = next(s for s in lineage["stages"] if s["stage"] == "tokenize")
     assert tokenize["parts"]["params"]["stemmer"] == "none"
-    assert {"tasks/text.py", "tasks/stage.py"} <= set(tokenize["parts"]["code"])
+    assert {"tasks/text.py", "tasks/engine/stage.py"} <= set(tokenize["parts"]["code"])
     assert set(tokenize["parts"]["libs"]) == {"nltk", "pyarrow"}
 
 

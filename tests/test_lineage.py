@@ -11,13 +11,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import get_current_settings
 
-from tasks import lineage, tracking
+from tasks.engine import lineage, tracking
 from tests.conftest import REPO
 
 PARTS = {
     "inputs": {"rows": "aaa"},
     "params": {"stemmer": "snowball", "stopwords": "english"},
-    "code": {"tasks/text.py": "1", "tasks/stage.py": "2"},
+    "code": {"tasks/text.py": "1", "tasks/engine/stage.py": "2"},
     "libs": {"nltk": "3.9", "pyarrow": "21.0"},
 }
 
@@ -29,13 +29,13 @@ def changed(**parts):
 def test_differences_name_each_part():
     assert lineage.differences("tokenize", PARTS, PARTS) == []
     new = changed(params={"stemmer": "none", "stopwords": None}, inputs={"rows": "bbb"},
-                  code={"tasks/text.py": "1", "tasks/stage.py": "3", "tasks/data.py": "4"},
+                  code={"tasks/text.py": "1", "tasks/engine/stage.py": "3", "tasks/data.py": "4"},
                   libs={"nltk": "3.10", "pyarrow": "21.0"})  # fmt: skip
     assert lineage.differences("tokenize", new, PARTS) == [
         "parameter tokenize.stemmer changed (snowball -> none)",
         "parameter tokenize.stopwords changed (english -> null)",
         "input rows changed",
-        "code changed (tasks/data.py, tasks/stage.py)",
+        "code changed (tasks/data.py, tasks/engine/stage.py)",
         "library nltk changed (3.9 -> 3.10)",
     ]
 
@@ -60,10 +60,13 @@ def test_code_parts_follow_project_imports():
     import tasks.text
 
     parts = lineage.code_parts(tasks.text)
-    # text.py imports tasks.stage, which imports tasks.settings and tasks.lineage
-    assert {"tasks/text.py", "tasks/stage.py", "tasks/settings.py", "tasks/lineage.py"} <= set(
-        parts
-    )
+    # text.py imports tasks.engine.stage, which imports tasks.engine.settings and .lineage
+    assert {
+        "tasks/text.py",
+        "tasks/engine/stage.py",
+        "tasks/engine/settings.py",
+        "tasks/engine/lineage.py",
+    } <= set(parts)
     assert all(len(h) == 16 for h in parts.values())
     assert not any(p.startswith(("prefect", "nltk")) for p in parts)
 
@@ -113,12 +116,12 @@ def test_edited_helper_makes_explain_say_code_changed(prefect_server, tmp_path):
     assert [line.split()[1] for line in lines[2:5]] == ["cached"] * 3, lines
     assert lines[5].startswith("train ran: it always runs; nothing it depends on changed")
 
-    training = copy / "tasks" / "training.py"
+    training = copy / "tasks" / "train" / "word2vec.py"
     training.write_text(training.read_text() + "\n# an edited training module\n")
     seqflow("run", "word2vec", *QUICK)
     lines = [line.strip() for line in seqflow("explain", "word2vec").splitlines()[1:]]
     assert [line.split()[1] for line in lines[:5]] == ["cached"] * 5, lines
-    assert lines[5].startswith("train ran: code changed (tasks/training.py)"), lines
+    assert lines[5].startswith("train ran: code changed (tasks/train/word2vec.py)"), lines
 
 
 @task(cache_policy=NO_CACHE)

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
 from flows.word2vec import word2vec
-from tasks.parity import Check, ParityError, report
+from tasks.engine.parity import Check, ParityError, report
 
 
 def test_checks_compare_with_their_operator():

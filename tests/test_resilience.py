@@ -19,9 +19,9 @@ from flows import cli
 from flows.config import load_config
 from flows.recover import ModelNotLogged
 from flows.word2vec import word2vec
-from tasks import checkpoint
-from tasks.faults import NonFiniteLoss
-from tasks.stage import StageOutput, _verify, read_manifest, remove_stale_temps, run_stage
+from tasks.engine.stage import StageOutput, _verify, read_manifest, remove_stale_temps, run_stage
+from tasks.runtime import checkpoint
+from tasks.runtime.faults import NonFiniteLoss
 from tests.servers import Stack
 
 QUICK = ["--profile", "quick"]
@@ -108,7 +108,7 @@ def test_nan_loss_stops_at_once_marks_the_run_failed_and_keeps_the_last_good_che
 
 def test_a_bad_batch_stops_the_forecaster_naming_epoch_and_step():
     from models.forecaster import LSTMForecaster
-    from tasks.forecast_train import train_forecaster
+    from tasks.train.airline import train_forecaster
 
     x = np.sin(np.arange(40 * 6, dtype=np.float32) / 5).reshape(40, 6, 1)
     x[13, 2, 0] = np.nan  # in the second batch of 8
@@ -148,7 +148,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     assert checkpoints(data_dir) == []  # logged and registered: the checkpoints are gone
 
     # the same training, uninterrupted, on the same stage outputs
-    from tasks.training import train_word2vec
+    from tasks.train.word2vec import train_word2vec
     from tasks.vocab import read_vocab
     from tasks.windows import read_pairs
 
@@ -170,7 +170,7 @@ class Crash(Exception):
 @pytest.mark.parametrize("kernel", ["torch", "numba"])
 def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, request):
     """Model, optimizer and RNG states come back from the checkpoint (weights-only)."""
-    from tasks.training import train_word2vec
+    from tasks.train.word2vec import train_word2vec
     from tests.test_training import toy_pairs
 
     pairs, counts = toy_pairs(n=4000)
@@ -201,8 +201,8 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, reque
 
 def test_killed_stage_build_leaves_nothing_trusted_and_the_next_run_rebuilds(tmp_path):
     script = (
-        "import sys, time, tasks.settings as m\n"
-        "from tasks.stage import run_stage\n"
+        "import sys, time, tasks.engine.settings as m\n"
+        "from tasks.engine.stage import run_stage\n"
         "def build(out):\n"
         "    (out / 'rows.parquet').write_bytes(b'half a file')\n"
         "    time.sleep(120)\n"
@@ -219,7 +219,7 @@ def test_killed_stage_build_leaves_nothing_trusted_and_the_next_run_rebuilds(tmp
     orphan = half[0].parent
     assert [p.name for p in base.iterdir()] == [orphan.name]  # no folder a run would trust
 
-    import tasks.settings as m
+    import tasks.engine.settings as m
 
     calls = []
 

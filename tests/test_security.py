@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks import tracking
-from tasks.seq2seq_train import History, _save, load_checkpoint
+from tasks.engine import tracking
+from tasks.train.seq2seq import History, _save, load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 import flows.seq2seq as seq2seq_flow
 from flows.config import load_config
 from models.seq2seq import Seq2Seq, count_parameters
-from tasks.parity import report
-from tasks.seq2seq_train import bucket_batches, detokenize, fit, pad_batch
+from tasks.engine.parity import report
+from tasks.train.seq2seq import bucket_batches, detokenize, fit, pad_batch
 from tasks.translation import (
     PAD,
     SPECIALS,
@@ -108,7 +108,7 @@ def test_training_lowers_val_loss_and_resumes(stages, tmp_path):
     cfg = load_config("seq2seq", "quick", ["train.epochs=1", "train.max_steps_per_epoch=20"]).train
     torch.manual_seed(0)
     model = Seq2Seq(len(src_vocab), len(trg_vocab), 32, 64, 2, 0.1)
-    from tasks.seq2seq_train import evaluate_loss
+    from tasks.train.seq2seq import evaluate_loss
 
     before = evaluate_loss(model, valid, 64, "cpu")
     logs = []
@@ -129,7 +129,7 @@ def test_detokenize():
 
 def test_attention_model_learns_and_masks_padding(stages, tmp_path):
     from models.attention import AttnSeq2Seq
-    from tasks.seq2seq_train import evaluate_loss
+    from tasks.train.seq2seq import evaluate_loss
 
     _, _, vocab, encoded = stages
     src_vocab, trg_vocab = read_vocabs(vocab)

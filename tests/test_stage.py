@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from tasks.stage import read_manifest, run_stage
+from tasks.engine.stage import read_manifest, run_stage
 
 THIS = (sys.modules[__name__],)
 

@@ -6,8 +6,8 @@ import torch
 
 from flows.config import load_config
 from models.word2vec import Word2Vec
-from tasks.sgns_cpu import alias_table
-from tasks.training import keep_probability, pair_probability, softmax_loss, train_word2vec
+from tasks.train.sgns_cpu import alias_table
+from tasks.train.word2vec import keep_probability, pair_probability, softmax_loss, train_word2vec
 
 
 def toy_pairs(seed=0, n=20000):
@@ -114,7 +114,7 @@ def test_best_profile_trains_on_fewer_pairs_with_the_same_signal():
 
 def test_warm_start_keeps_known_tokens_and_starts_new_ones_fresh():
     from models.word2vec import Word2Vec
-    from tasks.training import warm_start
+    from tasks.train.word2vec import warm_start
 
     old = Word2Vec(3, 4)
     new = Word2Vec(4, 4)

@@ -1,7 +1,7 @@
 """Stage outputs on disk: a folder of files plus `manifest.json`, keyed by what made them.
 
 A stage's key is a hash of named parts: its inputs' content fingerprints, its parameters, the
-hashes of its code (its module and the project modules it imports; tasks/lineage.py) and the
+hashes of its code (its module and the project modules it imports; tasks/engine/lineage.py) and the
 versions of the libraries that shape its output. The output folder is
 `<data>/stages/<pipeline>/<stage>/<key>`; it is built in a temp folder and renamed into place
 with its manifest written last, so a folder with a manifest is complete. A later run with the
@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from tasks.lineage import digest, key_parts
-from tasks.settings import data_dir
+from tasks.engine.lineage import digest, key_parts
+from tasks.engine.settings import data_dir
 
 _fallback = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class StageOutput:
     fingerprint: str
     cached: bool
     stats: dict = field(default_factory=dict)
-    parts: dict = field(default_factory=dict)  # the named parts of `key` (tasks/lineage.py)
+    parts: dict = field(default_factory=dict)  # the named parts of `key` (tasks/engine/lineage.py)
 
     def file(self, name: str) -> Path:
         return Path(self.path) / name

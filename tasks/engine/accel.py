@@ -1,6 +1,6 @@
 """GPU fast paths for the training loops: mixed precision, pinned host memory, torch.compile
 and cuDNN. Each is a no-op where the device cannot use it, so the same loop runs on a CPU.
-Device choice itself is tasks/training.py::pick_device (cuda, then mps, then cpu, or forced by
+Device choice itself is tasks/train/word2vec.py::pick_device (cuda, then mps, then cpu, or forced by
 `train.device`)."""
 
 from contextlib import nullcontext

@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.settings import data_dir
-from tasks.stage import run_logger
+from tasks.engine.settings import data_dir
+from tasks.engine.stage import run_logger
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -159,6 +159,14 @@ def log_history(run_id: str, series: dict[str, list[float]]) -> None:
         client().log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
+def log_steps(run_id: str, rows: list[tuple[int, dict]]) -> None:
+    """Metrics of several steps (step, {name: value}) in batches of 1,000."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, step) for step, row in rows for k, v in row.items()]
+    for i in range(0, len(metrics), 1000):
+        client().log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
 def log_json(run_id: str, obj, name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
@@ -212,21 +220,33 @@ def end_run(run_id: str, status: str = "FINISHED", reason: str | None = None) ->
     c.set_terminated(run_id, status=status)
 
 
+def close_interrupted(run_ids: list[str], by: str | None) -> None:
+    """Runs a SIGKILL left RUNNING, now that run `by` resumed their checkpoint: KILLED."""
+    for old in run_ids:
+        try:
+            if get_run(old).info.status == "RUNNING":
+                end_run(old, "KILLED", f"stopped mid-training; resumed by run {by}")
+        except Exception as err:  # not in this store (another tracking URI): nothing to close
+            run_logger().info("interrupted run %s not closed: %s", old, err)
+
+
 def get_run(run_id: str):
     return client().get_run(run_id)
 
 
 @contextmanager
 def tracked_run(experiment: str, params: dict, tags: dict, name: str):
-    """An MLflow run: FINISHED on success, FAILED (with the reason) on error."""
+    """An MLflow run: FINISHED on success, KILLED on SIGINT/SIGTERM (KeyboardInterrupt),
+    FAILED (with the reason) on any other error."""
     run_id = start_run(experiment, params, tags, run_name=name)
     try:
         yield run_id
     except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         try:
-            end_run(run_id, "FAILED", f"{type(err).__name__}: {err}")
+            end_run(run_id, status, f"{type(err).__name__}: {err}")
         except Exception as down:  # the store is gone too: report the first error, not this
-            run_logger().warning("could not mark MLflow run %s FAILED: %s", run_id, down)
+            run_logger().warning("could not mark MLflow run %s %s: %s", run_id, status, down)
         raise
     end_run(run_id, "FINISHED")
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.faults import check_finite
+from tasks.runtime.faults import check_finite
 
 
 @dataclass

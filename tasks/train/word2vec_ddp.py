@@ -27,8 +27,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.word2vec import Word2Vec
-from tasks.stage import StageOutput, run_logger
-from tasks.training import NonFiniteLoss, TrainResult, pick_device, softmax_loss
+from tasks.engine.stage import StageOutput, run_logger
+from tasks.train.word2vec import NonFiniteLoss, TrainResult, pick_device, softmax_loss
 
 
 def free_port() -> int:
@@ -178,7 +178,7 @@ def worker(rank: int, job: Job) -> None:
             if rank != 0:
                 return
             if job.run_id:
-                from tasks import tracking
+                from tasks.engine import tracking
 
                 tracking.log_metrics(job.run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate},
                                      step=epoch)  # fmt: skip
@@ -223,7 +223,7 @@ def ddp_train_task(
 ) -> TrainResult:
     """train_task's counterpart for train.nproc > 1: rank 0 logs the per-epoch metrics and
     writes `out`/model.pt after each epoch."""
-    from tasks import tracking
+    from tasks.engine import tracking
     from tasks.vocab import read_vocab
 
     id2tok, _ = read_vocab(vocab)

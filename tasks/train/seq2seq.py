@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from models.seq2seq import Seq2Seq
-from tasks.accel import autocast, compiled, to_device, use_cudnn
-from tasks.faults import check_finite
+from tasks.engine.accel import autocast, compiled, to_device, use_cudnn
+from tasks.runtime.faults import check_finite
 from tasks.translation import EOS, PAD, SOS
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import tracking
-from tasks.stage import run_logger
+from tasks.engine import tracking
+from tasks.engine.stage import run_logger
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
-from tasks.settings import data_dir
-from tasks.stage import remove_stale_temps
+from tasks.engine.settings import data_dir
+from tasks.engine.stage import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +106,22 @@ def restore_rng(
         gen.set_state(state["generator"])
     if rng is not None:
         rng.bit_generator.state = state["numpy"]
+
+
+def save_best(where: Path, model_state: dict, epoch: int, value: float) -> Path:
+    """best.pt: the weights of the best epoch so far by the recipe's selection metric."""
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "best.pt"
+    tmp = where / f".tmp-{uuid.uuid4().hex[:8]}.pt"
+    try:
+        torch.save({"model": model_state, "epoch": epoch, "value": value}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_best(where: Path) -> dict | None:
+    path = where / "best.pt"
+    return load(path) if path.is_file() else None

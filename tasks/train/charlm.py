@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.faults import check_finite
+from tasks.runtime.faults import check_finite
 
 
 @dataclass

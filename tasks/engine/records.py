@@ -2,7 +2,7 @@
 
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.stage import StageOutput
+from tasks.engine.stage import StageOutput
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:

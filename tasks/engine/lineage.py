@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # tasks/engine/lineage.py -> the checkout
 PACKAGES = ("tasks", "models", "flows")
 
 
@@ -140,26 +140,3 @@ def explain(stages: list[dict], earlier: list[tuple[str, list[dict]]]) -> list[s
         else:
             lines.append(f"{name} ran: {'; '.join(best[1])} (vs run {best[0][:8]})")
     return lines
-
-
-def explain_run(pipeline: str, run_id: str | None = None) -> tuple[str, list[str]]:
-    """(run id, explain lines) for a pipeline run (the latest by default), from the lineage the
-    runs logged to MLflow."""
-    from tasks import tracking
-
-    if run_id is None:
-        runs = tracking.pipeline_runs(pipeline, limit=1)
-        if not runs:
-            raise LookupError(f"no {pipeline} runs in {tracking.tracking_uri()}")
-        run_id = runs[0].info.run_id
-    run = tracking.get_run(run_id)
-    stages = tracking.lineage(run_id)
-    if stages is None:
-        raise LookupError(f"run {run_id} logged no lineage.json (a run from before lineage, or "
-                          "one that failed before its stages finished)")  # fmt: skip
-    earlier = []
-    for r in tracking.pipeline_runs(pipeline, before_ms=run.info.start_time):
-        entries = tracking.lineage(r.info.run_id)
-        if entries is not None:
-            earlier.append((r.info.run_id, entries))
-    return run_id, explain(stages, earlier)

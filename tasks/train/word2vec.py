@@ -15,9 +15,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.word2vec import SkipGramNS, Word2Vec
-from tasks import checkpoint
-from tasks.faults import NonFiniteLoss, check_finite  # noqa: F401 (its old import path)
-from tasks.stage import StageOutput, run_logger
+from tasks.engine.stage import StageOutput, run_logger
+from tasks.runtime import checkpoint
+from tasks.runtime.faults import NonFiniteLoss, check_finite  # noqa: F401 (its old import path)
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def use_cpu_kernel(cfg, device: torch.device) -> bool:
     if cfg.kernel == "torch" or device.type != "cpu":
         return False
     try:
-        import tasks.sgns_cpu  # noqa: F401  (needs numba)
+        import tasks.train.sgns_cpu  # noqa: F401  (needs numba)
     except ImportError:
         if cfg.kernel == "numba":
             raise
@@ -172,8 +172,8 @@ def warm_start(model: nn.Module, old: nn.Module, old_vocab: list[str], new_vocab
 def _train_sgns_cpu(
     pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch, init, where, meta
 ) -> TrainResult:
-    """SGNS with the compiled per-pair loop (tasks/sgns_cpu.py) on the model's own weights."""
-    from tasks.sgns_cpu import alias_table, sgns_epoch
+    """SGNS with the compiled per-pair loop (tasks/train/sgns_cpu.py) on the model's own weights."""
+    from tasks.train.sgns_cpu import alias_table, sgns_epoch
 
     model = SkipGramNS(len(counts), cfg.embed_size)
     if init:
@@ -307,7 +307,7 @@ def train_word2vec(
 
 def _warm_start_hook(id2tok: list[str], run_id: str, logger, name: str = "word2vec"):
     """An `init` that copies the champion's rows for known tokens (None without a champion)."""
-    from tasks import tracking
+    from tasks.engine import tracking
 
     champ = tracking.champion(name)
     if champ is None:
@@ -331,7 +331,7 @@ def _warm_start_hook(id2tok: list[str], run_id: str, logger, name: str = "word2v
 def _close_interrupted(old_run: str | None, run_id: str, logger) -> None:
     """A killed run stays RUNNING in MLflow; the run that resumed its checkpoint (and owns the
     folder's lock, so that run is gone) marks it KILLED."""
-    from tasks import tracking
+    from tasks.engine import tracking
 
     if not old_run or old_run == run_id:
         return
@@ -351,7 +351,7 @@ def train_task(
 
     checkpoints: this setup's checkpoint folder (resume after its newest epoch); meta: stored
     with each checkpoint, with the vocabulary, so `seqflow log-model` can log it later."""
-    from tasks import tracking
+    from tasks.engine import tracking
     from tasks.vocab import read_vocab
     from tasks.windows import read_distances, read_pairs
 

@@ -1,0 +1,108 @@
+"""The config machinery every pipeline shares: the section base classes, `--set` overrides,
+profiles, validation (`load_config`) and the flat params logged to MLflow (`flatten`).
+
+Each pipeline's sections, config class and profiles live in flows/config/<pipeline>.py;
+flows/config/__init__.py registers them here (`register`), in the order `load_config` lists them.
+"""
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(Section):
+    """Fields every pipeline's training section has."""
+
+    epochs: int = Field(3, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="unset = the whole epoch")
+    seed: int = 2023
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    warm_start: bool = Field(
+        False, description="start from the champion model's weights for tokens it knows"
+    )
+    nproc: int = Field(1, ge=1, description="DDP processes (word2vec, seq2seq, charlm)")
+    launcher: Literal["spawn", "torchrun"] = Field(
+        "spawn", description="how DDP ranks start: torch.multiprocessing spawn, or torchrun"
+    )
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    resume: bool = Field(True, description="continue from the newest checkpoint of this setup")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 = autocast to bfloat16 where the device supports it"
+    )
+
+
+# pipeline -> its config class, and pipeline -> {profile: overrides of the defaults}; filled by
+# `register` (flows/config/__init__.py)
+CONFIGS: dict[str, type[BaseModel]] = {}
+PROFILES: dict[str, dict[str, dict]] = {}
+
+
+def register(pipeline: str, config: type[BaseModel], profiles: dict[str, dict]) -> None:
+    """Make `pipeline` loadable: its config class and its profiles."""
+    CONFIGS[pipeline] = config
+    PROFILES[pipeline] = profiles
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_override(item: str) -> tuple[list[str], object]:
+    """`train.epochs=5` -> (['train', 'epochs'], 5); values are JSON where they parse as JSON."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(pipeline: str, profile: str = "parity", overrides: list[str] = ()) -> BaseModel:
+    """Build and validate a pipeline config before any work starts."""
+    if pipeline not in CONFIGS:
+        raise ConfigError(f"unknown pipeline {pipeline!r}; known: {', '.join(CONFIGS)}")
+    profiles = PROFILES[pipeline]
+    if profile not in profiles:
+        raise ConfigError(
+            f"unknown profile {profile!r} for {pipeline}; known: {', '.join(profiles)}"
+        )
+    values = _merge({"profile": profile}, profiles[profile])
+    for item in overrides:
+        path, value = parse_override(item)
+        nested: dict = value  # type: ignore[assignment]
+        for part in reversed(path):
+            nested = {part: nested}
+        values = _merge(values, nested)
+    try:
+        return CONFIGS[pipeline].model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config for {pipeline} ({profile}):\n{err}") from err
+
+
+def flatten(config: BaseModel) -> dict[str, object]:
+    """`{'train.epochs': 3, ...}`: the params logged to MLflow."""
+    out: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = value
+
+    walk("", config.model_dump())
+    return out

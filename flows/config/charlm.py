@@ -1,0 +1,91 @@
+"""charlm's config (character language models on Don Quijote): data, windows, train, evaluate;
+its profiles.
+"""
+
+from typing import Literal
+
+from pydantic import Field
+
+from flows.config.base import Section, TrainConfig
+from models.charlm_kinds import KINDS
+
+
+class BookData(Section):
+    dataset: str = "quijote"
+    file: str = "2000-0.txt"
+    notebook_text: bool = Field(
+        True, description="the notebook's text: first chapter to end of file, licence included"
+    )
+    incoming: bool = Field(
+        False, description="add data/incoming/charlm/*.txt to the training windows (retrain)"
+    )
+
+
+class CharWindows(Section):
+    split: Literal["parity", "chapters"] = Field(
+        "parity",
+        description="parity = the notebook's first N windows; chapters = held-out "
+        "chapters, no window crosses a chapter",
+    )
+    length: int = Field(32, ge=1, description="input characters per window (+1 target)")
+    n_train: int = Field(20480, ge=1, description="parity: training windows")
+    n_test: int = Field(5120, ge=1, description="parity: test windows")
+    stride: int = Field(1, ge=1, description="chapters: training window stride")
+    test_every: int = Field(10, ge=2, description="chapters: every k-th chapter is held out")
+
+
+class CharLMTrain(TrainConfig):
+    epochs: int = Field(100, ge=1)
+    kinds: list[Literal[KINDS]] = list(KINDS)
+    hidden: int = Field(32, ge=1)
+    n_layers: int = Field(1, ge=1, description="layers of the plain kinds (lstm_deep: 2)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(1024, ge=1)
+    optimizer: Literal["adadelta", "adamw"] = "adadelta"
+    lr: float = Field(4.0, gt=0, description="the notebook's Adadelta lr for all but rnn_scratch")
+    lr_rnn_scratch: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    clip: float = Field(1.0, gt=0)
+
+
+class CharEval(Section):
+    prompts: list[str] = ["levantose ", "sancho y quijote", "avellaneda "]
+    n_chars: int = Field(30, ge=1)
+    temperature: float = Field(0.8, gt=0)
+
+
+class CharLMConfig(Section):
+    pipeline: Literal["charlm"] = "charlm"
+    profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
+    data: BookData = BookData()
+    windows: CharWindows = CharWindows()
+    train: CharLMTrain = CharLMTrain()
+    evaluate: CharEval = CharEval()
+
+
+PROFILES: dict[str, dict] = {
+    "parity": {},
+    "quick": {
+        "windows": {"n_train": 2048, "n_test": 512},
+        "train": {"epochs": 3, "batch_size": 256, "hidden": 16},
+    },
+    "best": {
+        "data": {"notebook_text": False},
+        # sized for 2 CPU cores (~25 min): a GRU is ~25% faster than an LSTM of the same width
+        "windows": {"split": "chapters", "length": 128, "stride": 128},
+        "train": {
+            "kinds": ["gru"],
+            "hidden": 256,
+            "n_layers": 2,
+            "dropout": 0.1,
+            "optimizer": "adamw",
+            "lr": 3e-3,
+            "weight_decay": 0.01,
+            "batch_size": 32,
+            "epochs": 8,
+        },
+    },
+}

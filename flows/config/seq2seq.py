@@ -1,0 +1,94 @@
+"""seq2seq's config (German -> English on Multi30k): data, tokenize, vocab, train, evaluate; its
+profiles.
+"""
+
+from typing import Literal
+
+from pydantic import Field
+
+from flows.config.base import Section, TrainConfig
+
+
+class ParallelData(Section):
+    dataset: str = "multi30k"
+    src_lang: str = "de"
+    trg_lang: str = "en"
+    limit_train: int | None = Field(None, ge=1, description="use only the first N train pairs")
+
+
+class ParallelTokenize(Section):
+    src_model: str = Field("de", description="spaCy language code (blank) or model name")
+    trg_model: str = Field("en", description="spaCy language code (blank) or model name")
+    lowercase: bool = True
+    reverse_src: bool = Field(True, description="feed the source reversed, as the notebook")
+
+
+class ParallelVocab(Section):
+    min_freq: int = Field(2, ge=1)
+
+
+class Seq2SeqTrain(TrainConfig):
+    model: Literal["lstm", "attention"] = Field(
+        "lstm", description="lstm = the notebook's; attention = Bahdanau, packed, masked"
+    )
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(128, ge=1)
+    emb_dim: int = Field(256, ge=1)
+    hid_dim: int = Field(512, ge=1)
+    n_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    init_range: float = Field(0.08, gt=0)
+    lr: float = Field(1e-3, gt=0, description="Adam (the notebook's default lr)")
+    clip: float = Field(1.0, gt=0)
+    teacher_forcing: float = Field(0.5, ge=0, le=1)
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 = autocast to bfloat16 where the device supports it"
+    )
+    compile: bool = Field(False, description="torch.compile the training loss (GPU speed-up)")
+    bucket: bool = Field(True, description="batches of similar lengths (BucketIterator)")
+    resume: bool = Field(True, description="continue from the last checkpoint of this setup")
+
+
+class TranslateEval(Section):
+    max_len: int = Field(50, ge=1)
+    examples: int = Field(20, ge=0)
+
+
+class Seq2SeqConfig(Section):
+    pipeline: Literal["seq2seq"] = "seq2seq"
+    profile: str = "parity"
+    strict_parity: bool = Field(
+        True, description="parity profile: a failed parity check fails the run (false: warns)"
+    )
+    data: ParallelData = ParallelData()
+    tokenize: ParallelTokenize = ParallelTokenize()
+    vocab: ParallelVocab = ParallelVocab()
+    train: Seq2SeqTrain = Seq2SeqTrain()
+    evaluate: TranslateEval = TranslateEval()
+
+
+PROFILES: dict[str, dict] = {
+    "parity": {},
+    "quick": {
+        "data": {"limit_train": 2000},
+        "train": {
+            "epochs": 2,
+            "batch_size": 64,
+            "emb_dim": 32,
+            "hid_dim": 64,
+            "n_layers": 2,
+            "dropout": 0.1,
+            "lr": 0.005,
+        },
+        "evaluate": {"max_len": 30},
+    },
+    "best": {
+        "train": {
+            "model": "attention",
+            "epochs": 6,
+            "emb_dim": 256,
+            "hid_dim": 512,
+            "dropout": 0.5,
+        },
+    },
+}

@@ -1,0 +1,2 @@
+"""Run machinery: stage cache, lineage, tracking, records, catalog, shards, settings,
+accelerator, parity."""

@@ -1,0 +1,1 @@
+"""The training runtime: one loop under every pipeline (see docs/architecture.md)."""

@@ -1,0 +1,196 @@
+"""Data-parallel training for any recipe: N processes on this machine (`gloo` on CPU, `nccl`
+with one GPU per rank), each building its own recipe and training on its slice of every global
+batch (`Recipe.shard`). DDP averages the gradients and the loss is rescaled so that the step is
+the global batch's mean: the same model as one process on the same batches. Rank 0 logs and
+checkpoints; the parent process loads rank 0's final weights.
+
+Two launchers start the same worker: `spawn` (torch.multiprocessing, the default) and
+`torchrun` (`python -m torch.distributed.run --standalone --nproc-per-node N -m
+tasks.runtime.ddp JOB`), which is also how to run a job by hand.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from tasks.runtime import checkpoint, signals
+from tasks.runtime.loop import (
+    Build,
+    Fitted,
+    Metrics,
+    Plan,
+    Recipe,
+    pick_device,
+    restore,
+    run_epochs,
+)
+
+ENV = ("SEQFLOW_DATA_DIR", "SEQFLOW_MIRROR", "MLFLOW_TRACKING_URI", "SEQFLOW_KERNELS",
+       "SEQFLOW_KERNEL_CACHE", "HF_HUB_OFFLINE", "NLTK_DATA")  # fmt: skip
+
+
+class Forward(nn.Module):
+    """The recipe's loss as a module's forward, so DDP sees (and syncs) every step."""
+
+    def __init__(self, model: nn.Module, loss: Callable):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, batch):
+        return self.loss(self.model, batch)
+
+
+@dataclass
+class Job:
+    """What every rank needs, as JSON (job.json beside result.pt)."""
+
+    build: Build
+    plan: Plan
+    checkpoints: str | None
+    run_id: str | None
+    meta: dict | None
+    out: str  # rank 0 writes result.pt here
+    env: dict
+
+    def to_json(self) -> str:
+        return json.dumps({"build": self.build.to_json(), "plan": asdict(self.plan),
+                           "checkpoints": self.checkpoints, "run_id": self.run_id,
+                           "meta": self.meta, "out": self.out, "env": self.env})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        raw = json.loads(text)
+        return cls(Build.from_json(raw["build"]), Plan(**raw["plan"]), raw["checkpoints"],
+                   raw["run_id"], raw["meta"], raw["out"], raw["env"])  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, meta,
+           fitted: Fitted) -> Fitted:  # fmt: skip
+    """Train on plan.nproc ranks; returns rank 0's record, its weights loaded into `recipe`."""
+    if not isinstance(build, Build):
+        raise ValueError(f"{recipe.name}: train.nproc={plan.nproc} needs a Build (a recipe "
+                         "factory every rank can call), not a recipe")  # fmt: skip
+    env = {k: os.environ[k] for k in ENV if k in os.environ}
+    with tempfile.TemporaryDirectory(prefix="seqflow-ddp-") as tmp:
+        job = Job(build, plan, str(checkpoints) if checkpoints else None, run_id, meta, tmp, env)
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(job.to_json())
+        if plan.launcher == "torchrun":
+            _torchrun(job_file, plan.nproc)
+        else:
+            _spawn(job_file, plan.nproc)
+        result = torch.load(Path(tmp) / "result.pt", map_location="cpu", weights_only=True)
+    if recipe.model is not None:
+        recipe.model.load_state_dict(result["model"])
+    out = Fitted(history=result["history"], items=result["items"], seconds=result["seconds"],
+                 device=result["device"], checkpoint=result["checkpoint"] or fitted.checkpoint,
+                 resumed_from=fitted.resumed_from, resumed_epochs=fitted.resumed_epochs,
+                 best_epoch=result["best_epoch"], best_value=result["best_value"],
+                 step_losses=result["step_losses"],
+                 best_state=result.get("best_state"))  # fmt: skip
+    return out
+
+
+def _spawn(job_file: Path, world: int) -> None:
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    ctx = mp.start_processes(_spawned, args=(str(job_file), world, port), nprocs=world,
+                             start_method="spawn", join=False)  # fmt: skip
+    try:
+        while not ctx.join(timeout=0.5):
+            if signals.pending():
+                raise signals.Interrupted(signals.pending())
+    except BaseException as err:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in ctx.processes:
+            p.join(10)
+        if signals.pending() and not isinstance(err, signals.Interrupted):
+            raise signals.Interrupted(signals.pending()) from err
+        raise
+
+
+def _torchrun(job_file: Path, world: int) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={world}", "-m", "tasks.runtime.ddp", str(job_file)]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(cmd, cwd=root, env=os.environ | {"PYTHONPATH": path})
+    try:
+        while proc.poll() is None:
+            if signals.pending():
+                raise signals.Interrupted(signals.pending())
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+    if proc.returncode:
+        raise RuntimeError(f"torchrun exited with {proc.returncode} (its ranks' errors are above)")
+
+
+def _spawned(rank: int, job_file: str, world: int, port: int) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    worker(job_file)
+
+
+def worker(job_file: str) -> None:
+    """One rank (RANK, WORLD_SIZE, MASTER_ADDR/PORT from the environment, as torchrun sets)."""
+    job = Job.from_json(Path(job_file).read_text())
+    os.environ.update(job.env)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    device = pick_device(job.plan.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    try:
+        recipe = job.build()
+        fitted = Fitted(device=str(device))
+        where = Path(job.checkpoints) if job.checkpoints else None
+        found = checkpoint.latest(where) if where is not None else None
+        if found is not None:
+            restore(recipe, found[1], fitted)
+            fitted.checkpoint = str(found[0])
+        net = nn.parallel.DistributedDataParallel(Forward(recipe.model, recipe.loss))
+        metrics = Metrics(job.run_id if rank == 0 else None)
+        lead_where = where if rank == 0 else None
+        fitted = run_epochs(recipe, job.plan, lead_where, metrics, job.meta, rank, world, net,
+                            fitted)  # fmt: skip
+        metrics.flush()
+        if rank == 0:
+            result = {"model": recipe.model.state_dict(), "history": fitted.history,
+                      "items": fitted.items, "seconds": fitted.seconds, "device": str(device),
+                      "checkpoint": fitted.checkpoint, "best_epoch": fitted.best_epoch,
+                      "best_value": fitted.best_value, "step_losses": fitted.step_losses,
+                      "best_state": fitted.best_state}  # fmt: skip
+            tmp = Path(job.out) / "result.tmp"
+            torch.save(result, tmp)
+            tmp.replace(Path(job.out) / "result.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":  # the torchrun entry
+    worker(sys.argv[1])

@@ -1,0 +1,397 @@
+"""The training loop every pipeline runs on.
+
+A pipeline writes a `Recipe` (what to train: model, optimizer, batches, loss, evaluation);
+`fit(recipe, plan)` owns how: the epoch/step loop and its progress bar, per-epoch metrics to
+MLflow (`train_loss`, the recipe's eval metrics, `epoch_<unit>_per_sec`), atomic checkpoints
+with RNG states and resume, the NaN/inf stop, SIGINT/SIGTERM, device and precision, DDP
+(`plan.nproc`, see tasks/runtime/ddp.py) and best-checkpoint selection.
+"""
+
+import importlib
+import json
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from torch import nn
+from tqdm.auto import tqdm
+
+from tasks.engine.accel import autocast
+from tasks.engine.stage import run_logger
+from tasks.runtime import checkpoint, signals
+from tasks.runtime.faults import check_finite
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """cuda, then mps, then cpu; or the one named."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Recipe:
+    """What a pipeline supplies. Set `model` and `optimizer` (or override `train_step` for a
+    model that is not an nn.Module), and write `batches`, `loss` and, if it has one,
+    `evaluate`. Generators the batches draw from go in `state_dict` so a resume continues
+    their streams."""
+
+    name = "model"  # shown in logs and errors
+    unit = "items"  # what `loss` counts: throughput is <unit>/s
+    report = "item"  # epoch train_loss: mean over items ("item") or over batches ("batch")
+    select: tuple[str, str] | None = None  # (eval metric, "min"|"max"): keep best.pt
+    clip: float | None = None  # gradient-norm clipping
+    model: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler = None  # stepped after every optimizer step
+
+    def batches(self, epoch: int) -> Iterable:
+        """The epoch's (global) batches, in order."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, int]:
+        """(mean loss over the batch, how many items it averages)."""
+        raise NotImplementedError
+
+    def shard(self, batch, rank: int, world: int):
+        """Rank `rank`'s part of a global batch (DDP): a contiguous slice."""
+        n = len(batch)
+        return batch[n * rank // world : n * (rank + 1) // world]
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before the epoch's first batch."""
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """Named metrics after the epoch ({} when none are due)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """Extra state a resume needs (the batches' generators); weights-only types."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def count(self, batch) -> int:
+        """Items `loss` averages over in `batch` (known before the step, for DDP's scale)."""
+        return len(batch)
+
+    def train_step(self, compute, batch, scale: float) -> tuple[torch.Tensor, int]:
+        """One optimizer step; returns (loss, items) before the update. `compute(batch)` is
+        `loss` on this process's model (DDP-wrapped on a rank); `scale` turns the local mean
+        into this rank's share of the global mean (1 in one process)."""
+        loss, n = compute(batch)
+        check_finite(loss, _Step.epoch, _Step.step, f"{self.name}: ", _Step.kept)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * scale if scale != 1 else loss).backward()
+        if self.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach(), n
+
+
+class _Step:
+    """Where the loop is (for train_step's NaN message)."""
+
+    epoch = step = 0
+    kept: str | None = None
+
+
+@dataclass(frozen=True)
+class Build:
+    """A recipe factory that crosses process boundaries as JSON (DDP ranks, torchrun):
+    `target` is "module:function", called with `kwargs` — JSON values, Paths and pydantic
+    models (re-validated on the other side). Calling it builds the recipe."""
+
+    target: str
+    kwargs: dict = field(default_factory=dict)
+
+    def __call__(self) -> "Recipe":
+        module, name = self.target.split(":")
+        fn = getattr(importlib.import_module(module), name)
+        return fn(**{k: _decode(v) for k, v in self.kwargs.items()})
+
+    def to_json(self) -> str:
+        return json.dumps({"target": self.target,
+                           "kwargs": {k: _encode(v) for k, v in self.kwargs.items()}})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> "Build":
+        raw = json.loads(text)
+        return cls(raw["target"], raw["kwargs"])  # decoded when called
+
+
+def _encode(value):
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        return {"__model__": f"{cls.__module__}:{cls.__qualname__}", "data": value.model_dump()}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict) and "__model__" in value:
+        module, name = value["__model__"].split(":")
+        return getattr(importlib.import_module(module), name).model_validate(value["data"])
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+@dataclass
+class Plan:
+    """How to train: read from a pipeline's train section (missing fields take defaults)."""
+
+    epochs: int
+    max_steps_per_epoch: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes one)
+    nproc: int = 1
+    launcher: str = "spawn"  # or "torchrun"
+    progress: bool = True
+
+    @classmethod
+    def of(cls, cfg, **overrides) -> "Plan":
+        names = cls.__dataclass_fields__
+        values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+        return cls(**(values | overrides))
+
+
+@dataclass
+class Fitted:
+    """What training produced (the model itself stays in the recipe)."""
+
+    history: list[dict] = field(default_factory=list)  # one dict of metrics per epoch
+    items: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+    checkpoint: str | None = None  # the last checkpoint written or resumed from
+    resumed_from: str | None = None  # the checkpoint this run continued, if any
+    resumed_epochs: int = 0
+    best_epoch: int | None = None  # 0-based, when the recipe selects
+    best_value: float | None = None
+    step_losses: list[float] = field(default_factory=list)  # this process's steps only
+    best_state: dict | None = field(default=None, repr=False)  # best weights, no folder
+
+    def series(self, key: str) -> list[float]:
+        return [h[key] for h in self.history if key in h]
+
+    @property
+    def train_loss(self) -> list[float]:
+        return self.series("train_loss")
+
+    @property
+    def per_sec(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+
+class Metrics:
+    """Per-epoch metrics to one MLflow run, sent in batches (a 3,000-epoch run would
+    otherwise wait on the store 3,000 times). A store that fails is warned about once;
+    training goes on, the checkpoints keep the model."""
+
+    def __init__(self, run_id: str | None, every_s: float = 5.0):
+        self.run_id, self.every_s = run_id, every_s
+        self.queue: list[tuple[int, dict]] = []
+        self.sent, self.down = time.monotonic(), None
+
+    def add(self, step: int, metrics: dict) -> None:
+        if self.run_id:
+            self.queue.append((step, metrics))
+            if time.monotonic() - self.sent >= self.every_s:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.queue or self.down:
+            self.queue.clear()
+            return
+        from tasks.engine import tracking
+
+        try:
+            tracking.log_steps(self.run_id, self.queue)
+        except Exception as err:
+            self.down = err
+            run_logger().warning("MLflow logging failed (%s); training goes on, checkpointed", err)
+        self.queue.clear()
+        self.sent = time.monotonic()
+
+
+def rng_state() -> dict:
+    """torch (+CUDA), python and numpy's global streams, as weights-only types."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+             "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    return checkpoint.rng_state() | {"numpy_global": numpy}
+
+
+def restore_rng(state: dict) -> None:
+    checkpoint.restore_rng(state)
+    g = state["numpy_global"]
+    np.random.set_state(("MT19937", g["key"].numpy().astype(np.uint32), g["pos"],
+                         g["has_gauss"], g["gauss"]))  # fmt: skip
+
+
+def _state(recipe: Recipe, epoch: int, fitted: Fitted, meta: dict | None) -> dict:
+    state = {"epoch": epoch, "history": fitted.history, "items": fitted.items,
+             "seconds": fitted.seconds, "best_epoch": fitted.best_epoch,
+             "best_value": fitted.best_value, "rng": rng_state(),
+             "recipe": recipe.state_dict(), "meta": meta or {}}  # fmt: skip
+    if recipe.model is not None:
+        state["model"] = recipe.model.state_dict()
+    if recipe.optimizer is not None:
+        state["optimizer"] = recipe.optimizer.state_dict()
+    if recipe.scheduler is not None:
+        state["scheduler"] = recipe.scheduler.state_dict()
+    return state
+
+
+def restore(recipe: Recipe, state: dict, fitted: Fitted) -> None:
+    if recipe.model is not None:
+        recipe.model.load_state_dict(state["model"])
+    if recipe.optimizer is not None:
+        recipe.optimizer.load_state_dict(state["optimizer"])
+    if recipe.scheduler is not None:
+        recipe.scheduler.load_state_dict(state["scheduler"])
+    recipe.load_state_dict(state["recipe"])
+    restore_rng(state["rng"])
+    fitted.history = list(state["history"])
+    fitted.items, fitted.seconds = state["items"], state["seconds"]
+    fitted.best_epoch, fitted.best_value = state["best_epoch"], state["best_value"]
+    fitted.resumed_epochs = state["epoch"] + 1
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def run_epochs(
+    recipe: Recipe,
+    plan: Plan,
+    where: Path | None,
+    metrics: Metrics,
+    meta: dict | None = None,
+    rank: int = 0,
+    world: int = 1,
+    net: nn.Module | None = None,
+    fitted: Fitted | None = None,
+) -> Fitted:
+    """The epoch loop itself (one process, or one DDP rank: rank 0 checkpoints and logs)."""
+    fitted = fitted or Fitted()
+    ddp = world > 1
+    lead = rank == 0
+    device = pick_device(plan.device)
+    if net is not None:  # a DDP-wrapped Forward: its forward is the recipe's loss
+        compute = net
+    else:
+
+        def compute(batch):
+            return recipe.loss(recipe.model, batch)
+
+    bar_on = plan.progress and lead
+    shown_at = time.monotonic()
+    for epoch in range(fitted.resumed_epochs, plan.epochs):
+        _Step.epoch, _Step.kept = epoch, fitted.checkpoint
+        recipe.start_epoch(epoch)
+        if recipe.model is not None:
+            recipe.model.train()
+        batches = list(recipe.batches(epoch))
+        if plan.max_steps_per_epoch:
+            batches = batches[: plan.max_steps_per_epoch]
+        total = None  # running mean of the losses (a device tensor: no sync per step)
+        seen = steps = 0
+        started = time.perf_counter()
+        bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
+                   leave=False, disable=not bar_on)  # fmt: skip
+        for step, batch in enumerate(bar):
+            _Step.step = step
+            local = recipe.shard(batch, rank, world) if ddp else batch
+            with autocast(device, plan.precision):
+                if ddp:
+                    loss, n = _ddp_step(recipe, compute, local)
+                else:
+                    loss, n = recipe.train_step(compute, local, 1.0)
+            value = check_finite(loss, epoch, step, f"{recipe.name}: ", fitted.checkpoint)
+            fitted.step_losses.append(value)
+            seen += n
+            steps += 1
+            if recipe.report == "batch":
+                total = value if total is None else total + value
+            else:
+                total = torch.zeros_like(loss) if total is None else total
+                total += (loss - total) * (n / seen)  # running mean: no overflow
+            signals.check(fitted.checkpoint)
+        seconds = time.perf_counter() - started
+        mean = total / max(steps, 1) if recipe.report == "batch" else total
+        mean = check_finite(mean, epoch, max(steps - 1, 0), f"{recipe.name}: ", fitted.checkpoint)
+        fitted.items += seen
+        fitted.seconds += seconds
+        row = {
+            "train_loss": mean,
+            f"epoch_{recipe.unit}_per_sec": seen / seconds if seconds else 0.0,
+        }
+        row |= recipe.evaluate(epoch)
+        fitted.history.append(row)
+        if recipe.select and recipe.select[0] in row:
+            key, mode = recipe.select
+            if _better(row[key], fitted.best_value, mode):
+                fitted.best_epoch, fitted.best_value = epoch, row[key]
+                if lead and where is not None and recipe.model is not None:
+                    checkpoint.save_best(where, recipe.model.state_dict(), epoch, row[key])
+                elif lead and where is None and recipe.model is not None:
+                    fitted.best_state = {
+                        k: v.detach().clone() for k, v in recipe.model.state_dict().items()
+                    }
+        last = epoch == plan.epochs - 1
+        if lead and where is not None and (last or (epoch + 1) % plan.checkpoint_every == 0):
+            fitted.checkpoint = str(checkpoint.save(where, epoch, _state(recipe, epoch, fitted,
+                                                                        meta)))  # fmt: skip
+        if lead:
+            metrics.add(epoch, row)
+            if last or epoch == fitted.resumed_epochs or time.monotonic() - shown_at >= 2:
+                shown_at = time.monotonic()  # a line per epoch, at most one per 2 s
+                shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items())
+                run_logger().info("%s epoch %d/%d  %s", recipe.name, epoch + 1, plan.epochs,
+                                  shown)  # fmt: skip
+        signals.check(fitted.checkpoint)
+    return fitted
+
+
+def _ddp_step(recipe: Recipe, compute, local) -> tuple[torch.Tensor, int]:
+    """One step of a DDP rank: the local mean is rescaled so that DDP's gradient average is
+    the global batch's mean; the loss returned is the global batch's."""
+    import torch.distributed as dist
+
+    n_local = recipe.count(local)
+    counts = torch.tensor([float(n_local)])
+    dist.all_reduce(counts)
+    n_global = int(counts.item())
+    world = dist.get_world_size()
+    loss, n = recipe.train_step(compute, local, n_local * world / n_global)
+    share = loss.detach().float().cpu() * (n / n_global)
+    dist.all_reduce(share)
+    return share, n_global
+
+
+def seed_everything(seed: int) -> None:
+    """torch, numpy's global stream and python's random, as the notebooks seed them."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
