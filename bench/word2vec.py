@@ -128,7 +128,7 @@ def versus_gensim(data, distance, counts, id2tok, ids, offsets, labels) -> dict:
     from tasks.train.sgns_cpu import warm
 
     _, load_s = timed(warm)
-    ours, ours_s = timed(train_word2vec, data, counts, t, None, distance)
+    ours, ours_s = timed(train_word2vec, data, counts, t, distance)
     f1 = {
         name: downstream_f1(vec, ids, offsets, labels, ev.test_size, ev.split_seed)
         for name, vec in (

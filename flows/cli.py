@@ -253,8 +253,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _pipeline_args(p: argparse.ArgumentParser, profile: str) -> None:
-    p.add_argument("pipeline", choices=PIPELINES)
-    p.add_argument("--profile", default=profile, help="parity | quick | best")
+    p.add_argument(
+        "pipeline", choices=PIPELINES, metavar="PIPELINE", help=f"one of: {', '.join(PIPELINES)}"
+    )
+    p.add_argument("--profile", default=profile,
+                   help="parity | quick | best (default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--set",
         action="append",
@@ -268,8 +271,19 @@ def _pipeline_args(p: argparse.ArgumentParser, profile: str) -> None:
     )
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("seqflow")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seqflow", description=__doc__)
+    p.add_argument("--version", action="version", version=f"seqflow {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline end to end")
     _pipeline_args(run, "parity")
@@ -286,21 +300,25 @@ def parser() -> argparse.ArgumentParser:
     re.add_argument("--warm-start", action="store_true", help="start from the champion's vectors")
     re.set_defaults(func=cmd_retrain)
     pr = sub.add_parser("promote", help="point alias champion at a model version (rollback)")
-    pr.add_argument("pipeline", choices=PIPELINES)
+    pr.add_argument(
+        "pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose alias champion moves"
+    )
     group = pr.add_mutually_exclusive_group(required=True)
     group.add_argument("--version", type=int, help="registered model version")
     group.add_argument("--rollback", action="store_true", help="back to the previous champion")
     group.add_argument("--history", action="store_true", help="list the alias moves")
     pr.set_defaults(func=lambda a: cmd_history(a) if a.history else cmd_promote(a))
     hi = sub.add_parser("history", help="every move of alias champion, with scores and data")
-    hi.add_argument("pipeline", choices=PIPELINES)
+    hi.add_argument(
+        "pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose champion history"
+    )
     hi.set_defaults(func=cmd_history)
     ing = sub.add_parser("ingest", help="add new data files and trigger the retrain deployment")
-    ing.add_argument("pipeline", choices=("word2vec", "charlm"))
+    ing.add_argument("pipeline", choices=("word2vec", "charlm"), help="word2vec or charlm")
     ing.add_argument("files", nargs="+", help="CSV files (word2vec) or UTF-8 .txt (charlm)")
     ing.set_defaults(func=cmd_ingest)
     ex = sub.add_parser("explain", help="why each stage of a run ran or came from cache")
-    ex.add_argument("pipeline", choices=PIPELINES)
+    ex.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose run to explain")
     ex.add_argument("--run", metavar="RUN_ID", help="an MLflow run id (default: the latest)")
     ex.set_defaults(func=cmd_explain)
     de = sub.add_parser("deploy", help="register prefect.yaml's deployments with the server")
@@ -312,7 +330,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--version", type=int, help="a registered version instead of the champion")
     tr.set_defaults(func=cmd_translate)
     lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
-    lm.add_argument("pipeline", choices=PIPELINES)
+    lm.add_argument(
+        "pipeline", choices=PIPELINES, metavar="PIPELINE", help="the checkpoint's pipeline"
+    )
     lm.add_argument("--checkpoint", required=True, help="the .pt file a failed run named")
     lm.set_defaults(func=cmd_log_model)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")

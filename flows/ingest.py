@@ -7,7 +7,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from tasks.data import _read_rows, sha256_file
+from tasks.data import incoming_files, sha256_file
 from tasks.engine.settings import data_dir
 
 EVENT = "seqflow.data.arrived"
@@ -18,22 +18,44 @@ def resource_id(pipeline: str) -> str:
     return f"seqflow.incoming.{pipeline}"
 
 
-def verify(pipeline: str, path: Path) -> None:
-    """Raise a clear error when `path` would fail the pipeline's retrain."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix != SUFFIX[pipeline]:
-        raise ValueError(f"{path}: {pipeline} takes {SUFFIX[pipeline]} files")
+def verify(pipeline: str, files: list[Path]) -> dict[str, dict]:
+    """Raise a clear error when a file would fail the pipeline's retrain or add nothing to it;
+    else {file name: what it adds}. Every fault of every file is named at once."""
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        if path.suffix != SUFFIX[pipeline]:
+            raise ValueError(f"{path}: {pipeline} takes {SUFFIX[pipeline]} files")
+    names = [p.name for p in files]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two files named the same in {', '.join(map(str, files))}: rename one")
+    earlier = [p for p in incoming_files(pipeline, SUFFIX[pipeline]) if p.name not in names]
     if pipeline == "word2vec":
-        from tasks.engine.catalog import DATASETS
+        from tasks.incoming import check_word2vec
 
-        table, _, _ = _read_rows(path, DATASETS["tweets_hate_speech"])
-        if table.num_rows == 0:
-            raise ValueError(f"{path}: no data rows, nothing to train on")
+        report = check_word2vec(files, earlier=earlier)
+        added = {f.name: {"rows": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
+                          "duplicate_of": f.duplicate_of}
+                 for f in report.files if f.name in names}  # fmt: skip
     else:
-        from tasks.chars import read_incoming
+        from tasks.chars import check_incoming
 
-        read_incoming(path)
+        added = {}
+        for path in files:
+            text = check_incoming(path)
+            added[path.name] = {"chars": len(text)}
+        known = {sha256_file(p): p.name for p in earlier}
+        for path in files:
+            sha = sha256_file(path)
+            if sha in known:
+                added[path.name] |= {"new_rows": 0, "duplicate_of": [f"incoming {known[sha]}"]}
+            known.setdefault(sha, path.name)
+    same = [f"{n} (every row is already in {', '.join(a['duplicate_of'])})"
+            for n, a in added.items()
+            if a.get("new_rows") == 0 and a.get("duplicate_of")]  # fmt: skip
+    if same:
+        raise ValueError(f"nothing new, nothing copied: {'; '.join(same)}")
+    return added
 
 
 def ingest(pipeline: str, files: list[Path]) -> list[dict]:
@@ -41,19 +63,20 @@ def ingest(pipeline: str, files: list[Path]) -> list[dict]:
     the incoming folder under a temp name and rename it into place. Returns what arrived."""
     if pipeline not in SUFFIX:
         raise ValueError(f"{pipeline} takes no new data files (only {', '.join(SUFFIX)})")
-    for f in files:
-        verify(pipeline, Path(f))
+    files = [Path(f) for f in files]
+    added = verify(pipeline, files)
     folder = data_dir() / "incoming" / pipeline
     folder.mkdir(parents=True, exist_ok=True)
     arrived = []
-    for f in map(Path, files):
+    for f in files:
         target, sha = folder / f.name, sha256_file(f)
         if target.exists() and sha256_file(target) != sha:
             raise FileExistsError(f"{target} exists with other content: rename {f.name}")
         tmp = folder / f".{f.name}.{uuid.uuid4().hex[:8]}.part"
         shutil.copyfile(f, tmp)
         os.replace(tmp, target)
-        arrived.append({"name": f.name, "sha256": sha, "bytes": target.stat().st_size})
+        arrived.append({"name": f.name, "sha256": sha, "bytes": target.stat().st_size,
+                        **added.get(f.name, {})})  # fmt: skip
     return arrived
 
 

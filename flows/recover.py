@@ -67,7 +67,8 @@ def keep_model(pipeline: str, where: Path, epochs: int):
 
 
 def rebuild(state: dict):
-    """The nn.Module a checkpoint holds (word2vec only, for now)."""
+    """The nn.Module a checkpoint holds (word2vec only, for now): its meta names the model
+    kind, vocabulary and width (tasks/train/word2vec.py::train_task)."""
     from models.word2vec import SkipGramNS, Word2Vec
 
     meta = state["meta"]
@@ -95,8 +96,9 @@ def log_checkpoint(pipeline: str, path: Path) -> dict:
             "recovered_epochs": epochs}  # fmt: skip
     params = meta.get("params", {})
     with tracking.pipeline_run(pipeline, meta.get("profile", "unknown"), params, tags) as run_id:
-        tracking.log_history(run_id, {"train_loss": state["epoch_loss"]})
-        tracking.log_metrics(run_id, {"final_train_loss": state["epoch_loss"][-1]})
+        losses = [row["train_loss"] for row in state["history"]]  # the runtime's, per epoch
+        tracking.log_history(run_id, {"train_loss": losses})
+        tracking.log_metrics(run_id, {"final_train_loss": losses[-1]})
         tracking.log_json(run_id, meta["vocab"], "vocab.json")
         logged = tracking.register_task.fn(run_id, model, pipeline, example_ids=[0, 1, 2])
     return {"run_id": run_id, "version": logged["version"], "epochs": epochs,

@@ -17,6 +17,27 @@ def _record(pipeline: str, outcome: dict) -> str:
     return "\n".join(lines)
 
 
+def check_incoming(pipeline: str, config) -> list[str]:
+    """The incoming files' rows checked as `seqflow ingest` checks them (IncomingError /
+    TextFormatError name each fault); returns the files that add nothing, with why."""
+    from flows.ingest import SUFFIX
+    from tasks.data import incoming_files
+    from tasks.incoming import content_fingerprint
+
+    if pipeline not in SUFFIX:
+        return []
+    files = incoming_files(pipeline, SUFFIX[pipeline])
+    if pipeline == "charlm":
+        from tasks.chars import check_incoming as check_text
+
+        for path in files:
+            check_text(path)
+    d = config.data
+    _, reports = content_fingerprint(files, d.dataset, d.file, getattr(d, "limit_rows", None))
+    return [f"incoming {r.name} adds nothing: every row is already in "
+            f"{', '.join(r.duplicate_of)}" for r in reports if r.rows and not r.new]  # fmt: skip
+
+
 @flow(name="retrain")
 def retrain(
     pipeline: str = "word2vec",
@@ -37,16 +58,20 @@ def retrain(
     if warm_start:
         sets.append("train.warm_start=true")
     config = load_config(pipeline, profile, sets)
+    duplicates = check_incoming(pipeline, config)  # every bad row named before any stage/run
     data_fp = spec.fingerprint(config)
     champ = tracking.champion(pipeline)
     champ_fp = tracking.get_run(champ.run_id).data.tags.get("data_fingerprint") if champ else None
     outcome: dict = {"data_fingerprint": data_fp, "champion_data_fingerprint": champ_fp}
+    if duplicates:
+        outcome["duplicate_files"] = duplicates
     if trigger:
         outcome["trigger"] = trigger
     if champ is not None and champ_fp == data_fp:
         logger.info(
-            "no new data: %s champion (version %s) was trained on data %s; nothing to do",
+            "no new data: %s champion (version %s) was trained on data %s; nothing to do%s",
             pipeline, champ.version, data_fp,
+            "".join(f"; {d}" for d in duplicates),
         )  # fmt: skip
         outcome = {"decision": "no new data", "champion_version": int(champ.version)} | outcome
         records.publish(f"{pipeline}-retrain", _record(pipeline, outcome), "retrain decision")

@@ -7,21 +7,23 @@ ingest (3 archives) -> tokenize (spaCy) -> vocab (train split) -> encode (Parque
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import recover
 from flows.config import Seq2SeqConfig, flatten
 from flows.pipelines import resolve, run_tags
-from models.seq2seq import Seq2Seq, count_parameters
+from models.seq2seq import count_parameters
 from tasks.engine import records, tracking
 from tasks.engine.parity import Check, check_parity
-from tasks.engine.settings import data_dir
 from tasks.engine.stage import StageOutput, run_logger
-from tasks.train.seq2seq import corpus_bleu, detokenize, evaluate_loss, fit, translate_ids
-from tasks.train.word2vec import pick_device
+from tasks.runtime.loop import Build, Fitted, Plan
+from tasks.runtime.trainer import fit
+from tasks.train.seq2seq import corpus_bleu, detokenize, evaluate_loss, translate_ids
 from tasks.translation import (
     SPLITS,
     build_vocabs,
@@ -48,47 +50,29 @@ def fingerprint(config: Seq2SeqConfig) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def build_model(cfg, src_vocab: int, trg_vocab: int):
-    if cfg.model == "attention":
-        from models.attention import AttnSeq2Seq
-
-        return AttnSeq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.dropout)
-    return Seq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
-                   cfg.init_range)  # fmt: skip
-
-
 @task(name="train", cache_policy=NO_CACHE)
-def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str):
+def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
+               checkpoints: str | None, meta: dict) -> tuple[torch.nn.Module, Fitted]:  # fmt: skip
+    """The runtime's `fit` on tasks/train/seq2seq.py's recipe: (the best-validation epoch's
+    model on the CPU, the Fitted record)."""
     logger = run_logger()
     if cfg.warm_start:
         logger.warning("seq2seq has no warm start yet: training from scratch")
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
     src_vocab, trg_vocab = read_vocabs(vocab)
-    model = build_model(cfg, len(src_vocab), len(trg_vocab)).to(device)
-    n_params = count_parameters(model)
-    logger.info("Seq2Seq: %d trainable parameters, device %s", n_params, device)
+    kwargs = {"encoded": encoded.path, "src_vocab": len(src_vocab),
+              "trg_vocab": len(trg_vocab), "cfg": cfg}  # fmt: skip
+    where = Path(checkpoints) if checkpoints else None
+
+    def close_runs(ids: list[str]) -> None:  # the runs a kill left RUNNING: KILLED
+        tracking.close_interrupted(ids, run_id)
+
+    build = Build("tasks.train.seq2seq:recipe", kwargs)
+    recipe, fitted = fit(build, Plan.of(cfg), where, run_id, meta, close_runs)
+    n_params = count_parameters(recipe.model)
+    logger.info("Seq2Seq: %d trainable parameters, device %s; best epoch %d (val loss %.4f)",
+                n_params, fitted.device, fitted.best_epoch + 1, fitted.best_value)  # fmt: skip
     tracking.log_metrics(run_id, {"n_params": n_params})
-    # checkpoints belong to the data + every setting but the epoch count (so runs extend)
-    setup = cfg.model_dump(exclude={"epochs", "max_steps_per_epoch", "resume", "device"})
-    key = hashlib.sha256(json.dumps([encoded.fingerprint, setup], sort_keys=True).encode())
-    folder = data_dir() / "checkpoints" / PIPELINE / key.hexdigest()[:16]
-    if not cfg.resume and (folder / "last.pt").exists():
-        (folder / "last.pt").unlink()
-
-    def on_epoch(epoch: int, train: float, val: float, rate: float) -> None:
-        tracking.log_metrics(run_id, {"train_loss": train, "val_loss": val,
-                                      "train_ppl": math.exp(train), "val_ppl": math.exp(val),
-                                      "epoch_tokens_per_sec": rate}, step=epoch)  # fmt: skip
-
-    hist = fit(model, read_split(encoded, "train"), read_split(encoded, "valid"), cfg, device,
-               folder, on_epoch, logger.info)  # fmt: skip
-    tracking.log_metrics(run_id, {"final_train_loss": hist.train_loss[-1],
-                                  "best_val_loss": hist.best_val,
-                                  "best_epoch": hist.best_epoch + 1,
-                                  "tokens_per_sec": hist.tokens_per_sec})  # fmt: skip
-    tracking.set_tags(run_id, {"device": str(device), "checkpoints": str(folder)})
-    return model.cpu(), hist
+    return recipe.model.cpu(), fitted
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -138,15 +122,20 @@ def seq2seq(
                    "trg_vocab_size": vocab.stats["trg_vocab_size"],
                    "train_pairs": rows.stats["train_pairs"]}  # fmt: skip
         tracking.log_metrics(run_id, metrics)
-        model, hist = train_task(encoded, vocab, config.train, run_id)
-        metrics |= evaluate_task(model, rows, encoded, vocab, config.evaluate,
-                                 config.train.batch_size, run_id)  # fmt: skip
-        example = np.array([[2, 5, 6, 3]], dtype=np.int64).T  # source ids [len, 1]
-        hyp = model.greedy(torch.as_tensor(example), 2, 3, 5)[0]  # <sos> = 2, <eos> = 3
-        reg = tracking.register_task(run_id, model, PIPELINE, example,
-                                     np.asarray([hyp or [3]], dtype=np.int64))  # fmt: skip
-        metrics |= {"final_train_loss": hist.train_loss[-1], "best_val_loss": hist.best_val,
-                    "tokens_per_sec": hist.tokens_per_sec,
+        ckpt = recover.checkpoint_folder(PIPELINE, [encoded.fingerprint, vocab.fingerprint],
+                                         config.train)  # fmt: skip
+        meta = {"run_ids": [run_id], "pipeline": PIPELINE, "profile": config.profile}
+        with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
+            model, fitted = train_task(encoded, vocab, config.train, run_id,
+                                       str(ckpt) if owned else None, meta)  # fmt: skip
+            metrics |= evaluate_task(model, rows, encoded, vocab, config.evaluate,
+                                     config.train.batch_size, run_id)  # fmt: skip
+            example = np.array([[2, 5, 6, 3]], dtype=np.int64).T  # source ids [len, 1]
+            hyp = model.greedy(torch.as_tensor(example), 2, 3, 5)[0]  # <sos> = 2, <eos> = 3
+            reg = tracking.register_task(run_id, model, PIPELINE, example,
+                                         np.asarray([hyp or [3]], dtype=np.int64))  # fmt: skip
+        metrics |= {"final_train_loss": fitted.history[-1]["train_loss"],
+                    "best_val_loss": fitted.best_value, "tokens_per_sec": fitted.per_sec,
                     "model_version": reg["version"]}  # fmt: skip
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip

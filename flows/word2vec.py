@@ -10,15 +10,15 @@ from prefect.cache_policies import NO_CACHE
 from flows import recover
 from flows.config import Word2VecConfig, flatten
 from flows.pipelines import resolve, run_tags
-from tasks.data import data_fingerprint, incoming_files, ingest_csv
+from tasks.data import incoming_files, ingest_csv
 from tasks.engine import records, tracking
 from tasks.engine.lineage import step_entry
 from tasks.engine.parity import Check, check_parity
-from tasks.evaluation import evaluate_task, score_embeddings
+from tasks.evaluation import check_evaluation_split, evaluate_task, score_embeddings
+from tasks.incoming import check_word2vec, data_fingerprint
 from tasks.text import tokenize_tweets
 from tasks.train import word2vec as training
-from tasks.train.word2vec import train_task
-from tasks.train.word2vec_ddp import ddp_train_task
+from tasks.train.word2vec import check_ddp, train_task
 from tasks.vocab import build_vocab, drop_rare_tokens, read_vocab
 from tasks.windows import window_pairs
 
@@ -33,11 +33,13 @@ def fingerprint(config: Word2VecConfig) -> str:
     return data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
 
 
-def preprocess(config: Word2VecConfig, incoming: list = ()) -> list:
+def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = None) -> list:
     """ingest -> tokenize -> vocab -> drop rare -> windows: the stage outputs, in order. Inside
-    a flow on a Dask task runner the stages run their row-group shards on the workers."""
+    a flow on a Dask task runner the stages run their row-group shards on the workers.
+    keep: which incoming rows to take (tasks/incoming.py: duplicates are dropped)."""
     d = config.data
-    rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming)
+    rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming, keep)
+    check_evaluation_split(rows, config.evaluate)  # before any training
     tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
     vocab = build_vocab(PIPELINE, tokens, config.vocab.min_count)
     encoded = drop_rare_tokens(PIPELINE, tokens, vocab)
@@ -54,12 +56,15 @@ def word2vec(
     """Returns the MLflow run id. Give a whole `config`, or a `profile` name plus `--set`-style
     `overrides` (what deployments do); neither = the parity profile."""
     config = resolve(PIPELINE, config, profile, overrides)
+    check_ddp(config.train)  # before any work
     d = config.data
     incoming = incoming_files(PIPELINE) if d.incoming else []
+    # every bad incoming row named before any stage or run; duplicates counted, dropped
+    report = check_word2vec(incoming, d.dataset, d.file, d.limit_rows) if incoming else None
     data_fp = data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
     tags = run_tags(data_fp, incoming_files=len(incoming))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
-        stages = preprocess(config, incoming)
+        stages = preprocess(config, incoming, report.keep if report else None)
         rows, tokens, vocab, encoded, pairs = stages
         train_step = step_entry("train", {"pairs": pairs.fingerprint, "vocab": vocab.fingerprint},
                                 config.train.model_dump(), (training,), ("torch",))  # fmt: skip
@@ -68,6 +73,7 @@ def word2vec(
         metrics = {
             "train_rows": rows.stats["rows"],
             "decode_errors": rows.stats["decode_errors"],
+            "duplicate_rows": rows.stats.get("duplicate_rows", 0),
             "vocab_size": vocab.stats["vocab_size"],
             "pairs": pairs.stats["pairs"],
         }
@@ -76,11 +82,8 @@ def word2vec(
                                          config.train)  # fmt: skip
         meta = {"profile": config.profile, "params": flatten(config)}
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
-            if config.train.nproc > 1:  # DDP; rank 0 checkpoints into ckpt/ddp
-                trained = ddp_train_task(pairs, vocab, config.train, run_id, str(ckpt / "ddp"))
-            else:
-                trained = train_task(pairs, vocab, config.train, run_id,
-                                     str(ckpt) if owned else None, meta)  # fmt: skip
+            owned_ckpt = str(ckpt) if owned else None  # train.nproc > 1: rank 0 writes them
+            trained = train_task(pairs, vocab, config.train, run_id, owned_ckpt, meta)
             scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
             model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
         metrics |= {

@@ -91,6 +91,35 @@ def read_incoming(path: Path) -> str:
     return text
 
 
+MIN_LETTERS = 0.5  # an incoming text below this share of Spanish letters is refused
+
+
+def foreign_characters(text: str) -> tuple[int, int, list[str]]:
+    """(letters kept, other non-space characters, the commonest of those) of a text."""
+    from collections import Counter
+
+    other = Counter(re.findall(f"[^{KEEP}\\s\\d\\W_]", text))  # letters outside the alphabet
+    kept = len(re.findall(f"[{KEEP}]", text))
+    return kept, sum(other.values()), [c for c, _ in other.most_common(5)]
+
+
+def check_incoming(path: Path) -> str:
+    """read_incoming, and a text mostly in another alphabet is refused: its letters would all
+    become spaces (the vocabulary is the book's). Returns the text."""
+    text = read_incoming(path)
+    kept, other, common = foreign_characters(text)
+    if kept < MIN_LETTERS * (kept + other):
+        line = next((n for n, ln in enumerate(text.splitlines(), 1)
+                     if foreign_characters(ln)[1] > foreign_characters(ln)[0]), 1)  # fmt: skip
+        raise TextFormatError(
+            f"{path}, line {line}: {other:,} of its {kept + other:,} letters are outside the "
+            f"book's alphabet ({KEEP}; e.g. {' '.join(common)}), so they would all become "
+            "spaces: charlm learns Spanish text; remove the file or replace it (the file was "
+            "left where it is)"
+        )
+    return text
+
+
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_book(pipeline: str, dataset: str, file: str, incoming: list[Path] = ()) -> StageOutput:
     """Fetch the book, drop the Gutenberg header/footer -> body.txt (+ incoming.json: the
@@ -101,7 +130,7 @@ def ingest_book(pipeline: str, dataset: str, file: str, incoming: list[Path] = (
     spec = DATASETS[dataset]
     path = fetch(spec, file)
     incoming = [Path(p) for p in incoming]
-    texts = [read_incoming(p) for p in incoming]  # fails before any stage output is written
+    texts = [check_incoming(p) for p in incoming]  # fails before any stage output is written
 
     def build(out: Path) -> dict:
         text = path.read_bytes().decode("utf-8-sig")

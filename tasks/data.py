@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import task
@@ -175,6 +175,7 @@ class CsvTable:
     columns: dict[str, list[str]]
     decode_errors: int
     bad_rows: list[int]  # 1-based data row numbers holding a replaced sequence
+    lines: list[int] = field(default_factory=list)  # the line each data row starts on
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
@@ -196,14 +197,21 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
 
 
 def _records(path: Path, reader):
-    """The reader's records; a quoting error names the line its record starts on."""
+    """(line it starts on, record) for each record; a quoting error names that line."""
     while True:
         start = reader.line_num + 1
         try:
-            yield next(reader)
+            yield start, next(reader)
         except StopIteration:
             return
         except csv.Error as err:
+            if "field larger than field limit" in str(err):
+                raise DataSourceError(
+                    f"{path}, record starting on line {start}: a field is longer than "
+                    f"{csv.field_size_limit():,} characters (the CSV reader's limit; a tweet "
+                    "is at most a few hundred): split or shorten that field, or move the file "
+                    "out of the folder"
+                ) from None
             raise DataSourceError(
                 f"{path}, record starting on line {start}: {err}. A field holding commas, "
                 'quotes or line breaks must be quoted ("...") with inner quotes doubled (""): '
@@ -213,7 +221,7 @@ def _records(path: Path, reader):
 
 def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: int) -> CsvTable:
     records = _records(path, reader)
-    header = next(records, None)
+    header = next(records, (0, None))[1]
     if header is None:
         raise DataSourceError(f"{path} is empty: expected a CSV header with {', '.join(columns)}")
     header = [h.strip() for h in header]
@@ -226,9 +234,11 @@ def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: i
     index = [header.index(c) for c in columns]
     out: dict[str, list[str]] = {c: [] for c in columns}
     bad_rows: list[int] = []
-    for number, record in enumerate(records, start=1):
+    lines: list[int] = []
+    for number, (line, record) in enumerate(records, start=1):
         if not record:
             continue  # a blank line is not a record
+        lines.append(line)
         if len(record) != len(header):
             raise DataSourceError(
                 f"{path}, record {number} (line {reader.line_num}) has {len(record)} fields, the "
@@ -238,7 +248,7 @@ def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: i
             out[c].append(record[i])
         if decode_errors and any("\ufffd" in record[i] for i in index):
             bad_rows.append(number)
-    return CsvTable(out, decode_errors, bad_rows)
+    return CsvTable(out, decode_errors, bad_rows, lines)
 
 
 # --- the ingest stage ------------------------------------------------------------------------
@@ -297,8 +307,11 @@ def ingest_csv(
     file: str,
     limit_rows: int | None = None,
     incoming: list[Path] = (),
+    keep: dict[str, list[bool]] | None = None,
 ) -> StageOutput:
-    """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`."""
+    """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`.
+    keep: per incoming file name, which rows to take (tasks/incoming.py drops the rows already
+    in the source or an earlier file); the others are counted as `duplicate_rows`."""
 
     from tasks.engine.catalog import DATASETS
 
@@ -308,12 +321,18 @@ def ingest_csv(
     incoming = [Path(p) for p in incoming]
 
     def build(out: Path) -> dict:
-        errors, rows_from = 0, {}
+        errors, rows_from, dropped = 0, {}, {}
 
         def tables():  # one file in memory at a time
             nonlocal errors
             for source, limit in [(path, limit_rows)] + [(p, None) for p in incoming]:
                 table, decode_errors, bad_rows = _read_rows(source, spec, limit)
+                if keep and source.name in keep and source != path:
+                    import pyarrow as pa
+
+                    flags = keep[source.name]
+                    dropped[source.name] = len(flags) - sum(flags)
+                    table = table.filter(pa.array(flags, pa.bool_()))
                 if decode_errors:
                     logger.warning(
                         "%s: %d invalid UTF-8 sequence(s) replaced with U+FFFD in data row(s) %s",
@@ -333,6 +352,7 @@ def ingest_csv(
             "decode_errors": errors,
             "source": str(path),
             "rows_from": rows_from,
+            "duplicate_rows": sum(dropped.values()),
         }
 
     return run_stage(
@@ -340,7 +360,9 @@ def ingest_csv(
         "ingest",
         inputs={"source": spec.file(file).sha256}
         | {f"incoming/{p.name}": sha256_file(p) for p in incoming},
-        params={"dataset": dataset, "file": file, "limit_rows": limit_rows},
+        params={"dataset": dataset, "file": file, "limit_rows": limit_rows,
+                "dropped": {n: [i for i, k in enumerate(v) if not k]
+                            for n, v in (keep or {}).items()}},  # fmt: skip
         code=(sys.modules[__name__], sys.modules[write_shards.__module__]),
         libs=("pyarrow",),
         build=build,

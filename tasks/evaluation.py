@@ -78,6 +78,38 @@ def downstream_f1(
     return float(f1_score(y_te, clf.predict(x_te), pos_label=1))
 
 
+class EvaluationSplitError(ValueError):
+    """The data cannot give the downstream evaluation's stratified split."""
+
+
+def check_evaluation_split(rows, cfg) -> None:
+    """downstream_f1 needs a stratified split of the labelled rows: two classes or more, each
+    with 2 rows or more, and both parts at least one row per class. Checked on the ingested
+    rows, before training, instead of scikit-learn failing after it."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    labels = pq.read_table(rows.file("rows.parquet"), columns=["label"]).column(0).to_pylist()
+    counts = {c: labels.count(c) for c in sorted(set(labels))}
+    n, k = len(labels), len(counts)
+    test = math.ceil(cfg.test_size * n)
+    shown = ", ".join(f"label {c}: {m} row(s)" for c, m in counts.items())
+    problem = None
+    if k < 2:
+        problem = "the rows hold one class only"
+    elif min(counts.values()) < 2:
+        problem = "a class has a single row"
+    elif test < k or n - test < k:
+        problem = f"evaluate.test_size={cfg.test_size} leaves a part with fewer rows than classes"
+    if problem:
+        raise EvaluationSplitError(
+            f"downstream evaluation cannot split {n} rows ({shown}): {problem}, and its "
+            "stratified split needs at least 2 rows of each of 2 classes; use more rows "
+            "(raise or unset data.limit_rows) or change evaluate.test_size. Nothing was trained"
+        )
+
+
 def score_embeddings(
     vectors: np.ndarray, id2tok: list[str], docs: list[list[str]], labels: np.ndarray, cfg
 ) -> float:

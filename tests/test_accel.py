@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from flows.config import load_config
 from models.seq2seq import Seq2Seq
 from tasks.engine.accel import autocast, bf16_supported, compiled, to_device, use_cudnn
-from tasks.train.seq2seq import train_epoch
-from tasks.train.word2vec import pick_device
+from tasks.runtime.loop import Plan, Recipe, pick_device
+from tasks.runtime.trainer import fit
 from tasks.translation import PAD
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,16 +38,30 @@ def test_forced_decoder_runs_as_one_call_with_the_step_loop_loss_and_gradients()
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
 
 
+class OneBatch(Recipe):
+    """A Seq2Seq on one fixed batch: the runtime's step, in fp32 or under bf16 autocast."""
+
+    name, unit, clip = "seq2seq", "tokens", 1.0
+
+    def __init__(self, src, trg):
+        torch.manual_seed(0)
+        self.src, self.trg = src, trg
+        self.model = Seq2Seq(30, 25, emb_dim=8, hid_dim=16, n_layers=1, dropout=0.0)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def batches(self, epoch):
+        return [0]
+
+    def loss(self, model, batch):
+        return model.loss(self.src, self.trg, PAD, 0.5), int((self.trg[1:] != PAD).sum())
+
+
 def test_bf16_autocast_training_step_close_to_fp32():
     src, trg = batch(1)
-    data = ([s.numpy() for s in src.T], [t[t != PAD].numpy() for t in trg.T])
     losses = {}
     for precision in ("fp32", "bf16"):
-        cfg = load_config("seq2seq", "quick", [f"train.precision={precision}"]).train
-        torch.manual_seed(0)
-        model = Seq2Seq(30, 25, emb_dim=8, hid_dim=16, n_layers=1, dropout=0.0)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        losses[precision], _, _ = train_epoch(model, data, [np.arange(5)], opt, cfg, "cpu")
+        _, fitted = fit(OneBatch(src, trg), Plan(epochs=1, precision=precision, progress=False))
+        losses[precision] = fitted.train_loss[0]
     assert np.isfinite(losses["bf16"])
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
     with autocast(torch.device("cpu"), "bf16"):  # bf16 where the CPU has the kernels

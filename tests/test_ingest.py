@@ -9,7 +9,7 @@ from tests.test_retrain import drop_tweets
 
 
 def test_ingest_copies_verified_files_and_refuses_bad_ones(data_dir, tmp_path, capsys):
-    good = drop_tweets(tmp_path / "outside", "batch-001.csv", 1, 101)
+    good = drop_tweets(tmp_path / "outside", "batch-001.csv", 1, 101, new=True)
     bad = drop_tweets(tmp_path / "outside", "batch-002.csv", 1, 11, header=["id", "tweet"])
     folder = data_dir / "incoming" / "word2vec"
 

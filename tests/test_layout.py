@@ -192,3 +192,35 @@ def test_the_checks_catch_a_cycle_and_a_wrong_arrow(tmp_path):
     (tmp_path / "tasks/c.py").write_text("")
     (tmp_path / "tasks/text.py").write_text("")
     assert find_cycles(import_graph(tmp_path)) == []
+
+
+# -- one runtime: each of its duties is written once, in tasks/runtime/ ------------------------
+
+TRAINING_CODE = ("flows", "models", "tasks/train", "tasks/runtime")
+ONCE = {
+    # what: (pattern in the training code, the one file allowed to hold it)
+    "epoch loop": (r"\bfor epoch in\b", "tasks/runtime/loop.py"),
+    "checkpoint writer": (r"\btorch\.save\(", "tasks/runtime/checkpoint.py"),
+    "NaN/inf check": (r"\b(math|torch|np)\.(isfinite|isnan)\(", "tasks/runtime/faults.py"),
+    "signal handler": (r"\bsignal\.signal\(", "tasks/runtime/signals.py"),
+    "DDP launcher": (r"\binit_process_group\(|\bstart_processes\(|torch\.distributed\.run",
+                     "tasks/runtime/ddp.py"),
+}  # fmt: skip
+
+
+def where_written(pattern: str) -> set[str]:
+    import re
+
+    found = set()
+    for folder in TRAINING_CODE:
+        for path in (REPO / folder).rglob("*.py"):
+            if re.search(pattern, path.read_text(encoding="utf-8")):
+                found.add(str(path.relative_to(REPO)))
+    return found
+
+
+def test_each_training_duty_is_written_once_in_the_runtime():
+    wrong = {what: sorted(where_written(p) - {home}) for what, (p, home) in ONCE.items()}
+    assert {k: v for k, v in wrong.items() if v} == {}
+    for what, (pattern, home) in ONCE.items():
+        assert home in where_written(pattern), f"{what} is not in {home}"

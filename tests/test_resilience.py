@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -106,18 +105,6 @@ def test_nan_loss_stops_at_once_marks_the_run_failed_and_keeps_the_last_good_che
     assert reason.startswith("NonFiniteLoss") and f"at epoch {epoch}, step {step}" in reason
 
 
-def test_a_bad_batch_stops_the_forecaster_naming_epoch_and_step():
-    from models.forecaster import LSTMForecaster
-    from tasks.train.airline import train_forecaster
-
-    x = np.sin(np.arange(40 * 6, dtype=np.float32) / 5).reshape(40, 6, 1)
-    x[13, 2, 0] = np.nan  # in the second batch of 8
-    cfg = load_config("airline", "quick", ["train.epochs=2"]).train
-    torch.manual_seed(0)
-    with pytest.raises(NonFiniteLoss, match="airline: training loss became nan at epoch 1, step 2"):
-        train_forecaster(LSTMForecaster(hidden=4), (x, x), cfg, lambda m: (0.0, 0.0))
-
-
 # -- crash and resume -------------------------------------------------------------------------
 
 
@@ -169,8 +156,11 @@ class Crash(Exception):
 
 @pytest.mark.parametrize("kernel", ["torch", "numba"])
 def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, request):
-    """Model, optimizer and RNG states come back from the checkpoint (weights-only)."""
-    from tasks.train.word2vec import train_word2vec
+    """Model, optimizer, the recipe's generators and the RNG states come back from the
+    checkpoint (weights-only): the resumed run ends bit-equal to the uninterrupted one."""
+    from tasks.runtime.loop import Plan
+    from tasks.runtime.trainer import fit
+    from tasks.train.word2vec import make_recipe, train_word2vec
     from tests.test_training import toy_pairs
 
     pairs, counts = toy_pairs(n=4000)
@@ -186,15 +176,21 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, reque
         request.addfinalizer(lambda: numba.set_num_threads(threads))
     whole = train_word2vec(pairs, counts, cfg)
 
-    def crash_after_first(epoch, loss, rate):
-        if epoch == 0:
-            raise Crash
+    crashing = make_recipe(pairs, counts, cfg)
+    start_epoch = crashing.start_epoch
 
+    def crash_in_the_second_epoch(epoch):
+        if epoch == 1:
+            raise Crash
+        start_epoch(epoch)
+
+    crashing.start_epoch = crash_in_the_second_epoch
     with pytest.raises(Crash):
-        train_word2vec(pairs, counts, cfg, crash_after_first, checkpoints=tmp_path)
+        fit(crashing, Plan.of(cfg), checkpoints=tmp_path)
     assert [p.name for p in tmp_path.glob("epoch-*.pt")] == ["epoch-0001.pt"]
     resumed = train_word2vec(pairs, counts, cfg, checkpoints=tmp_path)
-    assert resumed.resumed_epochs == 1 and resumed.epoch_loss == whole.epoch_loss
+    assert resumed.fitted.resumed_epochs == 1 and resumed.epoch_loss == whole.epoch_loss
+    assert resumed.fitted.items == whole.fitted.items
     for k, v in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tasks.engine import tracking
-from tasks.train.seq2seq import History, _save, load_checkpoint
+from tasks.runtime import checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,20 +25,27 @@ class Payload:
 
 def test_checkpoint_holding_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-    bad = tmp_path / "last.pt"
+    bad = tmp_path / "epoch-0001.pt"
     torch.save({"model": {}, "history": Payload(marker)}, bad)
-    with pytest.raises(RuntimeError, match=r"last.pt holds objects other than weights.*Delete it"):
-        load_checkpoint(bad, "cpu")
+    with pytest.raises(RuntimeError, match=r"epoch-0001.pt holds objects other than weights.*Del"):
+        checkpoint.load(bad)
+    assert checkpoint.latest(tmp_path) is None  # a resume skips it, never runs it
     assert not marker.exists()
 
 
 def test_our_checkpoint_loads_weights_only(tmp_path):
-    hist = History([2.5, 2.0], [3.0, 2.75], 1000, 2.0, 2.75, 1)
-    path = tmp_path / "last.pt"
-    _save(path, model={"w": torch.ones(2)}, history=hist, epoch=1, torch_rng=torch.get_rng_state())
-    state = load_checkpoint(path, "cpu")
-    assert state["history"] == hist and state["epoch"] == 1
-    assert torch.equal(state["model"]["w"], torch.ones(2))
+    """What the runtime writes (model, optimizer, RNG states, history) is weights-only."""
+    from tasks.runtime.loop import Fitted, Recipe, _state
+
+    recipe = Recipe()
+    recipe.model = torch.nn.Linear(2, 1)
+    recipe.optimizer = torch.optim.Adam(recipe.model.parameters())
+    fitted = Fitted(history=[{"train_loss": 2.5, "val_loss": 3.0}], items=1000, seconds=2.0)
+    path = checkpoint.save(tmp_path, 0, _state(recipe, 0, fitted, {"run_ids": ["abc"]}))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert state["history"] == fitted.history and state["epoch"] == 0
+    assert torch.equal(state["model"]["weight"], recipe.model.weight.detach())
+    assert set(state["rng"]) >= {"torch", "python", "numpy_global"}
 
 
 # Code that could run what a file or a config says: none of it may appear in the project.

@@ -1,4 +1,5 @@
-"""Seq2Seq: data on the full archives through the mirror, the model, training and resuming."""
+"""Seq2Seq: data on the full archives through the mirror, the model, its training recipe on the
+runtime (figures of the old loop, resume) and the attention model."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,18 @@ import flows.seq2seq as seq2seq_flow
 from flows.config import load_config
 from models.seq2seq import Seq2Seq, count_parameters
 from tasks.engine.parity import report
-from tasks.train.seq2seq import bucket_batches, detokenize, fit, pad_batch
+from tasks.runtime.loop import Plan
+from tasks.runtime.trainer import fit
+from tasks.train.seq2seq import (
+    Seq2SeqRecipe,
+    bucket_batches,
+    build_model,
+    corpus_bleu,
+    detokenize,
+    evaluate_loss,
+    pad_batch,
+    translate_ids,
+)
 from tasks.translation import (
     PAD,
     SPECIALS,
@@ -55,6 +67,8 @@ def test_full_data_counts_vocab_and_parameters(stages):
     assert len(src) == 29000 and src[0][0] == 2 and src[0][-1] == 3 and src[0].dtype == np.int32
     model = Seq2Seq(len(src_vocab), len(trg_vocab))
     assert count_parameters(model) == 13_898_501
+    parity = build_model(cfg_of("parity"), len(src_vocab), len(trg_vocab))  # what the flow trains
+    assert count_parameters(parity) == 13_898_501
     got = {"src_vocab_size": len(src_vocab), "trg_vocab_size": len(trg_vocab),
            "parameters": count_parameters(model)}  # fmt: skip
     assert report("seq2seq", seq2seq_flow.PARITY, got)[1] == []  # the parity run's checks
@@ -100,26 +114,94 @@ def test_buckets_reduce_padding():
     assert padded < 1.1 * sum(map(len, src))
 
 
-def test_training_lowers_val_loss_and_resumes(stages, tmp_path):
+def cfg_of(profile: str, *overrides: str):
+    return load_config("seq2seq", profile, list(overrides)).train
+
+
+# A small run: the quick model, 3 epochs of 10 steps on 1,500 pairs, validation on 300; its
+# figures as the loop before the runtime (tasks/seq2seq_train.py::fit, commit 1564b8e) printed
+# them on the same data and seeds. On the machine they were taken on the runtime gives them bit
+# for bit; the tolerance is for other CPUs' kernels.
+SMALL = ("train.epochs=3", "train.max_steps_per_epoch=10", "train.lr=0.05", "train.device=cpu")
+OLD_FIT = {
+    "train_loss": [6.400525045394898, 5.599925422668457, 5.44560432434082],
+    "val_loss": [5.9733428955078125, 5.878733444213867, 5.656551265716553],
+    "tokens": 25571,
+    "test_loss": 5.616619491577149,  # the best epoch's model on test[:300]
+    "test_bleu": 0.306562191822523,
+}
+
+
+def small_run(stages):
     _, _, vocab, encoded = stages
     src_vocab, trg_vocab = read_vocabs(vocab)
     train = [x[:1500] for x in read_split(encoded, "train")]
     valid = [x[:300] for x in read_split(encoded, "valid")]
-    cfg = load_config("seq2seq", "quick", ["train.epochs=1", "train.max_steps_per_epoch=20"]).train
-    torch.manual_seed(0)
-    model = Seq2Seq(len(src_vocab), len(trg_vocab), 32, 64, 2, 0.1)
-    from tasks.train.seq2seq import evaluate_loss
+    return Seq2SeqRecipe(train, valid, len(src_vocab), len(trg_vocab), cfg_of("quick", *SMALL))
 
-    before = evaluate_loss(model, valid, 64, "cpu")
-    logs = []
-    hist = fit(model, train, valid, cfg, "cpu", tmp_path, log=logs.append)
-    assert hist.val_loss[0] < before - 0.5 and (tmp_path / "best.pt").exists()
-    longer = cfg.model_copy(update={"epochs": 2})
-    again = Seq2Seq(len(src_vocab), len(trg_vocab), 32, 64, 2, 0.1)
-    hist2 = fit(again, train, valid, longer, "cpu", tmp_path, log=logs.append)
-    assert any("resuming after epoch 1" in line for line in logs)
-    assert len(hist2.train_loss) == 2 and hist2.train_loss[0] == hist.train_loss[0]
-    assert hist2.val_loss[1] < hist2.val_loss[0]
+
+def test_recipe_on_the_runtime_gives_the_old_loops_figures(stages, tmp_path, one_torch_thread):
+    rows, _, vocab, encoded = stages
+    recipe = small_run(stages)
+    untrained = [p.detach().clone() for p in recipe.model.parameters()]
+    recipe, fitted = fit(recipe, Plan.of(recipe.cfg, progress=False), tmp_path)
+    assert fitted.train_loss == pytest.approx(OLD_FIT["train_loss"], rel=1e-5)
+    assert fitted.series("val_loss") == pytest.approx(OLD_FIT["val_loss"], rel=1e-5)
+    assert fitted.items == OLD_FIT["tokens"] and fitted.best_epoch == 2
+    assert set(fitted.history[0]) == {"train_loss", "val_loss", "train_ppl", "val_ppl",
+                                      "epoch_tokens_per_sec"}  # fmt: skip
+    assert fitted.history[0]["train_ppl"] == pytest.approx(np.exp(OLD_FIT["train_loss"][0]))
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "epoch-0003.pt").exists()
+    model = recipe.model
+    assert not all(torch.equal(a, b) for a, b in zip(untrained, model.parameters(), strict=True))
+    _, trg_vocab = read_vocabs(vocab)
+    test = [x[:300] for x in read_split(encoded, "test")]
+    assert evaluate_loss(model, test, 64, "cpu") == pytest.approx(OLD_FIT["test_loss"], rel=1e-5)
+    import pyarrow.parquet as pq
+
+    refs = pq.read_table(rows.file("test.parquet")).column("trg").to_pylist()[:300]
+    ids = translate_ids(model, test[0], "cpu", 30)
+    bleu = corpus_bleu([detokenize([trg_vocab[i] for i in h]) for h in ids], refs)
+    assert bleu == pytest.approx(OLD_FIT["test_bleu"], abs=1e-6)
+
+
+def test_resumed_training_ends_like_the_uninterrupted_run(stages, tmp_path, one_torch_thread):
+    """One epoch, then the 3-epoch plan on a fresh recipe and the same folder: it continues the
+    batch generator and the RNG streams from the checkpoint, so it ends with the figures of the
+    uninterrupted run (the old loop reseeded its batches with seed + epoch on resume instead)."""
+    recipe = small_run(stages)
+    _, first = fit(recipe, Plan.of(recipe.cfg, epochs=1, progress=False), tmp_path)
+    assert first.train_loss == pytest.approx(OLD_FIT["train_loss"][:1], rel=1e-5)
+    again = small_run(stages)
+    _, fitted = fit(again, Plan.of(again.cfg, progress=False), tmp_path)
+    assert fitted.resumed_epochs == 1 and fitted.resumed_from.endswith("epoch-0001.pt")
+    assert fitted.train_loss[0] == first.train_loss[0]
+    assert fitted.train_loss == pytest.approx(OLD_FIT["train_loss"], rel=1e-5)
+    assert fitted.series("val_loss") == pytest.approx(OLD_FIT["val_loss"], rel=1e-5)
+    assert fitted.items == OLD_FIT["tokens"]
+
+
+def test_recipe_pieces_batches_shards_precision_and_compile(stages):
+    recipe = small_run(stages)
+    assert recipe.fast_loss == recipe.model.loss and recipe.clip == 1.0
+    assert (recipe.unit, recipe.report, recipe.select) == ("tokens", "batch", ("val_loss", "min"))
+    cfg = cfg_of("quick", "train.compile=true", "train.device=cpu", "train.dropout=0")
+    data = (
+        [np.array([2, 5, 6, 7, 3]), np.array([2, 5, 3])],
+        [np.array([2, 6, 3]), np.array([2, 6, 7, 8, 3])],
+    )
+    on = Seq2SeqRecipe(data, None, 10, 10, cfg)
+    assert on.fast_loss != on.model.loss  # torch.compile'd (compiled lazily, at the first call)
+    (batch,) = on.batches(0)
+    assert (batch.src_len, batch.trg_len, on.count(batch)) == (5, 5, 6)
+    # a DDP rank's slice keeps the whole batch's padded lengths (the LSTMs are not packed)
+    part = on.shard(batch, 1, 2)
+    assert (len(part.idx), part.src_len, part.trg_len) == (1, 5, 5)
+    empty = on.shard(batch._replace(idx=batch.idx[:1]), 0, 2)
+    loss, n = on.loss(on.model, empty)  # nothing to learn from, every parameter still used
+    loss.backward()
+    assert n == 0 and loss.item() == 0 and all(p.grad is not None for p in on.model.parameters())
+    assert Plan.of(cfg_of("quick", "train.precision=bf16")).precision == "bf16"
 
 
 def test_detokenize():
@@ -127,23 +209,23 @@ def test_detokenize():
     assert detokenize(["two", "dogs", "(", "black", ")", ",", "ok"]) == "two dogs (black), ok"
 
 
-def test_attention_model_learns_and_masks_padding(stages, tmp_path):
+def test_attention_model_learns_and_masks_padding(stages, one_torch_thread):
     from models.attention import AttnSeq2Seq
-    from tasks.train.seq2seq import evaluate_loss
 
     _, _, vocab, encoded = stages
     src_vocab, trg_vocab = read_vocabs(vocab)
     train = [x[:1500] for x in read_split(encoded, "train")]
     valid = [x[:300] for x in read_split(encoded, "valid")]
-    torch.manual_seed(0)
-    model = AttnSeq2Seq(len(src_vocab), len(trg_vocab), 32, 64, 0.1)
+    cfg = cfg_of("quick", "train.epochs=1", "train.max_steps_per_epoch=20", "train.model=attention",
+                 "train.device=cpu")  # fmt: skip
+    recipe = Seq2SeqRecipe(train, valid, len(src_vocab), len(trg_vocab), cfg)
+    model = recipe.model
+    assert isinstance(model, AttnSeq2Seq)
     # padding a source longer does not change what the model computes for it
     model.eval()
     short = pad_batch([np.array([2, 10, 11, 3])], "cpu")
     longer = torch.cat([short, torch.full((5, 1), PAD)])
     assert model.greedy(short, 2, 3, 6) == model.greedy(longer, 2, 3, 6)
     before = evaluate_loss(model, valid, 64, "cpu")
-    cfg = load_config("seq2seq", "quick", ["train.epochs=1", "train.max_steps_per_epoch=20",
-                                           "train.model=attention"]).train  # fmt: skip
-    hist = fit(model, train, valid, cfg, "cpu", tmp_path)
-    assert hist.val_loss[0] < before - 0.5
+    _, fitted = fit(recipe, Plan.of(cfg, progress=False))
+    assert fitted.series("val_loss")[0] < before - 0.5

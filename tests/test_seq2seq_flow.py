@@ -28,11 +28,18 @@ def test_seq2seq_flow_logs_registers_and_translates(prefect_server, data_dir, ca
         "test_ppl",
         "test_bleu",
         "tokens_per_sec",
+        "epoch_tokens_per_sec",
+        "final_train_loss",
+        "best_val_loss",
+        "best_epoch",
+        "train_seconds",
     ):
         assert key in m, key
     assert m["train_pairs"] == 600 and 0 <= m["test_bleu"] <= 100
     history = c.get_metric_history(run_id, "val_loss")
     assert [h.step for h in history] == [0, 1]
+    assert m["best_val_loss"] == min(h.value for h in history)  # the model evaluated: best.pt
+    assert not list((data_dir / "checkpoints" / "seq2seq").glob("*/epoch-*.pt"))  # logged: gone
     artifacts = {a.path for a in c.list_artifacts(run_id)}
     assert {"src_vocab.json", "trg_vocab.json", "translations.md"} <= artifacts
     text = open(c.download_artifacts(run_id, "translations.md", str(data_dir))).read()

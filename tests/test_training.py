@@ -1,4 +1,5 @@
-"""Training loops on small synthetic data: they learn, and the fast paths agree in kind."""
+"""word2vec's recipes on small synthetic data, trained by the runtime: they learn, and the fast
+paths agree in kind."""
 
 import numpy as np
 import pytest
@@ -34,6 +35,15 @@ def test_grouped_softmax_loss_equals_per_pair_cross_entropy():
     assert torch.allclose(g1, model.expand.weight.grad, atol=1e-6)
 
 
+def test_an_empty_batch_has_zero_loss_and_zero_gradients():
+    # a DDP rank's share of a last batch smaller than the number of ranks
+    model = Word2Vec(30, 8)
+    none = torch.zeros(0, dtype=torch.long)
+    loss = softmax_loss(model, none, none)
+    loss.backward()
+    assert loss.item() == 0.0 and not model.expand.weight.grad.any()
+
+
 def same_topic_margin(vectors: np.ndarray) -> float:
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     sim = unit @ unit.T
@@ -58,7 +68,9 @@ def test_each_model_and_kernel_learns_the_topics(overrides):
     assert len(result.epoch_loss) == 4 and all(np.isfinite(result.epoch_loss))
     assert result.epoch_loss[-1] < result.epoch_loss[0]
     assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3
-    assert result.pairs_seen == 4 * len(pairs) and result.pairs_per_sec > 0
+    assert result.fitted.items == 4 * len(pairs) and result.pairs_per_sec > 0
+    assert [set(row) for row in result.fitted.history] == [{"train_loss",
+                                                            "epoch_pairs_per_sec"}] * 4  # fmt: skip
 
 
 def test_max_steps_per_epoch_cuts_epochs_short():
@@ -66,9 +78,9 @@ def test_max_steps_per_epoch_cuts_epochs_short():
     cfg = load_config("word2vec", "parity").train.model_copy(
         update={"epochs": 2, "batch_size": 100, "max_steps_per_epoch": 3}
     )
-    assert train_word2vec(pairs, counts, cfg).pairs_seen == 2 * 3 * 100
+    assert train_word2vec(pairs, counts, cfg).fitted.items == 2 * 3 * 100
     numba_cfg = cfg.model_copy(update={"model": "sgns", "kernel": "numba"})
-    assert train_word2vec(pairs, counts, numba_cfg).pairs_seen == 2 * 3 * 100
+    assert train_word2vec(pairs, counts, numba_cfg).fitted.items == 2 * 3 * 100
 
 
 def test_no_pairs_is_a_clear_error():
@@ -108,7 +120,7 @@ def test_best_profile_trains_on_fewer_pairs_with_the_same_signal():
         update={"epochs": 4, "lr": 0.05, "embed_size": 16, "subsample": 0.0}
     )
     result = train_word2vec(pairs, counts, cfg, distance=distance)
-    assert 0.55 * 4 * len(pairs) < result.pairs_seen < 0.8 * 4 * len(pairs)  # E = 2/3
+    assert 0.55 * 4 * len(pairs) < result.fitted.items < 0.8 * 4 * len(pairs)  # E = 2/3
     assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3
 
 

@@ -31,6 +31,12 @@ class AirlineTrain(TrainConfig):
     batch_size: int = Field(8, ge=1)
     shuffle: bool = False
     eval_every: int = Field(100, ge=1)
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "cpu", description="batches of 8 windows of 4 months: a GPU only adds latency"
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="epochs between checkpoints; unset = every eval_every epochs"
+    )
 
 
 class AirlineConfig(Section):

@@ -71,6 +71,22 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def check_key(model: type[BaseModel], path: list[str], item: str) -> None:
+    """An unknown `--set` key is named whole, with the fields known where it went wrong."""
+    cls, key = model, ".".join(path)
+    for depth, part in enumerate(path):
+        fields = getattr(cls, "model_fields", None)
+        if fields is None:  # a plain value (dict-valued fields take any key)
+            return
+        if part not in fields:
+            where = ".".join(path[:depth]) or "the config"
+            raise ConfigError(f"--set {item}: unknown key {key!r} ({where} has no field "
+                              f"{part!r}; known: {', '.join(fields)})")  # fmt: skip
+        cls = fields[part].annotation
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return
+
+
 def load_config(pipeline: str, profile: str = "parity", overrides: list[str] = ()) -> BaseModel:
     """Build and validate a pipeline config before any work starts."""
     if pipeline not in CONFIGS:
@@ -83,6 +99,7 @@ def load_config(pipeline: str, profile: str = "parity", overrides: list[str] = (
     values = _merge({"profile": profile}, profiles[profile])
     for item in overrides:
         path, value = parse_override(item)
+        check_key(CONFIGS[pipeline], path, item)
         nested: dict = value  # type: ignore[assignment]
         for part in reversed(path):
             nested = {part: nested}

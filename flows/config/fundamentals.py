@@ -40,6 +40,12 @@ class FundamentalsTrain(TrainConfig):
     numpy_lstm_lr: float = Field(0.1, gt=0)
     torch_epochs: int = Field(500, ge=1)
     torch_lr: float = Field(3e-4, gt=0, description="Adam")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "cpu", description="torch_lstm: one sequence per step, a GPU only adds latency"
+    )
+    checkpoint_every: int = Field(
+        10, ge=1, description="epochs between checkpoints (one costs ~4% of a NumPy RNN epoch)"
+    )
     notebook_gradients: bool = Field(
         True,
         description="the notebook's NumPy backward passes, quirks included (its graded "

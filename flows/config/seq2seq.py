@@ -41,12 +41,8 @@ class Seq2SeqTrain(TrainConfig):
     lr: float = Field(1e-3, gt=0, description="Adam (the notebook's default lr)")
     clip: float = Field(1.0, gt=0)
     teacher_forcing: float = Field(0.5, ge=0, le=1)
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16 = autocast to bfloat16 where the device supports it"
-    )
     compile: bool = Field(False, description="torch.compile the training loss (GPU speed-up)")
     bucket: bool = Field(True, description="batches of similar lengths (BucketIterator)")
-    resume: bool = Field(True, description="continue from the last checkpoint of this setup")
 
 
 class TranslateEval(Section):

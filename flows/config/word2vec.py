@@ -63,8 +63,8 @@ class Word2VecTrain(TrainConfig):
     nproc: int = Field(
         1,
         ge=1,
-        description="data-parallel processes (DDP; softmax model): rank r trains on "
-        "its own slice of the pair shards; batch_size is the global batch",
+        description="data-parallel processes (DDP; softmax model): each rank trains on "
+        "its slice of every global batch of batch_size pairs",
     )
 
 

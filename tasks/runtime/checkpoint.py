@@ -43,17 +43,22 @@ def claim(where: Path) -> FileLock | None:
     return lock
 
 
-def save(where: Path, epoch: int, state: dict) -> Path:
-    """Write the state after `epoch` (0-based) atomically; older epochs' files are removed."""
-    where.mkdir(parents=True, exist_ok=True)
-    path = where / f"epoch-{epoch + 1:04d}.pt"
-    tmp = where / f".tmp-{uuid.uuid4().hex[:8]}.pt"
+def write(path: Path, state: dict) -> Path:
+    """torch.save to a temp name beside `path`, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}.pt"
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def save(where: Path, epoch: int, state: dict) -> Path:
+    """Write the state after `epoch` (0-based) atomically; older epochs' files are removed."""
+    path = write(where / f"epoch-{epoch + 1:04d}.pt", state)
     for old in where.glob("epoch-*.pt"):
         if old.name < path.name:
             old.unlink(missing_ok=True)
@@ -61,7 +66,17 @@ def save(where: Path, epoch: int, state: dict) -> Path:
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint of ours, read weights-only: tensors and plain types, never code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RuntimeError(
+            f"{path} holds objects other than weights ({str(err).splitlines()[-1][:200]}); it "
+            "was not written by this version of seqflow. Delete it, or run with "
+            "--set train.resume=false"
+        ) from None
 
 
 def latest(where: Path) -> tuple[Path, dict] | None:
@@ -110,16 +125,7 @@ def restore_rng(
 
 def save_best(where: Path, model_state: dict, epoch: int, value: float) -> Path:
     """best.pt: the weights of the best epoch so far by the recipe's selection metric."""
-    where.mkdir(parents=True, exist_ok=True)
-    path = where / "best.pt"
-    tmp = where / f".tmp-{uuid.uuid4().hex[:8]}.pt"
-    try:
-        torch.save({"model": model_state, "epoch": epoch, "value": value}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write(where / "best.pt", {"model": model_state, "epoch": epoch, "value": value})
 
 
 def load_best(where: Path) -> dict | None:

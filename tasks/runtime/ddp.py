@@ -185,9 +185,7 @@ def worker(job_file: str) -> None:
                       "checkpoint": fitted.checkpoint, "best_epoch": fitted.best_epoch,
                       "best_value": fitted.best_value, "step_losses": fitted.step_losses,
                       "best_state": fitted.best_state}  # fmt: skip
-            tmp = Path(job.out) / "result.tmp"
-            torch.save(result, tmp)
-            tmp.replace(Path(job.out) / "result.pt")
+            checkpoint.write(Path(job.out) / "result.pt", result)
     finally:
         dist.destroy_process_group()
 

@@ -49,6 +49,7 @@ class Recipe:
     report = "item"  # epoch train_loss: mean over items ("item") or over batches ("batch")
     select: tuple[str, str] | None = None  # (eval metric, "min"|"max"): keep best.pt
     clip: float | None = None  # gradient-norm clipping
+    epoch_loss: float | None = None  # the epoch's train_loss, set before `evaluate`
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
     scheduler = None  # stepped after every optimizer step
@@ -318,8 +319,9 @@ def run_epochs(
         total = None  # running mean of the losses (a device tensor: no sync per step)
         seen = steps = 0
         started = time.perf_counter()
+        off = {} if bar_on else {"disable": True}  # unset: TQDM_DISABLE=1 still turns it off
         bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
-                   leave=False, disable=not bar_on)  # fmt: skip
+                   leave=False, **off)  # fmt: skip
         for step, batch in enumerate(bar):
             _Step.step = step
             local = recipe.shard(batch, rank, world) if ddp else batch
@@ -347,6 +349,7 @@ def run_epochs(
             "train_loss": mean,
             f"epoch_{recipe.unit}_per_sec": seen / seconds if seconds else 0.0,
         }
+        recipe.epoch_loss = mean
         row |= recipe.evaluate(epoch)
         fitted.history.append(row)
         if recipe.select and recipe.select[0] in row:

@@ -1,27 +1,24 @@
-"""Training and evaluating the Seq2Seq translator: length-bucketed batches, best-validation
-checkpoint, resume after an interruption, greedy decoding and corpus BLEU."""
+"""The Seq2Seq translator's training pieces for the runtime (tasks/runtime): a Recipe with
+length-bucketed batches, the loss over non-pad target tokens and the validation loss; greedy
+decoding and corpus BLEU for evaluation."""
 
 import math
 import re
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from models.seq2seq import Seq2Seq
-from tasks.engine.accel import autocast, compiled, to_device, use_cudnn
-from tasks.runtime.faults import check_finite
-from tasks.translation import EOS, PAD, SOS
+from tasks.engine.accel import compiled, to_device, use_cudnn
+from tasks.runtime.loop import Recipe, pick_device, seed_everything
+from tasks.translation import EOS, PAD, SOS, read_split
 
 
-def pad_batch(seqs: list[np.ndarray], device) -> torch.Tensor:
-    """Time-major [max len, batch] int64, padded with <pad>."""
-    out = np.full((max(map(len, seqs)), len(seqs)), PAD, dtype=np.int64)
+def pad_batch(seqs: list[np.ndarray], device, length: int | None = None) -> torch.Tensor:
+    """Time-major [length (default: the longest), batch] int64, padded with <pad>."""
+    out = np.full((length or max(map(len, seqs)), len(seqs)), PAD, dtype=np.int64)
     for j, s in enumerate(seqs):
         out[: len(s), j] = s
     return to_device(out, device)  # pinned, non-blocking to a GPU
@@ -47,40 +44,96 @@ def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-@dataclass
-class History:
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
-    best_val: float = math.inf
-    best_epoch: int = -1
+def build_model(cfg, src_vocab: int, trg_vocab: int):
+    if cfg.model == "attention":
+        from models.attention import AttnSeq2Seq
 
-    @property
-    def tokens_per_sec(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
+        return AttnSeq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.dropout)
+    return Seq2Seq(src_vocab, trg_vocab, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
+                   cfg.init_range)  # fmt: skip
 
 
-def train_epoch(model: Seq2Seq, data, batches, opt, cfg, device, max_steps=None, epoch=0) -> tuple:
-    """(mean of the batch losses, as the notebook reports, target tokens, seconds)."""
-    model.train()
-    src, trg = data
-    total, steps, tokens = 0.0, 0, 0
-    started = time.perf_counter()
-    todo = batches[:max_steps] if max_steps else batches
-    loss_fn = compiled(model.loss, cfg.compile)
-    for idx in tqdm(todo, desc="train", unit="batch", leave=False):
-        s, t = pad_batch([src[i] for i in idx], device), pad_batch([trg[i] for i in idx], device)
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, cfg.precision):
-            loss = loss_fn(s, t, PAD, cfg.teacher_forcing)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        total += check_finite(loss, epoch, steps, "seq2seq: ")  # NaN/inf stops here
-        steps += 1
-        tokens += int((t[1:] != PAD).sum())
-    return total / max(steps, 1), tokens, time.perf_counter() - started
+class Batch(NamedTuple):
+    """Sentence indices and the global batch's padded lengths: every DDP rank pads its slice
+    to them, so the (unpacked) LSTMs and the teacher-forcing draws see what one process sees."""
+
+    idx: np.ndarray
+    src_len: int
+    trg_len: int
+
+
+class Seq2SeqRecipe(Recipe):
+    """The notebook's training: Adam, gradient clipping, teacher forcing, the epoch loss the
+    mean of the batch losses, the best validation loss's weights kept."""
+
+    name, unit, report = "seq2seq", "tokens", "batch"
+    select = ("val_loss", "min")
+
+    def __init__(self, train, valid, src_vocab: int, trg_vocab: int, cfg):
+        self.cfg, self.clip = cfg, cfg.clip
+        self.src, self.trg = train
+        self.valid = valid
+        # target tokens the loss averages, per sentence (trg[1:], never <pad>)
+        self.tokens = np.array([int(np.count_nonzero(t[1:] != PAD)) for t in self.trg])
+        self.device = pick_device(cfg.device)
+        use_cudnn(self.device)
+        seed_everything(cfg.seed)
+        self.model = build_model(cfg, src_vocab, trg_vocab).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.rng = np.random.default_rng(cfg.seed)  # the batches' stream, kept by checkpoints
+        self.fast_loss = compiled(self.model.loss, cfg.compile)
+
+    def batches(self, epoch: int) -> list[Batch]:
+        bs = self.cfg.batch_size
+        if self.cfg.bucket:
+            order = bucket_batches(self.src, self.trg, bs, self.rng)
+        else:
+            order = random_batches(len(self.src), bs, self.rng)
+        return [Batch(idx, max(len(self.src[i]) for i in idx), max(len(self.trg[i]) for i in idx))
+                for idx in order]  # fmt: skip
+
+    def shard(self, batch: Batch, rank: int, world: int) -> Batch:
+        n = len(batch.idx)
+        return batch._replace(idx=batch.idx[n * rank // world : n * (rank + 1) // world])
+
+    def count(self, batch: Batch) -> int:
+        return int(self.tokens[batch.idx].sum())
+
+    def loss(self, model, batch: Batch) -> tuple[torch.Tensor, int]:
+        """(mean cross-entropy over the batch's non-pad target tokens, their count)."""
+        if not len(batch.idx):  # a DDP rank's empty slice: no loss, but every parameter used
+            return sum(p.sum() for p in model.parameters()) * 0.0, 0
+        s = pad_batch([self.src[i] for i in batch.idx], self.device, batch.src_len)
+        t = pad_batch([self.trg[i] for i in batch.idx], self.device, batch.trg_len)
+        fn = self.fast_loss if model is self.model else model.loss
+        return fn(s, t, PAD, self.cfg.teacher_forcing), self.count(batch)
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        val = evaluate_loss(self.model, self.valid, self.cfg.batch_size, self.device)
+        return {"val_loss": val, "train_ppl": math.exp(self.epoch_loss), "val_ppl": math.exp(val)}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+class _Folder:
+    """An encoded stage by its path (what read_split reads)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def file(self, name: str) -> Path:
+        return Path(self.path) / name
+
+
+def recipe(encoded: str, src_vocab: int, trg_vocab: int, cfg) -> Seq2SeqRecipe:
+    """The recipe of an encoded stage folder (`Build("tasks.train.seq2seq:recipe", ...)`)."""
+    folder = _Folder(encoded)
+    return Seq2SeqRecipe(read_split(folder, "train"), read_split(folder, "valid"), src_vocab,
+                         trg_vocab, cfg)  # fmt: skip
 
 
 @torch.no_grad()
@@ -93,80 +146,6 @@ def evaluate_loss(model: Seq2Seq, data, batch_size: int, device) -> float:
         s, t = pad_batch([src[i] for i in idx], device), pad_batch([trg[i] for i in idx], device)
         losses.append(model.loss(s, t, PAD, 0.0).item())
     return float(np.mean(losses))
-
-
-def _save(path: Path, **state) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")  # unique: runs may overlap
-    torch.save(state, tmp)
-    tmp.replace(path)  # a reader never sees half a checkpoint
-
-
-def load_checkpoint(path: Path, device) -> dict:
-    """A checkpoint of ours, read weights-only: tensors, plain types and History, never code."""
-    import pickle
-
-    try:
-        with torch.serialization.safe_globals([History]):
-            return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise RuntimeError(
-            f"{path} holds objects other than weights ({str(err).splitlines()[-1][:200]}); it "
-            "was not written by this version of seqflow. Delete it, or run with "
-            "--set train.resume=false"
-        ) from None
-
-
-def fit(
-    model: Seq2Seq,
-    train,
-    valid,
-    cfg,
-    device,
-    checkpoints: Path,
-    on_epoch: Callable[[int, float, float, float], None] | None = None,
-    log=print,
-) -> History:
-    """Train cfg.epochs epochs, keep best.pt (lowest validation loss) and last.pt in
-    `checkpoints`; when last.pt is there, resume after its epoch. Returns the history with the
-    best weights loaded into `model`."""
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    use_cudnn(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    hist, start = History(), 0
-    last = checkpoints / "last.pt"
-    if last.exists():
-        state = load_checkpoint(last, device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        hist, start = state["history"], state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        log(f"resuming after epoch {start} from {last}")
-    rng = np.random.default_rng(cfg.seed + start)
-    for epoch in range(start, cfg.epochs):
-        batches = (
-            bucket_batches(*train, cfg.batch_size, rng)
-            if cfg.bucket
-            else random_batches(len(train[0]), cfg.batch_size, rng)
-        )
-        loss, tokens, seconds = train_epoch(model, train, batches, opt, cfg, device,
-                                            cfg.max_steps_per_epoch, epoch)  # fmt: skip
-        val = evaluate_loss(model, valid, cfg.batch_size, device)
-        hist.train_loss.append(loss)
-        hist.val_loss.append(val)
-        hist.tokens += tokens
-        hist.seconds += seconds
-        if val < hist.best_val:
-            hist.best_val, hist.best_epoch = val, epoch
-            _save(checkpoints / "best.pt", model=model.state_dict(), epoch=epoch)
-        _save(last, model=model.state_dict(), opt=opt.state_dict(), epoch=epoch, history=hist,
-              torch_rng=torch.get_rng_state())  # fmt: skip
-        log(f"epoch {epoch + 1}/{cfg.epochs}  train {loss:.3f} (ppl {math.exp(loss):.1f})  "
-            f"val {val:.3f} (ppl {math.exp(val):.1f})  {tokens / seconds:.0f} tok/s")  # fmt: skip
-        if on_epoch:
-            on_epoch(epoch, loss, val, tokens / seconds)
-    best = load_checkpoint(checkpoints / "best.pt", device)
-    model.load_state_dict(best["model"])
-    return hist
 
 
 def detokenize(tokens: list[str]) -> str:

@@ -1,10 +1,12 @@
-"""Training loops (plain PyTorch, no tracking: results come back to the flow)."""
+"""word2vec's training pieces for the runtime (tasks/runtime): three recipes — the notebook's
+softmax network (AdamW), skip-gram with negative sampling on torch (SparseAdam, noise table)
+and on the compiled CPU kernel (tasks/train/sgns_cpu.py) — with their losses, noise and
+subsampling helpers, the warm start, and the flow's train task. `fit` trains them."""
 
 import logging
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,84 +14,29 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from torch import nn
-from tqdm.auto import tqdm
 
 from models.word2vec import SkipGramNS, Word2Vec
 from tasks.engine.stage import StageOutput, run_logger
-from tasks.runtime import checkpoint
-from tasks.runtime.faults import NonFiniteLoss, check_finite  # noqa: F401 (its old import path)
+from tasks.runtime.loop import Build, Fitted, Plan, Recipe, pick_device
+from tasks.runtime.trainer import fit
 
 log = logging.getLogger(__name__)
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-@dataclass
-class TrainResult:
-    model: nn.Module
-    epoch_loss: list[float] = field(default_factory=list)
-    pairs_seen: int = 0
-    seconds: float = 0.0
-    device: str = "cpu"
-    checkpoint: str | None = None  # the last checkpoint file written, if any
-    resumed_epochs: int = 0  # epochs restored from a checkpoint rather than trained here
-    resumed_from_run: str | None = None  # the MLflow run that wrote that checkpoint
-
-    @property
-    def pairs_per_sec(self) -> float:
-        return self.pairs_seen / self.seconds if self.seconds else 0.0
-
-    def record(self, epoch: int, mean: float, seen: int, seconds: float) -> None:
-        """Book one finished epoch."""
-        self.epoch_loss.append(mean)
-        self.pairs_seen += seen
-        self.seconds += seconds
-        log.info(
-            "epoch %d  loss %.4f  %.0f pairs/s (%s)", epoch + 1, mean, seen / seconds, self.device
-        )
-
-    def save(self, where: Path | None, epoch: int, meta: dict | None, **state) -> None:
-        """Checkpoint after `epoch` (model, optimizer, RNG states and this history)."""
-        if where is None:
-            return
-        state |= {"epoch": epoch, "epoch_loss": list(self.epoch_loss), "meta": meta or {},
-                  "pairs_seen": self.pairs_seen, "seconds": self.seconds}  # fmt: skip
-        self.checkpoint = str(checkpoint.save(where, epoch, state))
-
-    def resume(self, where: Path | None) -> dict | None:
-        """The newest checkpoint's state, its history booked here; None = start afresh."""
-        found = checkpoint.latest(where) if where is not None else None
-        if found is None:
-            return None
-        path, state = found
-        self.checkpoint = str(path)
-        self.epoch_loss = list(state["epoch_loss"])
-        self.pairs_seen, self.seconds = state["pairs_seen"], state["seconds"]
-        self.resumed_epochs = state["epoch"] + 1
-        self.resumed_from_run = state["meta"].get("run_id")
-        log.info("resuming after epoch %d from %s", self.resumed_epochs, path)
-        return state
+NAME = "word2vec"
 
 
 def softmax_loss(model: Word2Vec, center: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of predicting `center` from `context` (the notebook's loss).
 
     The logits depend on the context id only, so they are computed once per distinct context
-    in the batch: the same loss and gradient as the per-pair form, with far fewer FLOPs.
+    in the batch: the same loss and gradient as the per-pair form, with far fewer FLOPs. An
+    empty batch (a DDP rank's share of a tiny last batch) has loss 0 and zero gradients.
     """
     uniq, inverse, counts = torch.unique(context, return_inverse=True, return_counts=True)
     logits = model(uniq)  # [U, V]
     log_z = torch.logsumexp(logits, dim=1)  # [U]
     picked = logits[inverse, center]  # [batch]
-    return ((counts * log_z).sum() - picked.sum()) / center.numel()
+    return ((counts * log_z).sum() - picked.sum()) / max(center.numel(), 1)
 
 
 def noise_table(counts: np.ndarray, power: float, size: int = 1 << 22) -> torch.Tensor:
@@ -169,238 +116,259 @@ def warm_start(model: nn.Module, old: nn.Module, old_vocab: list[str], new_vocab
     return len(pairs) if carried else 0
 
 
-def _train_sgns_cpu(
-    pairs: np.ndarray, counts: np.ndarray, cfg, p_pair, on_epoch, init, where, meta
-) -> TrainResult:
-    """SGNS with the compiled per-pair loop (tasks/train/sgns_cpu.py) on the model's own weights."""
-    from tasks.train.sgns_cpu import alias_table, sgns_epoch
+# -- the recipes ------------------------------------------------------------------------------
 
-    model = SkipGramNS(len(counts), cfg.embed_size)
-    if init:
-        init(model)
-    win, wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()  # shared memory
-    noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
-    centers = np.ascontiguousarray(pairs[:, 0], dtype=np.int32)
-    contexts = np.ascontiguousarray(pairs[:, 1], dtype=np.int32)
-    rng = np.random.default_rng(cfg.seed)
-    n = len(pairs)
-    expected = n if p_pair is None else int(p_pair.sum())
-    per_epoch = expected
-    if cfg.max_steps_per_epoch:
-        per_epoch = min(expected, cfg.max_steps_per_epoch * cfg.batch_size)
-    total = max(per_epoch * cfg.epochs, 1)
-    done = 0
-    result = TrainResult(model, device="cpu")
-    state = result.resume(where)
-    if state is not None:
-        model.load_state_dict(state["model"])  # copies into the shared weights in place
-        checkpoint.restore_rng(state["rng"], rng=rng)
-        done = state["done"]
-    for epoch in range(result.resumed_epochs, cfg.epochs):
-        started = time.perf_counter()
-        order = rng.permutation(n)
-        if p_pair is not None:
-            order = order[rng.random(n) < p_pair[order]]
-        order = order[:per_epoch]
-        mean = sgns_epoch(win, wout, centers, contexts, order, noise, cfg.negatives, cfg.lr,
-                          done, total, cfg.seed + epoch)  # fmt: skip
-        # the compiled loop reports per epoch: the step is the epoch's last
-        check_finite(
-            mean, epoch, math.ceil(len(order) / cfg.batch_size) - 1, kept=result.checkpoint
+
+class PairRecipe(Recipe):
+    """softmax (AdamW) or sgns on torch (SparseAdam, noise from a table): shuffled minibatches
+    of (center, context) pairs. A batch is the pairs' row numbers; `gen` draws the epoch's
+    order, its subsampling and the noise words, and travels in the checkpoint."""
+
+    name, unit = NAME, "pairs"
+
+    def __init__(self, pairs, counts, cfg, p_pair, init, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2]
+        model = (Word2Vec if cfg.model == "softmax" else SkipGramNS)(len(counts), cfg.embed_size)
+        self.warm_tokens = init(model) if init else None
+        self.model = model.to(device)
+        if cfg.model == "softmax":
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                               weight_decay=cfg.weight_decay)  # fmt: skip
+        else:
+            self.optimizer = torch.optim.SparseAdam(self.model.parameters(), lr=cfg.lr)
+            self.table = noise_table(counts, cfg.unigram_power).to(device)
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.p_pair = None if p_pair is None else torch.from_numpy(p_pair).float().to(device)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        n, size = len(self.data), self.cfg.batch_size
+        order = torch.randperm(n, generator=self.gen, device=self.device)
+        if self.p_pair is not None:  # subsampling / dynamic window, afresh each epoch
+            keep = torch.rand(n, generator=self.gen, device=self.device) < self.p_pair[order]
+            order = order[keep]
+        steps = math.ceil(len(order) / size)
+        if self.cfg.max_steps_per_epoch:
+            steps = min(steps, self.cfg.max_steps_per_epoch)
+        return [order[s * size : (s + 1) * size] for s in range(steps)]
+
+    def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+        pair = self.data[batch]
+        center, context = pair[:, 0], pair[:, 1]
+        if self.cfg.model == "softmax":  # the notebook's direction: context predicts center
+            return softmax_loss(model, center, context), len(batch)
+        draw = torch.randint(len(self.table), (len(batch), self.cfg.negatives),
+                             generator=self.gen, device=self.device)  # fmt: skip
+        return SkipGramNS.loss(*model.score(center, context, self.table[draw])), len(batch)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+
+
+class KernelRecipe(Recipe):
+    """sgns with the compiled per-pair loop (tasks/train/sgns_cpu.py) on the model's own
+    weights: an epoch is one batch — its order of pairs — and one `sgns_epoch` call, whose
+    learning rate decays over every pair of the run (`done` of `total`)."""
+
+    name, unit = NAME, "pairs"
+
+    def __init__(self, pairs, counts, cfg, p_pair, init):
+        from tasks.train.sgns_cpu import alias_table
+
+        self.cfg, self.p_pair = cfg, p_pair
+        model = SkipGramNS(len(counts), cfg.embed_size)
+        self.warm_tokens = init(model) if init else None
+        self.model = model
+        # NumPy views of the weights: the kernel updates them in place, a resume copies into them
+        self.win, self.wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()
+        self.noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
+        self.centers = np.ascontiguousarray(pairs[:, 0], dtype=np.int32)
+        self.contexts = np.ascontiguousarray(pairs[:, 1], dtype=np.int32)
+        self.rng = np.random.default_rng(cfg.seed)
+        expected = len(pairs) if p_pair is None else int(p_pair.sum())
+        self.per_epoch = expected
+        if cfg.max_steps_per_epoch:
+            self.per_epoch = min(expected, cfg.max_steps_per_epoch * cfg.batch_size)
+        self.total = max(self.per_epoch * cfg.epochs, 1)
+        self.done, self.epoch = 0, 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        n = len(self.centers)
+        order = self.rng.permutation(n)
+        if self.p_pair is not None:
+            order = order[self.rng.random(n) < self.p_pair[order]]
+        return [order[: self.per_epoch]]
+
+    def train_step(self, compute, batch: np.ndarray, scale: float) -> tuple[torch.Tensor, int]:
+        from tasks.train.sgns_cpu import sgns_epoch
+
+        c, seed = self.cfg, self.cfg.seed + self.epoch
+        mean = sgns_epoch(self.win, self.wout, self.centers, self.contexts, batch, self.noise,
+                          c.negatives, c.lr, self.done, self.total, seed)  # fmt: skip
+        self.done += len(batch)
+        return torch.tensor(mean, dtype=torch.float64), len(batch)  # float64: the mean is exact
+
+    def state_dict(self) -> dict:
+        return {"numpy": self.rng.bit_generator.state, "done": self.done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["numpy"]
+        self.done = state["done"]
+
+
+def make_recipe(
+    pairs: np.ndarray,
+    counts: np.ndarray,
+    cfg,
+    distance: np.ndarray | None = None,
+    init: Callable[[nn.Module], int] | None = None,
+) -> Recipe:
+    """The recipe for `pairs` (int [N, 2] center, context) and token frequencies `counts`.
+
+    cfg: the train section (model, embed_size, batch_size, lr, epochs, kernel, ...). distance:
+    each pair's window distance, needed by cfg.dynamic_window. init: called on the fresh model
+    (e.g. a warm start), returns how many tokens it carried over."""
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    if len(pairs) == 0:
+        raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
+    p_pair = pair_probability(pairs, counts, cfg, distance)
+    if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
+        return KernelRecipe(pairs, counts, cfg, p_pair, init)
+    return PairRecipe(pairs, counts, cfg, p_pair, init, device)
+
+
+def recipe(pairs: str, vocab: str, cfg, warm: dict | None = None) -> Recipe:
+    """The recipe of a windows stage folder `pairs` and a vocab stage folder `vocab`: what
+    `Build("tasks.train.word2vec:recipe", {...})` makes in the flow and on every DDP rank.
+    warm: {"name", "version", "run_id"} of the registered model to warm-start from."""
+    from tasks.vocab import read_vocab
+    from tasks.windows import read_distances, read_pairs
+
+    id2tok, counts = read_vocab(_stage("vocab", vocab))
+    windows = _stage("windows", pairs)
+    distance = read_distances(windows) if cfg.dynamic_window else None
+    init = _warm_init(warm, id2tok) if warm else None
+    return make_recipe(read_pairs(windows), counts, cfg, distance, init)
+
+
+def _stage(name: str, path: str) -> StageOutput:
+    return StageOutput(name, str(path), "", "", True)
+
+
+def _warm_init(warm: dict, id2tok: list[str]) -> Callable[[nn.Module], int]:
+    """An `init` that copies the rows of tokens the model `warm` knows (loaded now, before
+    the seeded model is built)."""
+    from tasks.engine import tracking
+
+    old = tracking.load_model(warm["name"], warm["version"])
+    old_vocab = tracking.load_json(warm["run_id"], "vocab.json")
+
+    def init(model: nn.Module) -> int:
+        carried = warm_start(model, old, old_vocab, id2tok)
+        log.info(
+            "warm start from %s version %s: %d of %d tokens keep their vectors, %d start fresh",
+            warm["name"], warm["version"], carried, len(id2tok), len(id2tok) - carried,
+        )  # fmt: skip
+        return carried
+
+    return init
+
+
+def check_ddp(cfg) -> None:
+    """Settings train.nproc > 1 cannot run, refused before any work, with the fix. Only the
+    softmax model: sgns draws noise words per pair (a rank's draws would not be the one
+    process's) and its sparse gradients / in-place kernel have no DDP all-reduce."""
+    if cfg.nproc > 1 and cfg.model != "softmax":
+        raise ValueError(
+            f"train.nproc={cfg.nproc}: data-parallel training covers the softmax model only; "
+            "set train.model=softmax or train.nproc=1"
         )
-        done += len(order)
-        seconds = time.perf_counter() - started
-        result.record(epoch, mean, len(order), seconds)
-        result.save(where, epoch, meta, model=model.state_dict(),
-                    rng=checkpoint.rng_state(rng=rng), done=done)  # fmt: skip
-        if on_epoch:
-            on_epoch(epoch, mean, len(order) / seconds)
-    return result
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Trained:
+    """A trained model and the runtime's record of its training."""
+
+    model: nn.Module
+    fitted: Fitted
+    warm_tokens: int | None = None
+
+    @property
+    def epoch_loss(self) -> list[float]:
+        return self.fitted.train_loss
+
+    @property
+    def pairs_per_sec(self) -> float:
+        return self.fitted.per_sec
 
 
 def train_word2vec(
     pairs: np.ndarray,
     counts: np.ndarray,
     cfg,
-    on_epoch: Callable[[int, float, float], None] | None = None,
     distance: np.ndarray | None = None,
-    init: Callable[[nn.Module], None] | None = None,
+    init: Callable[[nn.Module], int] | None = None,
     checkpoints: Path | None = None,
-    meta: dict | None = None,
-) -> TrainResult:
-    """Train on shuffled minibatches of (center, context) pairs. `counts` = token frequencies.
-
-    cfg: the pipeline's train section (model, embed_size, batch_size, lr, epochs, ...).
-    distance: each pair's window distance, needed by cfg.dynamic_window.
-    init: called on the fresh model before training (e.g. a warm start).
-    checkpoints: a folder for one checkpoint per epoch; training resumes after the newest one
-    found there. meta: plain data stored with each checkpoint (what recovery needs).
-    A NaN or infinite loss raises NonFiniteLoss at once, naming the epoch and step.
-    """
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    vocab_size = len(counts)
-    n = len(pairs)
-    if n == 0:
-        raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
-    p_pair = pair_probability(pairs, counts, cfg, distance)
-    if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
-        return _train_sgns_cpu(pairs, counts, cfg, p_pair, on_epoch, init, checkpoints, meta)
-    data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2] (center, context)
-    model = (Word2Vec if cfg.model == "softmax" else SkipGramNS)(vocab_size, cfg.embed_size)
-    if init:
-        init(model)
-    model = model.to(device)
-    if cfg.model == "softmax":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SparseAdam(model.parameters(), lr=cfg.lr)
-        table = noise_table(counts, cfg.unigram_power).to(device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    if p_pair is not None:
-        p_pair = torch.from_numpy(p_pair).float().to(device)  # [N]
-    result = TrainResult(model, device=str(device))
-    state = result.resume(checkpoints)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        checkpoint.restore_rng(state["rng"], gen=gen)
-    for epoch in range(result.resumed_epochs, cfg.epochs):
-        started = time.perf_counter()
-        order = torch.randperm(n, generator=gen, device=device)
-        if p_pair is not None:  # subsampling / dynamic window, afresh each epoch
-            order = order[torch.rand(n, generator=gen, device=device) < p_pair[order]]
-        steps = math.ceil(len(order) / cfg.batch_size)
-        if cfg.max_steps_per_epoch:
-            steps = min(steps, cfg.max_steps_per_epoch)
-        total = torch.zeros((), device=device)
-        seen = 0
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
-        for step in bar:
-            batch = data[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-            center, context = batch[:, 0], batch[:, 1]
-            if cfg.model == "softmax":
-                # the notebook's direction: the context word predicts the center word
-                loss = softmax_loss(model, center, context)
-            else:
-                negatives = table[
-                    torch.randint(
-                        len(table), (len(batch), cfg.negatives), generator=gen, device=device
-                    )
-                ]
-                loss = SkipGramNS.loss(*model.score(center, context, negatives))
-            check_finite(loss, epoch, step, kept=result.checkpoint)  # before the step spreads it
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            seen += len(batch)
-            total += (loss.detach() - total) * (len(batch) / seen)  # running mean: no overflow
-        mean = check_finite(total, epoch, steps - 1, kept=result.checkpoint)
-        seconds = time.perf_counter() - started
-        result.record(epoch, mean, seen, seconds)
-        result.save(checkpoints, epoch, meta, model=model.state_dict(),
-                    optimizer=opt.state_dict(), rng=checkpoint.rng_state(gen=gen))  # fmt: skip
-        if on_epoch:
-            on_epoch(epoch, mean, seen / seconds)
-    return result
+    **plan,
+) -> Trained:
+    """make_recipe + fit in this process (tests, benchmarks): no MLflow run. checkpoints: a
+    folder for one checkpoint per epoch, resumed after the newest one found there."""
+    built = make_recipe(pairs, counts, cfg, distance, init)
+    built, fitted = fit(built, Plan.of(cfg, nproc=1, **plan), checkpoints=checkpoints)
+    return Trained(built.model, fitted, built.warm_tokens)
 
 
-def _warm_start_hook(id2tok: list[str], run_id: str, logger, name: str = "word2vec"):
-    """An `init` that copies the champion's rows for known tokens (None without a champion)."""
+def _champion(name: str, logger) -> dict | None:
     from tasks.engine import tracking
 
     champ = tracking.champion(name)
     if champ is None:
         logger.info("warm start: no champion yet, training from scratch")
         return None
-    old = tracking.load_model(name, champ.version)
-    old_vocab = tracking.load_json(champ.run_id, "vocab.json")
-
-    def init(model: nn.Module) -> None:
-        carried = warm_start(model, old, old_vocab, id2tok)
-        logger.info(
-            "warm start from %s version %s: %d of %d tokens keep their vectors, %d start fresh",
-            name, champ.version, carried, len(id2tok), len(id2tok) - carried,
-        )  # fmt: skip
-        tracking.set_tags(run_id, {"warm_start_from": f"{name}/{champ.version}"})
-        tracking.log_metrics(run_id, {"warm_start_tokens": carried})
-
-    return init
-
-
-def _close_interrupted(old_run: str | None, run_id: str, logger) -> None:
-    """A killed run stays RUNNING in MLflow; the run that resumed its checkpoint (and owns the
-    folder's lock, so that run is gone) marks it KILLED."""
-    from tasks.engine import tracking
-
-    if not old_run or old_run == run_id:
-        return
-    try:
-        if tracking.get_run(old_run).info.status == "RUNNING":
-            tracking.end_run(old_run, "KILLED", f"stopped mid-training; resumed by run {run_id}")
-    except Exception as err:  # not in this store (another tracking URI): nothing to close
-        logger.info("interrupted run %s not closed: %s", old_run, err)
+    return {"name": name, "version": str(champ.version), "run_id": champ.run_id}
 
 
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(
     pairs: StageOutput, vocab: StageOutput, cfg, run_id: str, checkpoints: str | None = None,
     meta: dict | None = None,
-) -> TrainResult:  # fmt: skip
-    """Train on the Parquet pairs; per-epoch loss goes to the MLflow run as it happens.
-
-    checkpoints: this setup's checkpoint folder (resume after its newest epoch); meta: stored
-    with each checkpoint, with the vocabulary, so `seqflow log-model` can log it later."""
+) -> Trained:  # fmt: skip
+    """Train on the Parquet pairs (train.nproc DDP ranks read them too); the runtime logs the
+    per-epoch metrics to the MLflow run as they happen and resumes from `checkpoints`.
+    meta: stored with each checkpoint, with the vocabulary, so `seqflow log-model` can log it
+    later."""
     from tasks.engine import tracking
     from tasks.vocab import read_vocab
-    from tasks.windows import read_distances, read_pairs
 
     logger = run_logger()
+    check_ddp(cfg)
     id2tok, counts = read_vocab(vocab)
-    data = read_pairs(pairs)
-    init = _warm_start_hook(id2tok, run_id, logger) if cfg.warm_start else None
-    logger.info(
-        "training %s on %d pairs, vocab %d, device %s",
-        cfg.model,
-        len(data),
-        len(counts),
-        pick_device(cfg.device),
-    )
-    where = Path(checkpoints) if checkpoints else None
-    logging_down = []
-
-    def on_epoch(epoch: int, loss: float, rate: float) -> None:
-        logger.info("epoch %d/%d  train_loss %.4f  %.0f pairs/s", epoch + 1, cfg.epochs, loss, rate)
-        if logging_down:  # MLflow failed once: train on, the checkpoints keep the model
-            return
-        try:
-            tracking.log_metrics(run_id, {"train_loss": loss, "epoch_pairs_per_sec": rate},
-                                 step=epoch)  # fmt: skip
-        except Exception as err:
-            logging_down.append(err)
-            logger.warning("MLflow logging failed (%s); training goes on, checkpointed", err)
-
-    distance = read_distances(pairs) if cfg.dynamic_window else None
-    meta = {"pipeline": "word2vec", "run_id": run_id, "vocab": id2tok,
+    warm = _champion(NAME, logger) if cfg.warm_start else None
+    logger.info("training %s on %s pairs, vocab %d, device %s%s", cfg.model,
+                pairs.stats.get("pairs", "?"), len(counts), pick_device(cfg.device),
+                f", {cfg.nproc} DDP ranks" if cfg.nproc > 1 else "")  # fmt: skip
+    if warm:
+        tracking.set_tags(run_id, {"warm_start_from": f"{warm['name']}/{warm['version']}"})
+    if cfg.nproc > 1:
+        tracking.set_tags(run_id, {"ddp_world_size": cfg.nproc})
+    meta = {"pipeline": NAME, "run_id": run_id, "run_ids": [run_id], "vocab": id2tok,
             "model": cfg.model, "embed_size": cfg.embed_size, "epochs": cfg.epochs,
             **(meta or {})}  # fmt: skip
-    result = train_word2vec(data, counts, cfg, on_epoch, distance, init, where, meta)
-    if result.resumed_epochs:
-        logger.info("resumed after epoch %d from %s", result.resumed_epochs, result.checkpoint)
-        tracking.set_tags(run_id, {"resumed_from_epoch": result.resumed_epochs,
-                                   "resumed_from_run": result.resumed_from_run})  # fmt: skip
-        _close_interrupted(result.resumed_from_run, run_id, logger)
-        for epoch, loss in enumerate(result.epoch_loss[: result.resumed_epochs]):
-            tracking.log_metrics(run_id, {"train_loss": loss}, step=epoch)
-    tracking.log_metrics(
-        run_id,
-        {
-            "final_train_loss": result.epoch_loss[-1],
-            "pairs_per_sec": result.pairs_per_sec,
-            "train_seconds": result.seconds,
-        },
-    )
-    tracking.set_tags(run_id, {"device": result.device})
-    if result.checkpoint:
-        tracking.set_tags(run_id, {"checkpoint": result.checkpoint})
-    return result
+    build = Build("tasks.train.word2vec:recipe",
+                  {"pairs": pairs.path, "vocab": vocab.path, "cfg": cfg, "warm": warm})  # fmt: skip
+    built, fitted = fit(build, Plan.of(cfg), checkpoints=Path(checkpoints) if checkpoints else None,
+                        run_id=run_id, meta=meta,
+                        close_runs=lambda ids: tracking.close_interrupted(ids, run_id))  # fmt: skip
+    if built.warm_tokens is not None:
+        tracking.log_metrics(run_id, {"warm_start_tokens": built.warm_tokens})
+    return Trained(built.model, fitted, built.warm_tokens)

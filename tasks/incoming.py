@@ -1,0 +1,197 @@
+"""Incoming word2vec rows, checked at the door: what `seqflow ingest` and `seqflow retrain`
+both run before any stage, so a bad file is refused with every fault named, and the same data
+is never counted twice.
+
+Rules (each fault names the file, the line and the value):
+- `id` and `label` are integers, `label` is one of the source's labels, `tweet` is not blank;
+- an id appears once in a file;
+- a row whose label and text equal a row's already in the source (the rows the run reads:
+  `data.limit_rows` reads fewer) or in an earlier incoming file is a duplicate, whatever its
+  id: it is dropped and counted (`duplicate_rows`); an id already there with another label or
+  text is a conflict and refused;
+- a file whose every row is a duplicate adds nothing and is named as such.
+Files are read in name order, as the ingest stage reads them.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.data import DataSourceError, fetch, read_csv
+
+SHOWN = 20  # faults listed in one error (the count says how many in all)
+
+
+@dataclass
+class Fault:
+    file: str
+    line: int
+    problem: str
+
+    def __str__(self) -> str:  # line 0: the whole file (the message names it)
+        return f"{self.file}, line {self.line}: {self.problem}" if self.line else self.problem
+
+
+class IncomingError(DataSourceError):
+    """Incoming rows that would fail or mislead the retrain; nothing was copied or trained."""
+
+    def __init__(self, faults: list[Fault]):
+        self.faults = faults
+        shown = "\n  ".join(map(str, faults[:SHOWN]))
+        more = f"\n  ... and {len(faults) - SHOWN} more" if len(faults) > SHOWN else ""
+        super().__init__(
+            f"{len(faults)} problem(s) in the incoming data; fix them (or move the file out of "
+            f"the folder) and run again; nothing was copied or trained:\n  {shown}{more}"
+        )
+
+
+@dataclass
+class FileReport:
+    name: str
+    rows: int  # data rows in the file
+    new: int  # rows it adds
+    duplicates: int  # rows already in the source or an earlier file
+    duplicate_of: list[str] = field(default_factory=list)  # where those rows were
+
+
+@dataclass
+class Report:
+    files: list[FileReport]
+    new_rows: int
+    duplicate_rows: int
+    fingerprint: str  # of the set of new rows ("" = none): names and order play no part
+    keep: dict[str, list[bool]]  # file name -> which of its rows to ingest
+
+    def adds_nothing(self) -> list[FileReport]:
+        return [f for f in self.files if f.rows and not f.new]
+
+
+def _row_key(label: str, text: str) -> bytes:
+    """A row's content: its label and text (not its id)."""
+    return hashlib.sha256(f"{label}\x1f{text.strip()}".encode()).digest()
+
+
+def source_rows(dataset: str, file: str, limit_rows: int | None) -> tuple:
+    """(id -> row key, row keys, the label set) of the source rows a run reads."""
+    from tasks.engine.catalog import DATASETS
+
+    spec = DATASETS[dataset]
+    table = read_csv(fetch(spec, file), spec.columns).columns
+    cols = [table[c][:limit_rows] if limit_rows else table[c] for c in ("id", "label", "tweet")]
+    ids = {i.strip(): _row_key(lb.strip(), t) for i, lb, t in zip(*cols, strict=True)}
+    return ids, set(ids.values()), {lb.strip() for lb in table["label"]}
+
+
+def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file: str = "train.csv",
+                   limit_rows: int | None = None, earlier: list[Path] = ()) -> Report:  # fmt: skip
+    """Every fault of every file at once (IncomingError), else what each file adds. Files are
+    taken in name order, after the `earlier` ones (files already in the incoming folder)."""
+    from tasks.engine.catalog import DATASETS
+
+    spec = DATASETS[dataset]
+    seen, contents, labels = source_rows(dataset, file, limit_rows)
+    source = f"the source {file}" + (f" (first {limit_rows} rows)" if limit_rows else "")
+    where = dict.fromkeys([*seen, *contents], source)
+    faults: list[Fault] = []
+    reports, keep, new_keys, new_total, dup_total = [], {}, [], 0, 0
+    by_name = sorted(map(Path, files), key=lambda p: p.name)
+    for path in [*sorted(map(Path, earlier), key=lambda p: p.name), *by_name]:
+        try:
+            table = read_csv(path, spec.columns)
+        except DataSourceError as err:
+            faults.append(Fault(str(path), 0, str(err)))
+            continue
+        cols, lines = table.columns, table.lines
+        in_file: dict[str, int] = {}
+        flags, new, dups, dup_of = [], 0, 0, set()
+        for k, (i, lb, text) in enumerate(zip(cols["id"], cols["label"], cols["tweet"],
+                                              strict=True)):  # fmt: skip
+            line = lines[k]
+            i, lb = i.strip(), lb.strip()
+            bad = []
+            if not _is_int(i):
+                bad.append(f"id {i!r} is not an integer")
+            if not _is_int(lb):
+                bad.append(f"label {lb!r} is not an integer")
+            elif lb not in labels:
+                bad.append(f"label {lb} is not one of the source's labels "
+                           f"({', '.join(sorted(labels))})")  # fmt: skip
+            if not text.strip():
+                bad.append("the tweet is empty")
+            if i in in_file:
+                bad.append(f"id {i} repeats line {in_file[i]} of this file: ids are unique")
+            faults += [Fault(str(path), line, b) for b in bad]
+            in_file.setdefault(i, line)
+            if bad:
+                flags.append(False)
+                continue
+            key = _row_key(lb, text)
+            if key in contents:  # the same row again: dropped, counted
+                flags.append(False)
+                dups += 1
+                dup_of.add(where[key])
+            elif i in seen:
+                faults.append(Fault(str(path), line, f"id {i} is already in {where[i]} with "
+                                    "another label or text: give the row a new id"))  # fmt: skip
+                flags.append(False)
+            else:
+                seen[i] = key
+                contents.add(key)
+                where[i] = where[key] = f"incoming {path.name}"
+                flags.append(True)
+                new += 1
+                new_keys.append(key)
+        keep[path.name] = flags
+        reports.append(FileReport(path.name, len(flags), new, dups, sorted(dup_of)))
+        new_total, dup_total = new_total + new, dup_total + dups
+    if faults:
+        raise IncomingError(faults)
+    fp = hashlib.sha256(b"".join(sorted(new_keys))).hexdigest() if new_keys else ""
+    return Report(reports, new_total, dup_total, fp, keep)
+
+
+def _is_int(value: str) -> bool:
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True
+
+
+def content_fingerprint(
+    incoming: list[Path], dataset: str = "tweets_hate_speech", file: str = "train.csv",
+    limit_rows: int | None = None,
+) -> tuple[str, list[FileReport]]:  # fmt: skip
+    """(fingerprint of what the incoming files add, "" when nothing; their reports). CSVs by
+    their new rows (tasks/incoming.py's rules), other files by their distinct contents."""
+    from tasks.data import sha256_file
+
+    incoming = [Path(p) for p in incoming]
+    if not incoming:
+        return "", []
+    if all(p.suffix == ".csv" for p in incoming):
+        report = check_word2vec(incoming, dataset, file, limit_rows)
+        return report.fingerprint, report.files
+    first: dict[str, str] = {}
+    reports = []
+    for p in sorted(incoming, key=lambda p: p.name):
+        sha = sha256_file(p)
+        dup = [f"incoming {first[sha]}"] if sha in first else []
+        reports.append(FileReport(p.name, 1, 0 if dup else 1, 1 if dup else 0, dup))
+        first.setdefault(sha, p.name)
+    return hashlib.sha256("".join(sorted(first)).encode()).hexdigest(), reports
+
+
+def data_fingerprint(dataset: str, file: str, limit_rows: int | None,
+                     incoming: list[Path] = ()) -> str:  # fmt: skip
+    """What a model is trained on: the source file's sha256, the row limit and the content
+    the incoming files add (not their names: a file dropped twice, or one whose rows are all
+    in the source, changes nothing)."""
+    import json
+
+    from tasks.engine.catalog import DATASETS
+
+    added, _ = content_fingerprint(list(incoming), dataset, file, limit_rows)
+    parts = {"source": [dataset, file, DATASETS[dataset].file(file).sha256, limit_rows],
+             "incoming": [added] if added else []}  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
