@@ -7,6 +7,8 @@ ingest (Gutenberg markers) -> encode (characters) -> windows (Parquet)
 
 import hashlib
 import json
+from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib
 
@@ -18,13 +20,18 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.config import CharLMConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
+from flows.recover import ModelNotLogged, checkpoint_folder  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
-from tasks.data import data_fingerprint, incoming_files  # noqa: E402
+from tasks.data import incoming_files  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
-from tasks.train.charlm import continue_text, perplexity, train_charlm  # noqa: E402
-from tasks.train.word2vec import pick_device  # noqa: E402
+from tasks.incoming import data_fingerprint  # noqa: E402
+from tasks.runtime import checkpoint  # noqa: E402
+from tasks.runtime.faults import NonFiniteLoss  # noqa: E402
+from tasks.runtime.loop import Build, Plan  # noqa: E402
+from tasks.runtime.trainer import fit  # noqa: E402
+from tasks.train.charlm import continue_text, perplexity  # noqa: E402
 
 PIPELINE = "charlm"
 PRIMARY_METRIC = ("test_ppl", "min")
@@ -46,50 +53,92 @@ def fingerprint(config: CharLMConfig) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def build_model(kind: str, vocab_size: int, cfg):
-    from models.charlm import CharLM
-
-    layers = 2 if kind in ("lstm_deep", "lstm_bidir") else cfg.n_layers  # the notebook's 2
-    return CharLM(vocab_size, kind, hidden=cfg.hidden, n_layers=layers, dropout=cfg.dropout)
-
-
 @task(name="train-variant", cache_policy=NO_CACHE)
-def train_variant(kind: str, train, test, vocab: list[str], config, parent: str,
-                  data_fp: str) -> dict:  # fmt: skip
-    logger = run_logger()
+def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_fp: str,
+                  where: Path | None) -> dict:  # fmt: skip
+    """One model kind in its own child run, trained by the runtime (checkpoints in `where`,
+    resumed from them; None: no checkpoints)."""
     cfg = config.train
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    model = build_model(kind, len(vocab), cfg).to(device)
     tags = {"model.kind": kind, "mlflow.note.content": DESCRIPTIONS.get(kind, f"{kind} model"),
             "data_fingerprint": data_fp}  # fmt: skip
+    build = Build("tasks.train.charlm:recipe", {"windows": wins.path, "kind": kind,
+                                                 "vocab_size": len(vocab), "cfg": cfg})  # fmt: skip
     with tracking.child_run(parent, PIPELINE, kind, {"model.kind": kind, **flatten(cfg)},
                             tags) as run_id:  # fmt: skip
         tracking.log_metrics(run_id, {"vocab_size": len(vocab)})
-
-        def on_epoch(epoch: int, train_ppl: float, test_ppl: float) -> None:
-            tracking.log_metrics(run_id, {"train_ppl": train_ppl, "test_ppl": test_ppl}, epoch)
-
-        hist = train_charlm(model, train, test, cfg, kind, device, on_epoch)
-        model = model.cpu()
-        final = perplexity(model, test, cfg.batch_size, "cpu")
+        meta = {"run_ids": [run_id, parent], "pipeline": PIPELINE, "kind": kind}
+        recipe, fitted = fit(
+            build,
+            Plan.of(cfg),
+            checkpoints=where,
+            run_id=run_id,
+            meta=meta,
+            close_runs=lambda old: tracking.close_interrupted(old, run_id),
+        )
+        model = recipe.model.cpu()
+        final = perplexity(model, recipe.test, cfg.batch_size, "cpu")
         samples = {p: {"greedy": continue_text(model, vocab, p, config.evaluate.n_chars),
                        "sampled": continue_text(model, vocab, p, config.evaluate.n_chars,
                                                 config.evaluate.temperature, seed=cfg.seed)}
                    for p in config.evaluate.prompts}  # fmt: skip
-        tracking.log_metrics(run_id, {"test_ppl": final, "chars_per_sec": hist.chars_per_sec},
-                             step=cfg.epochs)  # fmt: skip
-        logger.info("%s: test perplexity %.3f, %.0f chars/s", kind, final, hist.chars_per_sec)
+        tracking.log_metrics(run_id, {"test_ppl": final}, step=cfg.epochs)
+        run_logger().info("%s: test perplexity %.3f, %.0f chars/s", kind, final, fitted.per_sec)
+    hist = {"train_ppl": fitted.series("train_ppl"), "test_ppl": fitted.series("test_ppl")}
     return {"kind": kind, "run_id": run_id, "test_ppl": final, "hist": hist, "model": model,
             "samples": samples}  # fmt: skip
+
+
+def checkpoint_folders(config: CharLMConfig, wins, vocab_size: int) -> dict[str, Path]:
+    """Each kind's own checkpoint folder: the windows, its training settings (the list of
+    other kinds is not one of them: a kind trains the same alone or with the others)."""
+    cfg = config.train
+    return {k: checkpoint_folder(PIPELINE, [wins.fingerprint],
+                                 cfg.model_copy(update={"kinds": [k]}), k, vocab_size)
+            for k in cfg.kinds}  # fmt: skip
+
+
+@contextmanager
+def keep_models(folders: dict[str, Path], epochs: int):
+    """Around train -> register, for every kind: yields {kind: its folder, or None when another
+    run holds it}. A run killed while training kind k re-uses the finished kinds' final
+    checkpoints and resumes kind k; once the model is registered the checkpoints go. An error
+    comes back naming the checkpoints that survive it."""
+    locks = {k: checkpoint.claim(w) for k, w in folders.items()}
+    for k, lock in locks.items():
+        if lock is None:
+            run_logger().warning("another run is training %s in %s: no checkpoints", k, folders[k])
+    try:
+        yield {k: folders[k] if locks[k] is not None else None for k in folders}
+    except NonFiniteLoss:  # names its own last good checkpoint; resuming would fail again
+        raise
+    except Exception as err:
+        kept = []
+        for k, where in folders.items():
+            found = checkpoint.latest(where) if locks[k] is not None else None
+            if found is not None:
+                kept.append(f"{k}: {found[0]} (epoch {found[1]['epoch'] + 1} of {epochs})")
+        if not kept:
+            raise
+        raise ModelNotLogged(f"{type(err).__name__}: {err}\n  checkpoints kept: "
+                             + "; ".join(kept) + ". Run the same command again: finished "
+                             "kinds are re-used, the others resume") from err  # fmt: skip
+    else:
+        for k, where in folders.items():
+            if locks[k] is not None:  # the model is in MLflow: its checkpoints are not needed
+                checkpoint.discard(where)
+    finally:
+        for lock in locks.values():
+            if lock is not None:
+                lock.release()
 
 
 def perplexity_figure(results: list[dict]):
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in results:
-        epochs = range(1, len(r["hist"].train_ppl) + 1)
-        (line,) = ax.plot(epochs, r["hist"].train_ppl, label=f"{r['kind']} train")
-        ax.plot(epochs, r["hist"].test_ppl, "--", color=line.get_color(), label=f"{r['kind']} test")
+        epochs = range(1, len(r["hist"]["train_ppl"]) + 1)
+        (line,) = ax.plot(epochs, r["hist"]["train_ppl"], label=f"{r['kind']} train")
+        ax.plot(epochs, r["hist"]["test_ppl"], "--", color=line.get_color(),
+                label=f"{r['kind']} test")  # fmt: skip
     ax.set_xlabel("epoch")
     ax.set_ylabel("perplexity")
     ax.set_yscale("log")
@@ -130,22 +179,24 @@ def charlm(
                    "test_windows": len(test)}  # fmt: skip
         tracking.log_metrics(run_id, metrics)
         tracking.log_json(run_id, vocab, "vocab.json")
-        results = [train_variant(k, train, test, vocab, config, run_id, data_fp)
-                   for k in config.train.kinds]  # fmt: skip
-        fig = perplexity_figure(results)
-        tracking.log_figure(run_id, fig, "perplexity.png")
-        plt.close(fig)
-        tracking.log_text(run_id, samples_markdown(results), "samples.md")
-        causal = [r for r in results if r["kind"] != "lstm_bidir"]
-        if causal:
-            best = min(causal, key=lambda r: r["test_ppl"])
-            example = torch.zeros((1, config.windows.length), dtype=torch.long)
-            reg = tracking.register_task(best["run_id"], best["model"], PIPELINE,
-                                         example.numpy())  # fmt: skip
-            tracking.log_json(best["run_id"], vocab, "vocab.json")
-            tracking.set_tags(run_id, {"best_kind": best["kind"]})
-            metrics |= {"test_ppl": best["test_ppl"], "model_version": reg["version"]}
-            tracking.log_metrics(run_id, {"test_ppl": best["test_ppl"]})
+        folders = checkpoint_folders(config, wins, len(vocab))
+        with keep_models(folders, config.train.epochs) as where:
+            results = [train_variant(k, wins, vocab, config, run_id, data_fp, where[k])
+                       for k in config.train.kinds]  # fmt: skip
+            fig = perplexity_figure(results)
+            tracking.log_figure(run_id, fig, "perplexity.png")
+            plt.close(fig)
+            tracking.log_text(run_id, samples_markdown(results), "samples.md")
+            causal = [r for r in results if r["kind"] != "lstm_bidir"]
+            if causal:
+                best = min(causal, key=lambda r: r["test_ppl"])
+                example = torch.zeros((1, config.windows.length), dtype=torch.long)
+                reg = tracking.register_task(best["run_id"], best["model"], PIPELINE,
+                                             example.numpy())  # fmt: skip
+                tracking.log_json(best["run_id"], vocab, "vocab.json")
+                tracking.set_tags(run_id, {"best_kind": best["kind"]})
+                metrics |= {"test_ppl": best["test_ppl"], "model_version": reg["version"]}
+                tracking.log_metrics(run_id, {"test_ppl": best["test_ppl"]})
         metrics |= {f"test_ppl.{r['kind']}": r["test_ppl"] for r in results}
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip

@@ -264,23 +264,6 @@ def incoming_files(pipeline: str, suffix: str = ".csv") -> list[Path]:
     return sorted(p for p in found if p.is_file() and not p.name.startswith("._"))
 
 
-def data_fingerprint(
-    dataset: str, file: str, limit_rows: int | None, incoming: list[Path] = ()
-) -> str:
-    """What a model is trained on: the source file's sha256, the row limit and each incoming
-    file's name and sha256. Computed without reading the data through the pipeline."""
-    import hashlib
-    import json
-
-    from tasks.engine.catalog import DATASETS
-
-    parts = {
-        "source": [dataset, file, DATASETS[dataset].file(file).sha256, limit_rows],
-        "incoming": [[p.name, sha256_file(p)] for p in incoming],
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
 def _read_rows(path: Path, spec: DatasetSpec, limit_rows: int | None = None) -> tuple:
     """(pyarrow table, decode_errors, bad_rows) of one CSV in the dataset's columns."""
     import pyarrow as pa
@@ -360,9 +343,12 @@ def ingest_csv(
         "ingest",
         inputs={"source": spec.file(file).sha256}
         | {f"incoming/{p.name}": sha256_file(p) for p in incoming},
-        params={"dataset": dataset, "file": file, "limit_rows": limit_rows,
-                "dropped": {n: [i for i, k in enumerate(v) if not k]
-                            for n, v in (keep or {}).items()}},  # fmt: skip
+        params={
+            "dataset": dataset,
+            "file": file,
+            "limit_rows": limit_rows,
+            "dropped": {n: [i for i, k in enumerate(v) if not k] for n, v in (keep or {}).items()},
+        },  # fmt: skip
         code=(sys.modules[__name__], sys.modules[write_shards.__module__]),
         libs=("pyarrow",),
         build=build,

@@ -3,6 +3,7 @@ in a counted repair. The matrix these fill in is docs/reliability.md; cases alre
 elsewhere (test_data, test_archive, test_series, test_chars, test_config) are not repeated."""
 
 import io
+import re
 import tarfile
 from types import SimpleNamespace
 
@@ -262,3 +263,129 @@ def test_bad_config_value_is_rejected_before_any_work(data_dir, pipeline, bad):
     with pytest.raises(ConfigError, match=field):
         flow.fn(profile="quick", overrides=[bad])
     assert not data_dir.exists() or not any(data_dir.iterdir())  # no stage, no MLflow store
+
+
+# -- incoming rows at the door: `seqflow ingest` and `seqflow retrain` refuse them before any
+# stage, every fault named with its file and line; nothing is copied, trained or logged ------
+
+HEADER = "id,label,tweet\n"
+SMALL = ["--set", "data.limit_rows=600", "--set", "train.epochs=1",
+         "--set", "train.max_steps_per_epoch=2"]  # fmt: skip
+BAD_ROWS = {  # what a user really sends (after one good row) -> what the error must say
+    "label outside the source's": ("900001,2,labelled 2\n", r"line 3: label 2 is not one"),
+    "id repeated in the file": ("900002,0,one\n900002,1,two\n", r"line 4: id 900002 repeats"),
+    "id of the source, other text": ("1,0,not the source's tweet\n", r"line 3: id 1 is already in "
+                                                                     r"the source train.csv"),
+    "empty tweet": ("900003,0,   \n", r"line 3: the tweet is empty"),
+}  # fmt: skip
+
+
+def nothing_happened(data_dir):
+    """No incoming file kept, no stage built, no MLflow run, no model version."""
+    from tests.resume import store
+
+    folder = data_dir / "incoming" / "word2vec"
+    assert not folder.exists() or not any(folder.iterdir())
+    assert not (data_dir / "stages").exists()
+    if (data_dir / "mlflow.db").exists():
+        c = store(data_dir)
+        exp = c.get_experiment_by_name("word2vec")
+        assert exp is None or not c.search_runs([exp.experiment_id])
+        assert not c.search_model_versions("name = 'word2vec'")
+
+
+@pytest.mark.parametrize("case", list(BAD_ROWS))
+def test_bad_incoming_rows_are_refused_by_ingest_and_by_retrain(
+    prefect_server, data_dir, tmp_path, capsys, case
+):
+    from flows.cli import main as cli
+
+    body, says = BAD_ROWS[case]
+    bad = write(tmp_path / "new.csv", (HEADER + "900100,0,a good row\n" + body).encode())
+    assert cli(["ingest", "word2vec", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(f"new.csv, {says}", err) and "nothing was copied" in err
+    nothing_happened(data_dir)
+
+    dropped = write(data_dir / "incoming" / "word2vec" / "new.csv", bad.read_bytes())
+    assert cli(["retrain", "word2vec", *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert re.search(f"new.csv, {says}", err) and "nothing was copied or trained" in err
+    dropped.unlink()  # the file stays for the user to fix; nothing else happened
+    nothing_happened(data_dir)
+
+
+def test_every_fault_of_every_file_is_named_at_once(data_dir, tmp_path):
+    from flows.ingest import ingest
+    from tasks.incoming import IncomingError
+
+    a = write(tmp_path / "a.csv", (HEADER + "".join(b for b, _ in BAD_ROWS.values())).encode())
+    b = write(tmp_path / "b.csv", b"id,tweet\n1,no label column\n")
+    with pytest.raises(IncomingError) as caught:
+        ingest("word2vec", [a, b])
+    msg = str(caught.value)
+    assert msg.startswith("5 problem(s)")
+    for line in (2, 4, 5, 6):
+        assert f"a.csv, line {line}:" in msg
+    assert "b.csv lacks column(s) label" in msg
+    nothing_happened(data_dir)
+
+
+def test_an_oversized_field_names_its_size_and_the_limit_not_the_quoting(tmp_path):
+    import csv
+
+    huge = write(tmp_path / "huge.csv", (HEADER + "900001,0," + "x" * 20_000_000 + "\n").encode())
+    with pytest.raises(DataSourceError) as caught:
+        read_csv(huge, TWEET_COLS)
+    msg = str(caught.value)
+    assert "line 2" in msg and f"{csv.field_size_limit():,} characters" in msg
+    assert "quoting" not in msg
+
+
+def test_the_same_file_under_two_names_is_new_data_once(prefect_server, data_dir, capsys):
+    from flows.cli import main as cli
+    from tests.resume import parent_runs
+    from tests.test_retrain import drop_tweets
+
+    first = drop_tweets(data_dir, "batch-001.csv", 601, 801)
+    assert cli(["retrain", "word2vec", *SMALL]) == 0
+    (run,) = parent_runs(data_dir, "word2vec")
+    rows = run.data.metrics["train_rows"]
+    assert rows == 600 + 200 - run.data.metrics["duplicate_rows"]
+
+    write(first.with_name("batch-002.csv"), first.read_bytes())  # read after it (name order)
+    capsys.readouterr()
+    assert cli(["retrain", "word2vec", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "retrain word2vec: no new data" in out
+    assert "incoming batch-002.csv adds nothing: every row is already in incoming " \
+           "batch-001.csv" in out  # fmt: skip
+    assert len(parent_runs(data_dir, "word2vec")) == 1  # nothing trained again
+    assert parent_runs(data_dir, "word2vec")[0].data.metrics["train_rows"] == rows
+
+
+def test_a_class_missing_from_the_evaluation_split_is_caught_before_training(prefect_server,
+                                                                             data_dir):  # fmt: skip
+    from flows.cli import main as cli
+    from tests.resume import parent_runs
+
+    # the first 13 tweets are all label 0: scikit-learn would fail after training
+    assert cli(["run", "word2vec", "--profile", "quick", "--set", "data.limit_rows=13"]) == 1
+    (run,) = parent_runs(data_dir, "word2vec")
+    assert run.info.status == "FAILED"
+    reason = run.data.tags["failure_reason"]
+    assert "EvaluationSplitError" in reason and "label 0: 13 row(s)" in reason
+    assert "one class only" in reason and "data.limit_rows" in reason
+    built = {p.name for p in (data_dir / "stages" / "word2vec").iterdir()}
+    assert built == {"ingest"}  # nothing after it ran, nothing trained
+    assert not (data_dir / "checkpoints").exists()
+
+
+def test_charlm_text_mostly_in_another_alphabet_is_refused(data_dir, tmp_path):
+    from flows.ingest import ingest
+
+    text = "En un lugar de la Mancha.\nΕλληνικά γράμματα σε όλο το κείμενο, και εδώ\n"
+    greek = write(tmp_path / "greek.txt", text.encode())
+    with pytest.raises(TextFormatError, match=r"greek.txt, line 2: 36 of its 55 letters are outside"):
+        ingest("charlm", [greek])
+    assert not (data_dir / "incoming").exists()

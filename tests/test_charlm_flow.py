@@ -2,10 +2,16 @@
 
 import math
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.charlm import charlm
+from flows.config import load_config
 from models.charlm import KINDS
+from tasks.chars import encode_chars, ingest_book, window_chars
+from tasks.runtime.loop import Build, Plan
+from tasks.runtime.trainer import fit
+from tasks.train.charlm import perplexity
 
 SMOKE = ["windows.n_train=2048", "windows.n_test=512", "train.epochs=3", "train.hidden=16"]
 
@@ -66,3 +72,29 @@ def test_charlm_retrain_on_new_text(prefect_server, data_dir):
     assert parent.data.metrics["test_windows"] == base["test_windows"]
     champ = c.get_model_version_by_alias("charlm", "champion")
     assert int(champ.version) == (2 if out["challenger_score"] < out["champion_score"] else 1)
+
+
+# The quick profile's figures from the loop charlm had before the runtime (train_charlm, commit
+# d8cedb4), on an x86-64 CPU: the recipe on the runtime gives them bit for bit there; the
+# tolerance leaves room for other CPUs' float rounding (the kernels are built -march=native).
+BEFORE = {
+    "rnn_scratch": ([33.77044953168378, 31.19774522469864, 22.36500684842641],
+                    [32.94720086213856, 28.72966073547096, 18.744474656651906]),
+    "gru": ([26.727502970226546, 17.77946056144771, 17.042922638225235],
+            [18.865928020146537, 17.552689662329275, 17.07466151797195]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(BEFORE))
+def test_recipe_keeps_the_old_loops_figures(data_dir, kind):
+    cfg = load_config("charlm", "quick", ["train.device=cpu"])
+    book = ingest_book.fn("charlm", cfg.data.dataset, cfg.data.file)
+    wins = window_chars.fn("charlm", encode_chars.fn("charlm", book, True), cfg.windows)
+    build = Build("tasks.train.charlm:recipe", {"windows": wins.path, "kind": kind,
+                                                 "vocab_size": 34, "cfg": cfg.train})  # fmt: skip
+    recipe, fitted = fit(build, Plan.of(cfg.train, progress=False))
+    train_ppl, test_ppl = BEFORE[kind]
+    assert fitted.series("train_ppl") == pytest.approx(train_ppl, rel=1e-4)
+    assert fitted.series("test_ppl") == pytest.approx(test_ppl, rel=1e-4)
+    assert perplexity(recipe.model, recipe.test, 256, "cpu") == pytest.approx(test_ppl[-1], 1e-4)
+    assert fitted.items == 3 * 2048 * 32

@@ -1,28 +1,24 @@
-"""Training, perplexity and sampling for the character-level language models."""
+"""The character-level language models' training pieces: model, optimizer, shuffled minibatches,
+loss, perplexity and sampling. The loop is tasks/runtime's (`fit`)."""
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.runtime.faults import check_finite
+from tasks.runtime.loop import Recipe, pick_device
 
 
-@dataclass
-class CharHistory:
-    train_ppl: list[float] = field(default_factory=list)
-    test_ppl: list[float] = field(default_factory=list)
-    chars: int = 0
-    seconds: float = 0.0
+def build_model(kind: str, vocab_size: int, cfg) -> nn.Module:
+    from models.charlm import CharLM
 
-    @property
-    def chars_per_sec(self) -> float:
-        return self.chars / self.seconds if self.seconds else 0.0
+    layers = 2 if kind in ("lstm_deep", "lstm_bidir") else cfg.n_layers  # the notebook's 2
+    return CharLM(vocab_size, kind, hidden=cfg.hidden, n_layers=layers, dropout=cfg.dropout)
 
 
 def make_optimizer(model: nn.Module, cfg, kind: str) -> torch.optim.Optimizer:
@@ -53,47 +49,72 @@ def perplexity(model: nn.Module, windows: np.ndarray, batch_size: int, device) -
     return math.exp(total / max(count, 1))
 
 
-def train_charlm(
-    model: nn.Module,
-    train: np.ndarray,
-    test: np.ndarray,
-    cfg,
-    kind: str,
-    device,
-    on_epoch: Callable[[int, float, float], None] | None = None,
-) -> CharHistory:
-    """Shuffled minibatches, gradient clipping; train and test perplexity every epoch."""
-    opt = make_optimizer(model, cfg, kind)
-    rng = np.random.default_rng(cfg.seed)
-    hist = CharHistory()
-    data = torch.from_numpy(train.astype(np.int64))
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(data)))
-        steps = math.ceil(len(data) / cfg.batch_size)
-        if cfg.max_steps_per_epoch:
-            steps = min(steps, cfg.max_steps_per_epoch)
-        total, count = 0.0, 0
-        started = time.perf_counter()
-        for s in range(steps):
-            batch = data[order[s * cfg.batch_size : (s + 1) * cfg.batch_size]].to(device)
-            loss, n = _loss_sum(model, batch)
-            opt.zero_grad(set_to_none=True)
-            (loss / n).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            total, count = total + check_finite(loss, epoch, s, f"{kind}: "), count + n
-        hist.seconds += time.perf_counter() - started
-        hist.chars += count
-        train_ppl = math.exp(total / max(count, 1))
-        if not math.isfinite(train_ppl):
-            raise FloatingPointError(f"{kind}: training perplexity became {train_ppl}")
-        test_ppl = perplexity(model, test, cfg.batch_size, device)
-        hist.train_ppl.append(train_ppl)
-        hist.test_ppl.append(test_ppl)
-        if on_epoch:
-            on_epoch(epoch, train_ppl, test_ppl)
-    return hist
+class CharRecipe(Recipe):
+    """One model kind on the windows: Adadelta (or AdamW), clipping at cfg.clip, shuffled
+    minibatches of window indices from a numpy Generator (its state goes in checkpoints);
+    train_ppl (from the epoch's summed losses, as the notebook) and test_ppl every epoch."""
+
+    unit = "chars"
+
+    def __init__(self, kind: str, train: np.ndarray, test: np.ndarray, vocab_size: int, cfg):
+        self.name, self.cfg, self.clip = kind, cfg, cfg.clip
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(kind, vocab_size, cfg).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, kind)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.data = torch.from_numpy(train.astype(np.int64))
+        self.test = test
+        self.sums: list[torch.Tensor] = []  # this epoch's summed losses (no sync per step)
+        self.chars = 0
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        order = torch.from_numpy(self.rng.permutation(len(self.data)))
+        bs = self.cfg.batch_size
+        return [order[s * bs : (s + 1) * bs] for s in range(math.ceil(len(self.data) / bs))]
+
+    def count(self, batch) -> int:
+        return len(batch) * (self.data.shape[1] - 1)
+
+    def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, int]:
+        total, n = _loss_sum(model, self.data[batch].to(self.device))
+        self.sums.append(total.detach())
+        self.chars += n
+        return total / n, n
+
+    def start_epoch(self, epoch: int) -> None:
+        self.sums, self.chars = [], 0
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        total = 0.0
+        for value in torch.stack(self.sums).tolist() if self.sums else []:
+            total += value  # in step order, in float64 (not sum(): it compensates)
+        count = self.chars
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            both = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
+            dist.all_reduce(both)  # every rank summed its own slices
+            total, count = both.tolist()
+        test_ppl = perplexity(self.model, self.test, self.cfg.batch_size, self.device)
+        return {"train_ppl": math.exp(total / max(count, 1)), "test_ppl": test_ppl}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def read_split(windows: str | Path, split: str) -> np.ndarray:
+    """A windows stage's `split` windows (train/test.parquet), [n, length + 1] int8."""
+    col = pq.read_table(Path(windows) / f"{split}.parquet").column("ids").combine_chunks()
+    return col.flatten().to_numpy().reshape(len(col), -1)
+
+
+def recipe(windows: str, kind: str, vocab_size: int, cfg) -> CharRecipe:
+    """The recipe from a windows stage folder (what `Build("tasks.train.charlm:recipe", ...)`
+    calls in every DDP rank)."""
+    train, test = read_split(windows, "train"), read_split(windows, "test")
+    return CharRecipe(kind, train, test, vocab_size, cfg)
 
 
 @torch.no_grad()
