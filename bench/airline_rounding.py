@@ -1,6 +1,6 @@
 """The airline parity recipe under another float ordering: how much of the graded test RMSE
-(< 70) is float rounding. Runs the pipeline's own windows, model and training loop (the
-`parity` profile: the notebook's CustomModelLSTM, Adam, 3,000 epochs, seeds 2023) with
+(< 70) is float rounding. Runs the pipeline's own windows and recipe on the training runtime
+(the `parity` profile: the notebook's CustomModelLSTM, Adam, 3,000 epochs, seeds 2023) with
 `--threads N` torch threads instead of the pipeline's 1, and prints the RMSEs at epoch 200
 and at the end, and the test RMSE of each of the last 100 epochs (min / median / max).
 
@@ -25,12 +25,12 @@ os.environ.setdefault("SEQFLOW_MIRROR", str(REPO.parent / "shared" / "datasets")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from flows.airline import Evaluator  # noqa: E402
 from flows.config import load_config  # noqa: E402
-from models.forecaster import LSTMForecaster  # noqa: E402
 from tasks.engine.settings import use_mirror  # noqa: E402
+from tasks.runtime.loop import Plan  # noqa: E402
+from tasks.runtime.trainer import fit  # noqa: E402
 from tasks.series import ingest_series, window_series  # noqa: E402
-from tasks.train.airline import train_forecaster  # noqa: E402
+from tasks.train.airline import Evaluator, ForecastRecipe  # noqa: E402
 
 
 def main() -> None:
@@ -51,27 +51,25 @@ def main() -> None:
         os.environ["SEQFLOW_DATA_DIR"] = tmp
         series = ingest_series.fn("airline", cfg.data.dataset, cfg.data.file, 144)
         wins = window_series.fn("airline", series, cfg.windows)
-        torch.manual_seed(cfg.train.seed)
-        np.random.seed(cfg.train.seed)
-        model = LSTMForecaster(1, cfg.train.hidden)
         ev = Evaluator(series, wins)
-        x, y, _ = ev.split["train"]
+        recipe = ForecastRecipe(cfg.train, ev)  # seeded: the notebook's CustomModelLSTM
         if args.float64:
-            model = model.double()
-            x, y = x.astype(np.float64), y.astype(np.float64)
+            recipe.model.double()
+            recipe.x, recipe.y = recipe.x.double(), recipe.y.double()
             for split, (sx, sy, st) in ev.split.items():
                 ev.split[split] = (sx.astype(np.float64), sy, st)
         start = time.perf_counter()
-        hist = train_forecaster(model, (x, y), cfg.train, ev)
-    last = np.array(hist.test_rmse[-100:])
-    at = dict(zip(hist.epochs, zip(hist.train_rmse, hist.test_rmse, strict=True), strict=True))
+        _, fitted = fit(recipe, Plan.of(cfg.train, progress=False))
+    at = {e: (r["train_rmse"], r["test_rmse"]) for e, r in enumerate(fitted.history)
+          if "test_rmse" in r}  # fmt: skip
+    last = np.array([te for _, te in list(at.values())[-100:]])
     out = {
         "threads": args.threads,
         "env": {k: os.environ[k] for k in ("MKL_CBWR", "ATEN_CPU_CAPABILITY") if k in os.environ},
         "onednn": not args.no_onednn,
         "dtype": "float64" if args.float64 else "float32",
         "epoch_200": [round(v, 4) for v in at.get(200, ())],
-        "final": [round(v, 4) for v in at[hist.epochs[-1]]],
+        "final": [round(v, 4) for v in at[max(at)]],
         "last_100_test": {"min": float(last.min()), "median": float(np.median(last)),
                           "max": float(last.max()), "share_below_70": float((last < 70).mean())},
         "seconds": round(time.perf_counter() - start, 1),

@@ -7,6 +7,7 @@ ingest (validated monthly CSV) -> windows (Parquet) -> train the LSTM forecaster
 
 import hashlib
 import json
+from functools import partial
 
 import matplotlib
 
@@ -17,23 +18,16 @@ import torch  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from flows import recover  # noqa: E402
 from flows.config import AirlineConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
-from models.forecaster import LSTMForecaster  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
-from tasks.series import (  # noqa: E402
-    baselines,
-    ingest_series,
-    read_next,
-    read_series,
-    read_transform,
-    read_windows,
-    rmse,
-    window_series,
-)
-from tasks.train.airline import predict, train_forecaster  # noqa: E402
+from tasks.runtime.loop import Plan  # noqa: E402
+from tasks.runtime.trainer import fit  # noqa: E402
+from tasks.series import baselines, ingest_series, rmse, window_series  # noqa: E402
+from tasks.train.airline import Evaluator, ForecastRecipe  # noqa: E402
 
 PIPELINE = "airline"
 PRIMARY_METRIC = ("test_rmse", "min")
@@ -45,34 +39,6 @@ def fingerprint(config: AirlineConfig) -> str:
     d = config.data
     parts = [d.dataset, d.file, DATASETS[d.dataset].file(d.file).sha256]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-class Evaluator:
-    """RMSE in passengers: the notebook's (every position of every window of a split) and
-    one step ahead (each test month from the `lookback` months before it)."""
-
-    def __init__(self, series, wins):
-        self.y = read_series(series)[1]
-        self.tr = read_transform(wins)
-        self.split = {s: read_windows(wins, s) for s in ("train", "test")}
-        self.next_x, self.next_t = read_next(wins)
-
-    def window_rmse(self, model, split: str) -> float:
-        x, _, t = self.split[split]
-        lb = x.shape[1]
-        months = t[:, None] - lb + 1 + np.arange(lb)  # target month of each position
-        pred = self.tr.invert(predict(model, x)[..., 0], months, self.y)
-        return rmse(pred, self.y[months])
-
-    def __call__(self, model) -> tuple[float, float]:
-        return self.window_rmse(model, "train"), self.window_rmse(model, "test")
-
-    def next_step(self, model) -> np.ndarray:
-        return self.tr.invert(predict(model, self.next_x)[:, -1, 0], self.next_t, self.y)
-
-    def train_fit(self, model) -> tuple[np.ndarray, np.ndarray]:
-        x, _, t = self.split["train"]
-        return t, self.tr.invert(predict(model, x)[:, -1, 0], t, self.y)
 
 
 def forecast_figure(ev: Evaluator, model, base: dict):
@@ -93,26 +59,28 @@ def forecast_figure(ev: Evaluator, model, base: dict):
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train_task(config: AirlineConfig, series, wins, run_id: str) -> dict:
+def train_task(config: AirlineConfig, ev: Evaluator, run_id: str, where) -> dict:
+    """The forecaster trained by the runtime (tasks/runtime): checkpoints every
+    `checkpoint_every` epochs (unset: every `eval_every`) in `where`, resumed from there."""
     cfg = config.train
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    model = LSTMForecaster(1, cfg.hidden, cfg.n_layers, cfg.dropout)
-    ev = Evaluator(series, wins)
-    x, y, _ = ev.split["train"]
-
-    def on_eval(epoch: int, tr: float, te: float) -> None:
-        tracking.log_metrics(run_id, {"train_rmse": tr, "test_rmse": te}, step=epoch)
-
+    plan = Plan.of(cfg, checkpoint_every=cfg.checkpoint_every or cfg.eval_every)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batches of 8 x 4 steps: more threads only add overhead
     try:
-        hist = train_forecaster(model, (x, y), cfg, ev, on_eval)
+        recipe, fitted = fit(
+            ForecastRecipe(cfg, ev),
+            plan,
+            checkpoints=where,
+            run_id=run_id,
+            meta={"run_ids": [run_id]},
+            close_runs=partial(tracking.close_interrupted, by=run_id),
+        )
     finally:
         torch.set_num_threads(threads)
+    last = fitted.history[-1]  # the last epoch always evaluates
     run_logger().info("trained %d epochs in %.1fs: train RMSE %.2f, test RMSE %.2f", cfg.epochs,
-                      hist.seconds, hist.train_rmse[-1], hist.test_rmse[-1])  # fmt: skip
-    return {"model": model, "hist": hist, "evaluator": ev}
+                      fitted.seconds, last["train_rmse"], last["test_rmse"])  # fmt: skip
+    return {"model": recipe.model, "fitted": fitted}
 
 
 @flow(name=PIPELINE)
@@ -130,37 +98,40 @@ def airline(
         wins = window_series(PIPELINE, series, config.windows)
         stages = [series, wins]
         tracking.log_stages(run_id, stages)
-        out = train_task(config, series, wins, run_id)
-        model, ev, hist = out["model"], out["evaluator"], out["hist"]
+        ev = Evaluator(series, wins)
+        ckpt = recover.checkpoint_folder(PIPELINE, [series.fingerprint, wins.fingerprint],
+                                         config.train)  # fmt: skip
+        with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:
+            out = train_task(config, ev, run_id, ckpt if owned else None)
+            model, fitted = out["model"], out["fitted"]
+            reg = tracking.register_task(run_id, model, PIPELINE, ev.split["test"][0][:1])
         n_train = wins.stats["n_train"]
         base = baselines(ev.y, n_train)
         test_y = ev.y[n_train:]
         nxt = ev.next_step(model)
         metrics = {
-            "train_rmse": hist.train_rmse[-1],
-            "test_rmse": hist.test_rmse[-1],
+            "train_rmse": fitted.series("train_rmse")[-1],
+            "test_rmse": fitted.series("test_rmse")[-1],
             "test_rmse_next": rmse(nxt[-len(test_y) :], test_y),
             "naive_test_rmse": rmse(base["naive"], test_y),
             "seasonal_naive_test_rmse": rmse(base["seasonal_naive"], test_y),
             "drift_test_rmse": rmse(base["drift"], test_y),
-            "train_seconds": hist.seconds,
+            "train_seconds": fitted.seconds,
         }
         tracking.log_metrics(run_id, metrics, step=config.train.epochs)
         fig = forecast_figure(ev, model, base)
         tracking.log_figure(run_id, fig, "forecast.png")
         plt.close(fig)
         tracking.log_text(run_id, ev.tr.to_json(), "transform.json")
-        example = ev.split["test"][0][:1]
-        reg = tracking.register_task(run_id, model, PIPELINE, example)
         metrics["model_version"] = reg["version"]
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
         if config.profile == "parity":
-            got = {f"{m}@{e}": v for m, vals in (("train_rmse", hist.train_rmse),
-                                                ("test_rmse", hist.test_rmse))
-                   for e, v in zip(hist.epochs, vals, strict=True)}  # fmt: skip
-            got |= {"final train_rmse": hist.train_rmse[-1], "final test_rmse": hist.test_rmse[-1]}
+            got = {f"{m}@{e}": row[m] for e, row in enumerate(fitted.history)
+                   for m in ("train_rmse", "test_rmse") if m in row}  # fmt: skip
+            got |= {"final train_rmse": metrics["train_rmse"],
+                    "final test_rmse": metrics["test_rmse"]}  # fmt: skip
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
 

@@ -6,22 +6,30 @@ sequences (Parquet) -> numpy_rnn | numpy_lstm | torch_lstm: train, losses, predi
 
 import hashlib
 import json
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from flows import recover  # noqa: E402
 from flows.config import FundamentalsConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
+from tasks.runtime import checkpoint  # noqa: E402
+from tasks.runtime.faults import NonFiniteLoss  # noqa: E402
+from tasks.runtime.loop import Plan  # noqa: E402
+from tasks.runtime.trainer import fit  # noqa: E402
 from tasks.toy import make_sequences, read_sequences  # noqa: E402
-from tasks.train.fundamentals import build, one_hot_pairs  # noqa: E402
+from tasks.train.fundamentals import one_hot_pairs, recipe  # noqa: E402
 
 PIPELINE = "fundamentals"
 PRIMARY_METRIC = ("test_loss", "min")
@@ -60,28 +68,81 @@ def predictions_markdown(model, tokens: list, pairs: list, idx_to_word) -> str:
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
-def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent: str) -> dict:
+def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent: str,
+                where: Path | None) -> dict:  # fmt: skip
+    """One kind trained by the runtime in its own child run, checkpointed in `where`."""
     cfg = config.train
-    model = build(kind, len(idx_to_word), cfg, np.random.RandomState(cfg.seed))
     note = LOSS_NOTE["torch" if kind == "torch_lstm" else "numpy"]
     if kind != "torch_lstm":
         grads = "the notebook's" if cfg.notebook_gradients else "exact"
         note += f"; {grads} gradients"
-    params = {"model.kind": kind, "epochs": getattr(cfg, EPOCHS[kind]), **flatten(cfg)}
+    epochs = getattr(cfg, EPOCHS[kind])
+    params = {"model.kind": kind, "epochs": epochs, **flatten(cfg)}
     tags = {"model.kind": kind, "mlflow.note.content": note}
-    with tracking.child_run(parent, PIPELINE, kind, params, tags) as run_id:
-        train_loss, val_loss = model.train(pairs["train"], pairs["val"])
-        tracking.log_history(run_id, {"train_loss": train_loss, "val_loss": val_loss})
-        final = {"train_loss": train_loss[-1], "val_loss": val_loss[-1],
-                 "test_loss": model.loss(pairs["test"])}  # fmt: skip
-        tracking.log_metrics(run_id, final, step=len(train_loss))
-        fig = loss_figure(kind, train_loss, val_loss)
-        tracking.log_figure(run_id, fig, "loss.png")
-        plt.close(fig)
-        md = predictions_markdown(model, parts["test"], pairs["test"], idx_to_word)
-        tracking.log_text(run_id, md, "predictions.md")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one sequence per step: more threads only wait on each other
+    try:
+        with tracking.child_run(parent, PIPELINE, kind, params, tags) as run_id:
+            trained, fitted = fit(
+                recipe(kind, len(idx_to_word), pairs, cfg),
+                Plan.of(cfg, epochs=epochs),
+                checkpoints=where,
+                run_id=run_id,
+                meta={"run_ids": [run_id, parent]},
+                close_runs=partial(tracking.close_interrupted, by=run_id),
+            )
+            final = _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word)
+    finally:
+        torch.set_num_threads(threads)
     run_logger().info("%s: train %.4f, val %.4f, test %.4f", kind, *final.values())
-    return {"kind": kind, "run_id": run_id, **final, "history": (train_loss, val_loss)}
+    history = (fitted.train_loss, fitted.series("val_loss"))
+    return {"kind": kind, "run_id": run_id, **final, "history": history}
+
+
+def _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word) -> dict:
+    """The child run's final losses, loss curves and test predictions."""
+    train_loss, val_loss = fitted.train_loss, fitted.series("val_loss")
+    final = {"train_loss": train_loss[-1], "val_loss": val_loss[-1],
+             "test_loss": trained.mean_loss(pairs["test"])}  # fmt: skip
+    tracking.log_metrics(run_id, final, step=len(train_loss))
+    fig = loss_figure(kind, train_loss, val_loss)
+    tracking.log_figure(run_id, fig, "loss.png")
+    plt.close(fig)
+    md = predictions_markdown(trained, parts["test"], pairs["test"], idx_to_word)
+    tracking.log_text(run_id, md, "predictions.md")
+    return final
+
+
+@contextmanager
+def kept_checkpoints(folders: dict[str, Path]):
+    """Each kind's checkpoint folder, locked by this run (a run of the same setup started
+    meanwhile trains without checkpoints) and kept until every kind is logged: after a kill or
+    an error the same command re-uses the finished kinds' final checkpoints and resumes the
+    kind that was training. Yields {kind: its folder, or None when another run holds it}."""
+    locks = {kind: checkpoint.claim(where) for kind, where in folders.items()}
+    for kind, lock in locks.items():
+        if lock is None:
+            run_logger().warning("another run is training %s of this setup in %s: no "
+                                 "checkpoints", kind, folders[kind])  # fmt: skip
+    try:
+        yield {kind: folders[kind] if lock else None for kind, lock in locks.items()}
+    except NonFiniteLoss:  # names its own last good checkpoint
+        raise
+    except Exception as err:
+        kept = [str(w) for k, w in folders.items() if locks[k] and any(w.glob("epoch-*.pt"))]
+        if not kept:
+            raise
+        raise recover.ModelNotLogged(f"{type(err).__name__}: {err}\n  checkpoints kept in "
+                                     f"{', '.join(kept)}: run the same command again to resume "
+                                     "from them") from err  # fmt: skip
+    else:
+        for kind, lock in locks.items():
+            if lock:
+                checkpoint.discard(folders[kind])
+    finally:
+        for lock in locks.values():
+            if lock:
+                lock.release()
 
 
 @flow(name=PIPELINE)
@@ -101,8 +162,11 @@ def fundamentals(
         metrics = {"vocab_size": len(word_to_idx), **{f"{k}_sequences": len(v)
                                                        for k, v in parts.items()}}  # fmt: skip
         tracking.log_metrics(run_id, metrics)
-        results = [train_model(k, parts, pairs, idx_to_word, config, run_id)
-                   for k in config.train.kinds]  # fmt: skip
+        folders = {k: recover.checkpoint_folder(PIPELINE, [seqs.fingerprint], config.train, k)
+                   for k in config.train.kinds}  # fmt: skip
+        with kept_checkpoints(folders) as where:
+            results = [train_model(k, parts, pairs, idx_to_word, config, run_id, where[k])
+                       for k in config.train.kinds]  # fmt: skip
         per_model = {f"{m}.{r['kind']}": r[m] for r in results
                      for m in ("train_loss", "val_loss", "test_loss")}  # fmt: skip
         tracking.log_metrics(run_id, per_model)
@@ -113,9 +177,9 @@ def fundamentals(
         if config.profile == "parity":
             got = {}
             for r in results:
-                for epoch in range(len(r["history"][0])):
-                    got[f"{r['kind']} train_loss@{epoch}"] = r["history"][0][epoch]
-                    got[f"{r['kind']} val_loss@{epoch}"] = r["history"][1][epoch]
+                for e, (train, val) in enumerate(zip(*r["history"], strict=True)):
+                    got[f"{r['kind']} train_loss@{e}"] = train
+                    got[f"{r['kind']} val_loss@{e}"] = val
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
     return run_id
 

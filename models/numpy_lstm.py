@@ -22,14 +22,13 @@ import numpy as np
 from models.numpy_rnn import (
     clip_gradient_norm,
     init_orthogonal,
-    sgd_epochs,
     sigmoid,
     softmax,
     tanh,
     update_parameters,
 )
 
-__all__ = ["init_lstm", "forward", "backward", "update_parameters", "train_lstm"]
+__all__ = ["init_lstm", "forward", "backward", "update_parameters"]
 
 
 def init_lstm(hidden_size, vocab_size, z_size, rng=None):
@@ -121,21 +120,3 @@ def backward(z, f, i, g, C, o, h, v, outputs, targets, p, *, clip=True, notebook
         dC_next = f[t] * dC
     grads = (W_f_d, W_i_d, W_g_d, W_o_d, W_v_d, b_f_d, b_i_d, b_g_d, b_o_d, b_v_d)
     return loss, clip_gradient_norm(grads) if clip else grads
-
-
-def train_lstm(
-    params, train_pairs, val_pairs, num_epochs=500, lr=1e-1, notebook=True, on_epoch=None
-):
-    """The notebook's LSTM training cell (SGD lr 0.1); ``params`` are updated in place.
-
-    Same loop as ``models.numpy_rnn.train_rnn``: per epoch, the summed validation loss
-    first (no update), then one clipped SGD step per training pair in order, h and C reset
-    to zeros for every sequence; both sums divided by their number of pairs.
-    Returns (params, training_loss, validation_loss) with one entry per epoch.
-    """
-    zeros = np.zeros((params[0].shape[0], 1))
-
-    def loss_and_grads(x, y):
-        return backward(*forward(x, zeros, zeros, params), y, params, notebook=notebook)
-
-    return sgd_epochs(params, train_pairs, val_pairs, num_epochs, lr, loss_and_grads, on_epoch)

@@ -14,6 +14,10 @@ its graded gradients and printed losses depend on:
 ``notebook=False`` gives the exact gradient of sum_t CE_t (initial state zero, as in
 every use), and ``clip=False`` returns it unclipped. The gradients are those of the
 summed cross-entropy, i.e. vocab_size times the gradient of the returned loss.
+
+The notebook's training cell (per-sequence SGD with ``update_parameters``, the validation
+loss first in each epoch) is ``tasks.train.fundamentals.NumpyRecipe``, run by the training
+runtime, as is the LSTM's.
 """
 
 import numpy as np
@@ -116,47 +120,3 @@ def update_parameters(params, grads, lr=1e-3):
     for param, grad in zip(params, grads, strict=True):
         param -= lr * grad
     return params
-
-
-def train_rnn(
-    params, train_pairs, val_pairs, num_epochs=2000, lr=3e-4, notebook=True, on_epoch=None
-):
-    """The notebook's training cell; ``params`` are updated in place.
-
-    Pairs are one-hot (inputs, targets) arrays, visited in order. Each epoch: the
-    validation loss of every validation pair under the current params (no update), then
-    one SGD step per training pair (batch size 1, hidden state reset to zeros, clipped
-    gradients). The epoch losses are the sums divided by the number of pairs; the
-    training loss of a pair is taken before its own update. ``on_epoch(epoch,
-    train_loss, val_loss)`` is called after each epoch.
-    Returns (params, training_loss, validation_loss) with one entry per epoch.
-    """
-    h0 = np.zeros((params[0].shape[0], 1))
-
-    def loss_and_grads(x, y):
-        outputs, hidden_states = forward_pass(x, h0, params)
-        return backward_pass(x, outputs, hidden_states, y, params, notebook=notebook)
-
-    return sgd_epochs(params, train_pairs, val_pairs, num_epochs, lr, loss_and_grads, on_epoch)
-
-
-def sgd_epochs(params, train_pairs, val_pairs, num_epochs, lr, loss_and_grads, on_epoch=None):
-    """The notebook's epoch loop, shared by the NumPy RNN and LSTM: each epoch, the summed
-    validation loss first (no update), then one SGD step per training pair in order; both
-    sums divided by their number of pairs. ``loss_and_grads(x, y)`` uses the current
-    ``params`` (updated in place). Returns (params, training_loss, validation_loss)."""
-    training_loss, validation_loss = [], []
-    for epoch in range(num_epochs):
-        epoch_val = sum(loss_and_grads(x, y)[0] for x, y in val_pairs)
-        epoch_train = 0
-        for x, y in train_pairs:
-            loss, grads = loss_and_grads(x, y)
-            if np.isnan(loss):
-                raise ValueError("loss is NaN")
-            update_parameters(params, grads, lr=lr)
-            epoch_train += loss
-        training_loss.append(float(epoch_train / len(train_pairs)))
-        validation_loss.append(float(epoch_val / len(val_pairs)))
-        if on_epoch is not None:
-            on_epoch(epoch, training_loss[-1], validation_loss[-1])
-    return params, training_loss, validation_loss

@@ -15,6 +15,9 @@ import torch
 from models import numpy_lstm as lstm
 from models import numpy_rnn as rnn
 from tasks import toy
+from tasks.runtime.loop import Plan
+from tasks.runtime.trainer import fit
+from tasks.train.fundamentals import NumpyRecipe
 
 SEED = 2023
 HIDDEN = 50
@@ -110,6 +113,13 @@ def copy_params(params):
     return tuple(p.copy() for p in params)
 
 
+def train_cell(kind, params, train, val, epochs, lr):
+    """The notebook's training cell (it defines no function for it): the NumPy recipe run by
+    the training runtime. Returns the per-epoch (training_loss, validation_loss)."""
+    _, fitted = fit(NumpyRecipe(kind, params, train, val, lr), Plan(epochs, progress=False))
+    return fitted.train_loss, fitted.series("val_loss")
+
+
 # -- toy data ----------------------------------------------------------------------------
 
 
@@ -182,7 +192,7 @@ def test_rnn_training_reproduces_notebook(nb):
     train = toy.encode_pairs(nb["training_set"], 4, nb["word_to_idx"])
     val = toy.encode_pairs(nb["validation_set"], 4, nb["word_to_idx"])
     params = copy_params(nb["rnn_train_params"])
-    _, train_loss, val_loss = rnn.train_rnn(params, train, val, num_epochs=101, lr=3e-4)
+    train_loss, val_loss = train_cell("numpy_rnn", params, train, val, epochs=101, lr=3e-4)
     assert train_loss[0] == pytest.approx(4.05046509496538, rel=1e-10)
     assert val_loss[0] == pytest.approx(4.801971835967155, rel=1e-10)
     assert train_loss[100] == pytest.approx(2.729834076574944, rel=1e-8)
@@ -219,7 +229,7 @@ def test_lstm_training_reproduces_notebook(nb):
     train = toy.encode_pairs(nb["training_set"], 4, nb["word_to_idx"])
     val = toy.encode_pairs(nb["validation_set"], 4, nb["word_to_idx"])
     params = copy_params(nb["lstm_train_params"])
-    _, train_loss, val_loss = lstm.train_lstm(params, train, val, num_epochs=11, lr=1e-1)
+    train_loss, val_loss = train_cell("numpy_lstm", params, train, val, epochs=11, lr=1e-1)
     assert train_loss[0] == pytest.approx(2.9228179938116403, rel=1e-10)
     assert val_loss[0] == pytest.approx(4.499707061171418, rel=1e-10)
     assert train_loss[10] == pytest.approx(1.052324570568169, rel=1e-8)

@@ -320,8 +320,10 @@ def run_epochs(
         seen = steps = 0
         started = time.perf_counter()
         off = {} if bar_on else {"disable": True}  # unset: TQDM_DISABLE=1 still turns it off
+        # delay: a bar only for an epoch still running after 1 s (3,000 short epochs would
+        # print 3,000 bars into a log)
         bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
-                   leave=False, **off)  # fmt: skip
+                   leave=False, delay=1.0, **off)  # fmt: skip
         for step, batch in enumerate(bar):
             _Step.step = step
             local = recipe.shard(batch, rank, world) if ddp else batch

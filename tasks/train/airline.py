@@ -1,62 +1,85 @@
-"""Training the airline forecaster as the notebook does: batches of 8 in order, Adam, MSE over
-every position of each window; RMSE on train and test every `eval_every` epochs."""
-
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+"""The airline forecaster's training pieces, as the notebook trains it: batches of 8 in order
+(or shuffled by the recipe's own generator), Adam, MSE over every position of each window;
+RMSE in passengers on train and test at epoch 0, every `eval_every` epochs and the last."""
 
 import numpy as np
 import torch
 from torch import nn
 
-from tasks.runtime.faults import check_finite
-
-
-@dataclass
-class ForecastHistory:
-    epochs: list[int] = field(default_factory=list)
-    train_rmse: list[float] = field(default_factory=list)
-    test_rmse: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+from models.forecaster import LSTMForecaster
+from tasks.runtime.loop import Recipe, pick_device, seed_everything
+from tasks.series import read_next, read_series, read_transform, read_windows, rmse
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     model.eval()
-    return model(torch.from_numpy(x)).numpy()
+    device = next(model.parameters()).device
+    return model(torch.from_numpy(x).to(device)).cpu().numpy()
 
 
-def train_forecaster(
-    model: nn.Module,
-    train: tuple[np.ndarray, np.ndarray],
-    cfg,
-    evaluate: Callable[[nn.Module], tuple[float, float]],
-    on_eval: Callable[[int, float, float], None] | None = None,
-) -> ForecastHistory:
-    """`evaluate(model) -> (train_rmse, test_rmse)` in passengers, run at epoch 0, every
-    cfg.eval_every epochs and after the last (the notebook's schedule)."""
-    x, y = (torch.from_numpy(a) for a in train)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.MSELoss()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    hist = ForecastHistory()
-    started = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=gen) if cfg.shuffle else torch.arange(len(x))
-        for i in range(0, len(x), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            loss = loss_fn(model(x[idx]), y[idx])
-            check_finite(loss, epoch, i // cfg.batch_size, "airline: ")  # NaN/inf stops here
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-            tr, te = evaluate(model)
-            hist.epochs.append(epoch)
-            hist.train_rmse.append(tr)
-            hist.test_rmse.append(te)
-            if on_eval:
-                on_eval(epoch, tr, te)
-    hist.seconds = time.perf_counter() - started
-    return hist
+class Evaluator:
+    """RMSE in passengers: the notebook's (every position of every window of a split) and
+    one step ahead (each test month from the `lookback` months before it)."""
+
+    def __init__(self, series, wins):
+        self.y = read_series(series)[1]
+        self.tr = read_transform(wins)
+        self.split = {s: read_windows(wins, s) for s in ("train", "test")}
+        self.next_x, self.next_t = read_next(wins)
+
+    def window_rmse(self, model, split: str) -> float:
+        x, _, t = self.split[split]
+        lb = x.shape[1]
+        months = t[:, None] - lb + 1 + np.arange(lb)  # target month of each position
+        pred = self.tr.invert(predict(model, x)[..., 0], months, self.y)
+        return rmse(pred, self.y[months])
+
+    def __call__(self, model) -> tuple[float, float]:
+        return self.window_rmse(model, "train"), self.window_rmse(model, "test")
+
+    def next_step(self, model) -> np.ndarray:
+        return self.tr.invert(predict(model, self.next_x)[:, -1, 0], self.next_t, self.y)
+
+    def train_fit(self, model) -> tuple[np.ndarray, np.ndarray]:
+        x, _, t = self.split["train"]
+        return t, self.tr.invert(predict(model, x)[:, -1, 0], t, self.y)
+
+
+class ForecastRecipe(Recipe):
+    """LSTMForecaster + Adam + MSE on the training windows; `evaluate` returns train_rmse and
+    test_rmse on the notebook's schedule only (so those metrics keep their epochs as steps)."""
+
+    name, unit = "airline", "windows"
+
+    def __init__(self, cfg, evaluator, train: tuple[np.ndarray, np.ndarray] | None = None):
+        seed_everything(cfg.seed)  # torch's stream draws the weights, as the notebook's
+        self.cfg, self.evaluator = cfg, evaluator
+        device = pick_device(cfg.device)
+        self.model = LSTMForecaster(1, cfg.hidden, cfg.n_layers, cfg.dropout).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay)  # fmt: skip
+        self.criterion = nn.MSELoss()
+        x, y = train if train is not None else evaluator.split["train"][:2]
+        self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # the shuffle's own stream
+
+    def batches(self, epoch: int):
+        n, size = len(self.x), self.cfg.batch_size
+        order = torch.randperm(n, generator=self.gen) if self.cfg.shuffle else torch.arange(n)
+        return [order[i : i + size].to(self.x.device) for i in range(0, n, size)]
+
+    def loss(self, model, idx):
+        return self.criterion(model(self.x[idx]), self.y[idx]), len(idx)
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        if epoch % self.cfg.eval_every and epoch != self.cfg.epochs - 1:
+            return {}
+        train_rmse, test_rmse = self.evaluator(self.model)
+        return {"train_rmse": train_rmse, "test_rmse": test_rmse}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])

@@ -1,5 +1,7 @@
-"""Training and evaluating the three Laboratorio 3 models on the toy sequences, each as the
-notebook does: per-sequence updates in order, the validation loss first in each epoch."""
+"""Training pieces of the three Laboratorio 3 models on the toy sequences, each as the notebook
+trains it: one update per sequence in order, the validation loss taken first in each epoch
+(before the epoch's updates), the epoch's losses the per-sequence losses summed and divided by
+the number of sequences."""
 
 import numpy as np
 import torch
@@ -7,106 +9,140 @@ from torch import nn
 
 from models import numpy_lstm, numpy_rnn
 from models.toy_lstm import ToyLSTM
+from tasks.runtime.loop import Recipe, pick_device
 from tasks.toy import encode_pairs
 
+KINDS = ("numpy_rnn", "numpy_lstm", "torch_lstm")
 
-class NumpyModel:
-    """The NumPy RNN or LSTM behind one interface: train, loss, predict."""
 
-    def __init__(self, kind: str, vocab_size: int, cfg, rng: np.random.RandomState):
-        self.kind, self.cfg = kind, cfg
+class NumpyRecipe(Recipe):
+    """The notebook's NumPy RNN or LSTM training cell: plain SGD on the model's own
+    `update_parameters`, one clipped step per training sequence (hidden state reset to zeros),
+    the loss of a sequence taken before its own update. No nn.Module: `train_step` is the
+    notebook's update, and the parameters travel in `state_dict` as float64 tensors."""
+
+    unit, report = "sequences", "batch"  # one sequence per step: the mean over steps
+
+    def __init__(self, kind: str, params, train, val, lr: float, notebook: bool = True):
+        if kind not in ("numpy_rnn", "numpy_lstm"):
+            raise ValueError(f"unknown NumPy model {kind!r}")
+        self.name, self.params = kind, tuple(params)
+        self.train_pairs, self.val_pairs = train, val
+        self.lr, self.notebook = lr, notebook
+        self.zeros = np.zeros((self.params[0].shape[0], 1))
+        self.val_loss = float("nan")
+
+    @classmethod
+    def of(cls, kind: str, vocab_size: int, train, val, cfg, rng: np.random.RandomState):
+        """The notebook's initialisation: its graded init draws first (cells 55 / 66), the
+        trained parameters are the next draws."""
         h = cfg.hidden
         if kind == "numpy_rnn":
-            rnn_init = numpy_rnn.init_rnn
-            rnn_init(h, vocab_size, rng)  # the notebook's graded init draws first (cell 55)
-            self.params = rnn_init(h, vocab_size, rng)
+            numpy_rnn.init_rnn(h, vocab_size, rng)
+            params = numpy_rnn.init_rnn(h, vocab_size, rng)
+            lr = cfg.numpy_rnn_lr
         else:
-            numpy_lstm.init_lstm(h, vocab_size, h + vocab_size, rng)  # graded init (cell 66)
-            self.params = numpy_lstm.init_lstm(h, vocab_size, h + vocab_size, rng)
-        self.zeros = np.zeros((h, 1))
-
-    def train(self, train, val, on_epoch=None) -> tuple[list[float], list[float]]:
-        c, nb = self.cfg, self.cfg.notebook_gradients
-        if self.kind == "numpy_rnn":
-            out = numpy_rnn.train_rnn(self.params, train, val, c.numpy_rnn_epochs,
-                                      c.numpy_rnn_lr, nb, on_epoch)  # fmt: skip
-        else:
-            out = numpy_lstm.train_lstm(self.params, train, val, c.numpy_lstm_epochs,
-                                        c.numpy_lstm_lr, nb, on_epoch)  # fmt: skip
-        self.params, train_loss, val_loss = out
-        return train_loss, val_loss
+            numpy_lstm.init_lstm(h, vocab_size, h + vocab_size, rng)
+            params = numpy_lstm.init_lstm(h, vocab_size, h + vocab_size, rng)
+            lr = cfg.numpy_lstm_lr
+        return cls(kind, params, train, val, lr, cfg.notebook_gradients)
 
     def _outputs(self, x):
-        if self.kind == "numpy_rnn":
+        if self.name == "numpy_rnn":
             return numpy_rnn.forward_pass(x, self.zeros, self.params)
         return numpy_lstm.forward(x, self.zeros, self.zeros, self.params)
 
-    def loss(self, pairs) -> float:
-        """Mean over sequences of the notebook's per-sequence loss."""
-        total = 0.0
-        for x, y in pairs:
-            out = self._outputs(x)
-            if self.kind == "numpy_rnn":
-                total += numpy_rnn.backward_pass(x, *out, y, self.params)[0]
-            else:
-                total += numpy_lstm.backward(*out, y, self.params)[0]
-        return total / len(pairs)
+    def loss_and_grads(self, x, y):
+        """The notebook's per-sequence loss and (clipped) gradients at the current params."""
+        out = self._outputs(x)
+        if self.name == "numpy_rnn":
+            return numpy_rnn.backward_pass(x, *out, y, self.params, notebook=self.notebook)
+        return numpy_lstm.backward(*out, y, self.params, notebook=self.notebook)
+
+    def mean_loss(self, pairs) -> float:
+        """Mean over sequences of the notebook's per-sequence loss (no update)."""
+        return float(sum(self.loss_and_grads(x, y)[0] for x, y in pairs) / len(pairs))
+
+    def start_epoch(self, epoch: int) -> None:
+        self.val_loss = self.mean_loss(self.val_pairs)  # before the epoch's updates
+
+    def batches(self, epoch: int):
+        return self.train_pairs
+
+    def train_step(self, compute, batch, scale: float):
+        """The notebook's step; a NaN/inf loss stops the runtime's loop right after it."""
+        loss, grads = self.loss_and_grads(*batch)
+        numpy_rnn.update_parameters(self.params, grads, lr=self.lr)  # in place
+        return loss, 1
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        return {"val_loss": self.val_loss}
+
+    def state_dict(self) -> dict:
+        return {"params": [torch.from_numpy(p.copy()) for p in self.params]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for p, saved in zip(self.params, state["params"], strict=True):
+            p[...] = saved.numpy()  # float64 both: exact
 
     def predict(self, x) -> list[int]:
         out = self._outputs(x)
-        probs = out[0] if self.kind == "numpy_rnn" else out[-1]
+        probs = out[0] if self.name == "numpy_rnn" else out[-1]
         return [int(np.argmax(p)) for p in probs]
 
 
-class TorchModel:
-    """The notebook's PyTorch LSTM: Adam, cross-entropy, one sequence per step."""
+class TorchRecipe(Recipe):
+    """The notebook's PyTorch LSTM: Adam, cross-entropy, one sequence per step; the
+    validation loss first in each epoch."""
 
-    def __init__(self, vocab_size: int, cfg):
-        self.cfg = cfg
+    name, unit, report = "torch_lstm", "sequences", "batch"
+
+    def __init__(self, vocab_size: int, train, val, cfg):
         torch.manual_seed(cfg.seed)
-        self.net = ToyLSTM(vocab_size, cfg.hidden)
+        self.device = pick_device(cfg.device)
+        self.model = ToyLSTM(vocab_size, cfg.hidden).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.torch_lr)
         self.criterion = nn.CrossEntropyLoss()
+        self.train_tensors = [self._tensors(x, y) for x, y in train]
+        self.val_tensors = [self._tensors(x, y) for x, y in val]
+        self.val_loss = float("nan")
 
-    @staticmethod
-    def _tensors(x, y):  # one-hot [T, V, 1] -> [T, 1, V]; targets as indices
-        return torch.Tensor(x).permute(0, 2, 1), torch.LongTensor(np.argmax(y[:, :, 0], axis=1))
+    def _tensors(self, x, y):  # one-hot [T, V, 1] -> [T, 1, V]; targets as indices
+        return (torch.Tensor(x).permute(0, 2, 1).to(self.device),
+                torch.LongTensor(np.argmax(y[:, :, 0], axis=1)).to(self.device))  # fmt: skip
 
-    def train(self, train, val, on_epoch=None) -> tuple[list[float], list[float]]:
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.torch_lr)
-        data = {k: [self._tensors(x, y) for x, y in v] for k, v in (("t", train), ("v", val))}
-        train_loss, val_loss = [], []
-        for epoch in range(self.cfg.torch_epochs):
-            v = self.loss(val, data["v"])
-            self.net.train()
-            total = 0.0
-            for x, y in data["t"]:
-                loss = self.criterion(self.net(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item()
-            train_loss.append(total / len(train))
-            val_loss.append(v)
-            if on_epoch:
-                on_epoch(epoch, train_loss[-1], v)
-        return train_loss, val_loss
+    def start_epoch(self, epoch: int) -> None:
+        self.val_loss = self.mean_loss(tensors=self.val_tensors)
+
+    def batches(self, epoch: int):
+        return self.train_tensors
+
+    def loss(self, model, batch):
+        x, y = batch
+        return self.criterion(model(x), y), 1
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        return {"val_loss": self.val_loss}
 
     @torch.no_grad()
-    def loss(self, pairs, tensors=None) -> float:
-        self.net.eval()
+    def mean_loss(self, pairs=None, tensors=None) -> float:
+        self.model.eval()
         tensors = tensors or [self._tensors(x, y) for x, y in pairs]
-        return sum(self.criterion(self.net(x), y).item() for x, y in tensors) / len(tensors)
+        return sum(self.criterion(self.model(x), y).item() for x, y in tensors) / len(tensors)
 
     @torch.no_grad()
     def predict(self, x) -> list[int]:
-        self.net.eval()
-        return self.net(self._tensors(x, x)[0]).argmax(1).tolist()
+        self.model.eval()
+        return self.model(self._tensors(x, x)[0]).argmax(1).tolist()
 
 
-def build(kind: str, vocab_size: int, cfg, rng):
+def recipe(kind: str, vocab_size: int, pairs: dict, cfg) -> NumpyRecipe | TorchRecipe:
+    """The recipe of `kind`, seeded as the notebook: the NumPy models from their own
+    RandomState(seed), the torch LSTM from torch.manual_seed(seed)."""
     if kind == "torch_lstm":
-        return TorchModel(vocab_size, cfg)
-    return NumpyModel(kind, vocab_size, cfg, rng)
+        return TorchRecipe(vocab_size, pairs["train"], pairs["val"], cfg)
+    rng = np.random.RandomState(cfg.seed)
+    return NumpyRecipe.of(kind, vocab_size, pairs["train"], pairs["val"], cfg, rng)
 
 
 def one_hot_pairs(parts: dict, word_to_idx) -> dict:
