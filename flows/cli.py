@@ -83,12 +83,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
 
     try:
-        outcome = retrain(
-            pipeline=args.pipeline,
-            profile=args.profile,
-            overrides=args.set or [],
-            warm_start=args.warm_start,
-        )
+        with signals.handled():
+            outcome = retrain(
+                pipeline=args.pipeline,
+                profile=args.profile,
+                overrides=args.set or [],
+                warm_start=args.warm_start,
+            )
+    except KeyboardInterrupt as err:
+        return interrupted(err, f"retrain {args.pipeline}", args.argv)
     except Exception as err:
         print(
             f"seqflow: retrain {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr
@@ -161,7 +164,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"seqflow: ingest {args.pipeline}: {err}", file=sys.stderr)
         return 2
     for a in arrived:
-        print(f"{args.pipeline}: {a['name']} ({a['bytes']:,} bytes, sha256 {a['sha256'][:12]})")
+        added = ""
+        if "new_rows" in a:
+            added = f", {a['new_rows']} new rows, {a.get('duplicate_rows', 0)} duplicate rows"
+        print(f"{args.pipeline}: {a['name']} ({a['bytes']:,} bytes, sha256 {a['sha256'][:12]}"
+              f"{added})")  # fmt: skip
     event = emit_arrival(args.pipeline, arrived)
     print(f"event seqflow.data.arrived {event.id if event else '(no Prefect API: not sent)'}")
     return 0

@@ -84,9 +84,14 @@ def emit_arrival(pipeline: str, arrived: list[dict]):
     """The Prefect event that triggers the pipeline's retrain deployment."""
     from prefect.events import emit_event
 
+    from prefect.events.worker import EventsWorker
+
     names = ", ".join(a["name"] for a in arrived)
-    return emit_event(
+    event = emit_event(
         event=EVENT,
         resource={"prefect.resource.id": resource_id(pipeline), "seqflow.pipeline": pipeline},
         payload={"files": arrived, "note": f"{len(arrived)} new file(s): {names}"},
     )
+    if event is not None:  # sent before the process exits (else: "Still processing items")
+        EventsWorker.instance().wait_until_empty()
+    return event

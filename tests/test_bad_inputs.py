@@ -277,6 +277,8 @@ BAD_ROWS = {  # what a user really sends (after one good row) -> what the error 
     "id of the source, other text": ("1,0,not the source's tweet\n", r"line 3: id 1 is already in "
                                                                      r"the source train.csv"),
     "empty tweet": ("900003,0,   \n", r"line 3: the tweet is empty"),
+    "20 MB tweet": (f'900004,0,"{"x" * 20_000_000}"\n', r"record starting on line 3: a field is "
+                                                        r"longer than 131,072 characters"),
 }  # fmt: skip
 
 
@@ -386,6 +388,6 @@ def test_charlm_text_mostly_in_another_alphabet_is_refused(data_dir, tmp_path):
 
     text = "En un lugar de la Mancha.\nΕλληνικά γράμματα σε όλο το κείμενο, και εδώ\n"
     greek = write(tmp_path / "greek.txt", text.encode())
-    with pytest.raises(TextFormatError, match=r"greek.txt, line 2: 36 of its 55 letters are outside"):
+    with pytest.raises(TextFormatError, match=r"greek.txt, line 2: 36 of its 55 letters are out"):
         ingest("charlm", [greek])
     assert not (data_dir / "incoming").exists()

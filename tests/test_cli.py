@@ -63,3 +63,22 @@ def test_failed_run_exits_non_zero(env):
 def test_missing_mirror_is_named(env, tmp_path):
     done = seqflow("run", "word2vec", "--mirror", str(tmp_path / "nope"), env=env)
     assert done.returncode == 2 and "mirror folder" in done.stderr
+
+
+def test_version_help_and_a_whole_unknown_key(capsys):
+    from importlib.metadata import version
+
+    from flows import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"seqflow {version('seqflow')}"
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    helped = capsys.readouterr().out
+    assert "PIPELINE" in helped and "one of: word2vec, seq2seq" in helped
+    assert "(default: parity)" in helped
+    assert cli.main(["run", "word2vec", "--set", "no.such.key=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'no.such.key'" in err and "has no field 'no'" in err

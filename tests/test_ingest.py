@@ -40,3 +40,21 @@ def test_arrival_event_names_the_pipeline_and_files(prefect_server):
     assert event.resource.id == resource_id("word2vec") == "seqflow.incoming.word2vec"
     assert event.resource["seqflow.pipeline"] == "word2vec"
     assert event.payload["note"] == "1 new file(s): a.csv"
+
+
+def test_cli_ingest_sends_the_event_and_exits_without_the_events_worker_warning(
+    prefect_server, tmp_path
+):
+    import subprocess
+    import sys
+
+    from tests.resume import environment
+
+    good = drop_tweets(tmp_path / "outside", "batch-001.csv", 1, 51, new=True)
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", "word2vec", str(good)],
+                          env=environment(tmp_path / "data"), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "batch-001.csv" in proc.stdout and " new rows, " in proc.stdout
+    assert "event seqflow.data.arrived " in proc.stdout and "not sent" not in proc.stdout
+    assert "EventsWorker" not in proc.stderr and "Still processing" not in proc.stderr
