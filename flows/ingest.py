@@ -83,7 +83,6 @@ def ingest(pipeline: str, files: list[Path]) -> list[dict]:
 def emit_arrival(pipeline: str, arrived: list[dict]):
     """The Prefect event that triggers the pipeline's retrain deployment."""
     from prefect.events import emit_event
-
     from prefect.events.worker import EventsWorker
 
     names = ", ".join(a["name"] for a in arrived)

@@ -23,7 +23,9 @@ def drop_tweets(data_dir, name, first, last, header=None, new=False):
     with open(MIRROR / "tweets_hate_speech" / "train.csv", encoding="utf-8", errors="replace") as f:
         rows = list(csv.reader(f))
     if new:
-        rows[1:] = [[str(900_000 + int(i)), label, f"{tweet} fresh"] for i, label, tweet in rows[1:]]
+        rows[1:] = [
+            [str(900_000 + int(i)), label, f"{tweet} fresh"] for i, label, tweet in rows[1:]
+        ]
     folder = data_dir / "incoming" / "word2vec"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / name, "w", newline="", encoding="utf-8") as f:
