@@ -321,7 +321,8 @@ def test_every_fault_of_every_file_is_named_at_once(data_dir, tmp_path):
     from flows.ingest import ingest
     from tasks.incoming import IncomingError
 
-    a = write(tmp_path / "a.csv", (HEADER + "".join(b for b, _ in BAD_ROWS.values())).encode())
+    rows = [b for case, (b, _) in BAD_ROWS.items() if case != "20 MB tweet"]  # a file-level fault
+    a = write(tmp_path / "a.csv", (HEADER + "".join(rows)).encode())
     b = write(tmp_path / "b.csv", b"id,tweet\n1,no label column\n")
     with pytest.raises(IncomingError) as caught:
         ingest("word2vec", [a, b])
