@@ -7,7 +7,6 @@ ingest (Gutenberg markers) -> encode (characters) -> windows (Parquet)
 
 import hashlib
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -20,15 +19,13 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.config import CharLMConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
-from flows.recover import ModelNotLogged, checkpoint_folder  # noqa: E402
+from flows.recover import checkpoint_folder, keep_models  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
 from tasks.data import incoming_files  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
 from tasks.incoming import data_fingerprint  # noqa: E402
-from tasks.runtime import checkpoint  # noqa: E402
-from tasks.runtime.faults import NonFiniteLoss  # noqa: E402
 from tasks.runtime.loop import Build, Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
 from tasks.train.charlm import continue_text, perplexity  # noqa: E402
@@ -95,41 +92,6 @@ def checkpoint_folders(config: CharLMConfig, wins, vocab_size: int) -> dict[str,
     return {k: checkpoint_folder(PIPELINE, [wins.fingerprint],
                                  cfg.model_copy(update={"kinds": [k]}), k, vocab_size)
             for k in cfg.kinds}  # fmt: skip
-
-
-@contextmanager
-def keep_models(folders: dict[str, Path], epochs: int):
-    """Around train -> register, for every kind: yields {kind: its folder, or None when another
-    run holds it}. A run killed while training kind k re-uses the finished kinds' final
-    checkpoints and resumes kind k; once the model is registered the checkpoints go. An error
-    comes back naming the checkpoints that survive it."""
-    locks = {k: checkpoint.claim(w) for k, w in folders.items()}
-    for k, lock in locks.items():
-        if lock is None:
-            run_logger().warning("another run is training %s in %s: no checkpoints", k, folders[k])
-    try:
-        yield {k: folders[k] if locks[k] is not None else None for k in folders}
-    except NonFiniteLoss:  # names its own last good checkpoint; resuming would fail again
-        raise
-    except Exception as err:
-        kept = []
-        for k, where in folders.items():
-            found = checkpoint.latest(where) if locks[k] is not None else None
-            if found is not None:
-                kept.append(f"{k}: {found[0]} (epoch {found[1]['epoch'] + 1} of {epochs})")
-        if not kept:
-            raise
-        raise ModelNotLogged(f"{type(err).__name__}: {err}\n  checkpoints kept: "
-                             + "; ".join(kept) + ". Run the same command again: finished "
-                             "kinds are re-used, the others resume") from err  # fmt: skip
-    else:
-        for k, where in folders.items():
-            if locks[k] is not None:  # the model is in MLflow: its checkpoints are not needed
-                checkpoint.discard(where)
-    finally:
-        for lock in locks.values():
-            if lock is not None:
-                lock.release()
 
 
 def perplexity_figure(results: list[dict]):

@@ -6,7 +6,6 @@ sequences (Parquet) -> numpy_rnn | numpy_lstm | torch_lstm: train, losses, predi
 
 import hashlib
 import json
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from flows.pipelines import resolve, run_tags  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
-from tasks.runtime import checkpoint  # noqa: E402
-from tasks.runtime.faults import NonFiniteLoss  # noqa: E402
 from tasks.runtime.loop import Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
 from tasks.toy import make_sequences, read_sequences  # noqa: E402
@@ -113,38 +110,6 @@ def _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word) -> dict:
     return final
 
 
-@contextmanager
-def kept_checkpoints(folders: dict[str, Path]):
-    """Each kind's checkpoint folder, locked by this run (a run of the same setup started
-    meanwhile trains without checkpoints) and kept until every kind is logged: after a kill or
-    an error the same command re-uses the finished kinds' final checkpoints and resumes the
-    kind that was training. Yields {kind: its folder, or None when another run holds it}."""
-    locks = {kind: checkpoint.claim(where) for kind, where in folders.items()}
-    for kind, lock in locks.items():
-        if lock is None:
-            run_logger().warning("another run is training %s of this setup in %s: no "
-                                 "checkpoints", kind, folders[kind])  # fmt: skip
-    try:
-        yield {kind: folders[kind] if lock else None for kind, lock in locks.items()}
-    except NonFiniteLoss:  # names its own last good checkpoint
-        raise
-    except Exception as err:
-        kept = [str(w) for k, w in folders.items() if locks[k] and any(w.glob("epoch-*.pt"))]
-        if not kept:
-            raise
-        raise recover.ModelNotLogged(f"{type(err).__name__}: {err}\n  checkpoints kept in "
-                                     f"{', '.join(kept)}: run the same command again to resume "
-                                     "from them") from err  # fmt: skip
-    else:
-        for kind, lock in locks.items():
-            if lock:
-                checkpoint.discard(folders[kind])
-    finally:
-        for lock in locks.values():
-            if lock:
-                lock.release()
-
-
 @flow(name=PIPELINE)
 def fundamentals(
     config: FundamentalsConfig | None = None,
@@ -164,7 +129,8 @@ def fundamentals(
         tracking.log_metrics(run_id, metrics)
         folders = {k: recover.checkpoint_folder(PIPELINE, [seqs.fingerprint], config.train, k)
                    for k in config.train.kinds}  # fmt: skip
-        with kept_checkpoints(folders) as where:
+        epochs = {k: getattr(config.train, EPOCHS[k]) for k in config.train.kinds}
+        with recover.keep_models(folders, epochs) as where:
             results = [train_model(k, parts, pairs, idx_to_word, config, run_id, where[k])
                        for k in config.train.kinds]  # fmt: skip
         per_model = {f"{m}.{r['kind']}": r[m] for r in results

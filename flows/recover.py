@@ -66,6 +66,43 @@ def keep_model(pipeline: str, where: Path, epochs: int):
             lock.release()
 
 
+@contextmanager
+def keep_models(folders: dict[str, Path], epochs: int | dict[str, int]):
+    """Around train -> register, for every kind: yields {kind: its folder, or None when another
+    run holds it}. A run killed while training kind k re-uses the finished kinds' final
+    checkpoints and resumes kind k; once the model is registered the checkpoints go. An error
+    comes back naming the checkpoints that survive it. `epochs`: the planned epochs (one
+    number, or one per kind)."""
+    locks = {k: checkpoint.claim(w) for k, w in folders.items()}
+    for k, lock in locks.items():
+        if lock is None:
+            run_logger().warning("another run is training %s in %s: no checkpoints", k, folders[k])
+    try:
+        yield {k: folders[k] if locks[k] is not None else None for k in folders}
+    except NonFiniteLoss:  # names its own last good checkpoint; resuming would fail again
+        raise
+    except Exception as err:
+        kept = []
+        for k, where in folders.items():
+            found = checkpoint.latest(where) if locks[k] is not None else None
+            if found is not None:
+                planned = epochs[k] if isinstance(epochs, dict) else epochs
+                kept.append(f"{k}: {found[0]} (epoch {found[1]['epoch'] + 1} of {planned})")
+        if not kept:
+            raise
+        raise ModelNotLogged(f"{type(err).__name__}: {err}\n  checkpoints kept: "
+                             + "; ".join(kept) + ". Run the same command again: finished "
+                             "kinds are re-used, the others resume") from err  # fmt: skip
+    else:
+        for k, where in folders.items():
+            if locks[k] is not None:  # the model is in MLflow: its checkpoints are not needed
+                checkpoint.discard(where)
+    finally:
+        for lock in locks.values():
+            if lock is not None:
+                lock.release()
+
+
 def rebuild(state: dict):
     """The nn.Module a checkpoint holds (word2vec only, for now): its meta names the model
     kind, vocabulary and width (tasks/train/word2vec.py::train_task)."""

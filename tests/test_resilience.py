@@ -21,6 +21,7 @@ from flows.word2vec import word2vec
 from tasks.engine.stage import StageOutput, _verify, read_manifest, remove_stale_temps, run_stage
 from tasks.runtime import checkpoint
 from tasks.runtime.faults import NonFiniteLoss
+from tests.resume import environment
 from tests.servers import Stack
 
 QUICK = ["--profile", "quick"]
@@ -54,12 +55,7 @@ def checkpoints(data_dir: Path) -> list[Path]:
 
 @pytest.fixture
 def env(prefect_server, data_dir):
-    from prefect.settings import PREFECT_API_URL
-
-    out = dict(os.environ, SEQFLOW_DATA_DIR=str(data_dir), PREFECT_API_URL=PREFECT_API_URL.value(),
-               OMP_NUM_THREADS="1")  # fmt: skip
-    out.pop("MLFLOW_TRACKING_URI", None)
-    return out
+    return environment(data_dir)
 
 
 def seqflow(args: list[str], env: dict, log: Path) -> subprocess.Popen:

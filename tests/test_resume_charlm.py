@@ -48,8 +48,7 @@ def test_charlm_resumes_the_second_model_and_reuses_the_first(prefect_server, tm
 
 
 def test_keep_models_names_the_surviving_checkpoints_and_cleans_up_after_success(data_dir):
-    from flows.charlm import keep_models
-    from flows.recover import ModelNotLogged
+    from flows.recover import ModelNotLogged, keep_models
     from tasks.runtime import checkpoint
 
     folders = {k: data_dir / "checkpoints" / "charlm" / k for k in KINDS}
