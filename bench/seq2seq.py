@@ -1,12 +1,18 @@
-"""Seq2Seq training step: seqflow vs the notebook's, same model, same CPU, one run.
+"""Seq2Seq training step: seqflow vs the notebook's, same model, same CPU, one run; and the
+`best` profile's Transformer step vs a plain reference loop of the same model.
 
 notebook: random batches of 128 (no bucketing), `model(src, trg)` filling a [len, batch, vocab]
           buffer step by step, CrossEntropyLoss(ignore_index=<pad>) over all of it.
 seqflow:  length-bucketed batches, `model.loss`: the output projection once, non-pad tokens only.
 Both: Adam, clip 1, teacher forcing 0.5, the parity model (13,898,501 parameters).
 
+Transformer (`--transformer`): reference = random batches of 128 sentences padded to the
+longest, the vocabulary projection and a label-smoothed loss (ignore_index=<pad>) over every
+position; seqflow = the recipe's own step (token-budget length-bucketed batches, the projection
+on non-pad positions only). Same model, optimizer, warm-up and clipping.
+
 Also checks that the two losses agree step by step when fed the same batches and seeds.
-Writes bench/out/seq2seq.json.
+Writes bench/out/seq2seq.json (bench/out/seq2seq_transformer.json).
 """
 
 import argparse
@@ -77,12 +83,99 @@ def fresh(vocabs, seed=0):
     return Seq2Seq(len(vocabs[0]), len(vocabs[1]))
 
 
+def reference_loss(model, src, trg):
+    """The plain loss: logits at every target position, padding ignored by the criterion."""
+    s, t = src.T, trg.T
+    memory, mask = model.encode(s)
+    logits = model.logits(model.decode(t[:, :-1], memory, mask))  # [B, T-1, V]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1),
+                           ignore_index=PAD, label_smoothing=model.smoothing)  # fmt: skip
+
+
+def transformer(args) -> None:
+    from tasks.train.seq2seq import Seq2SeqRecipe
+
+    cfg = load_config("seq2seq", "best")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SEQFLOW_DATA_DIR"] = tmp
+        rows = ingest_parallel.fn("seq2seq", "multi30k", "de", "en")
+        tokens = tokenize_parallel.fn("seq2seq", rows, cfg.tokenize)
+        vocab = build_vocabs.fn("seq2seq", tokens, 2)
+        encoded = encode_parallel.fn("seq2seq", tokens, vocab)
+        vocabs = read_vocabs(vocab)
+        train, valid = read_split(encoded, "train"), read_split(encoded, "valid")
+
+    def recipe():
+        return Seq2SeqRecipe(train, valid, len(vocabs[0]), len(vocabs[1]), cfg.train)
+
+    def step(r, loss_fn, s, t):
+        r.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(r.model, s, t)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg.train.clip)
+        r.optimizer.step()
+        r.scheduler.step()
+        return loss.item()
+
+    # same batches, same seeds: the two losses are the same number
+    same = random_batches(len(train[0]), 128, np.random.default_rng(1))[: args.check_steps]
+    gaps = []
+    a, b = recipe(), recipe()
+    for idx in same:
+        s, t = pad_batch([train[0][i] for i in idx], "cpu"), pad_batch([train[1][i] for i in idx],
+                                                                       "cpu")  # fmt: skip
+        torch.manual_seed(5)
+        x = step(a, reference_loss, s, t)
+        torch.manual_seed(5)
+        y = step(b, lambda m, s, t: m.loss(s, t, PAD), s, t)
+        gaps.append(abs(x - y))
+    gap = max(gaps)
+    print(f"same batches: max loss gap {gap:.2e}")
+    assert gap < 1e-5, gap
+
+    def timed(r, batches, loss_fn):
+        r.model.train()
+        tokens, losses = 0, []
+        start = time.perf_counter()
+        for idx in batches:
+            s = pad_batch([train[0][i] for i in idx], "cpu")
+            t = pad_batch([train[1][i] for i in idx], "cpu")
+            losses.append(step(r, loss_fn, s, t))
+            tokens += int((t[1:] != PAD).sum())
+        return tokens / (time.perf_counter() - start), losses
+
+    ref = random_batches(len(train[0]), 128, np.random.default_rng(2))[: args.steps]
+    ours_recipe = recipe()
+    ours = [b.idx for b in ours_recipe.batches(0)][: args.steps]
+    timed(recipe(), ref[:2], reference_loss)  # warm-up
+    ref_rate, ref_losses = timed(recipe(), ref, reference_loss)
+    our_rate, our_losses = timed(ours_recipe, ours, lambda m, s, t: m.loss(s, t, PAD))
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d"),
+        "steps": args.steps,
+        "parameters": sum(p.numel() for p in ours_recipe.model.parameters()),
+        "reference": {"target_tokens_per_sec": ref_rate, "losses": ref_losses},
+        "seqflow": {"target_tokens_per_sec": our_rate, "losses": our_losses},
+        "ratio": our_rate / ref_rate,
+        "same_batches_max_loss_gap": gap,
+    }
+    print(json.dumps(result, indent=2))
+    out = REPO / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "seq2seq_transformer.json").write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=12, help="timed training steps per side")
     ap.add_argument("--check-steps", type=int, default=5, help="steps of the exactness check")
+    ap.add_argument("--transformer", action="store_true", help="the best profile's Transformer")
     args = ap.parse_args()
     use_mirror(os.environ["SEQFLOW_MIRROR"])
+    if args.transformer:
+        return transformer(args)
     cfg = load_config("seq2seq", "parity")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SEQFLOW_DATA_DIR"] = tmp

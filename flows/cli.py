@@ -159,14 +159,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import emit_arrival, ingest
 
     try:
-        arrived = ingest(args.pipeline, [Path(f) for f in args.files])
+        arrived = ingest(args.pipeline, [Path(f) for f in args.files], args.set)
     except Exception as err:  # our errors name the file and the fix; nothing was copied
         print(f"seqflow: ingest {args.pipeline}: {err}", file=sys.stderr)
         return 2
     for a in arrived:
         added = ""
         if "new_rows" in a:
-            added = f", {a['new_rows']} new rows, {a.get('duplicate_rows', 0)} duplicate rows"
+            what = "pairs" if args.pipeline == "seq2seq" else "rows"
+            added = f", {a['new_rows']} new {what}, {a.get('duplicate_rows', 0)} duplicate {what}"
         print(f"{args.pipeline}: {a['name']} ({a['bytes']:,} bytes, sha256 {a['sha256'][:12]}"
               f"{added})")  # fmt: skip
     event = emit_arrival(args.pipeline, arrived)
@@ -204,26 +205,36 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    """German -> English with the seq2seq model behind alias champion (or --version)."""
+    """German -> English with the seq2seq model behind alias champion (or --version): one
+    output line per input (sentence arguments, then the lines of --file; `-` = stdin), in
+    order, a blank line for a blank input."""
     sentences = list(args.text)
+    labels = [f"argument {i}" for i in range(1, len(sentences) + 1)]
     if args.file:
+        name = "stdin" if args.file == "-" else args.file
         try:
-            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            print(f"seqflow: cannot read {args.file}: {err}", file=sys.stderr)
+            print(f"seqflow: cannot read {name}: {err}", file=sys.stderr)
             return 2
-        sentences += [line for line in lines if line.strip()]
-    if not sentences:
-        print("seqflow: nothing to translate: give sentences or --file PATH", file=sys.stderr)
+        lines = text.splitlines()
+        sentences += lines
+        labels += [f"{name} line {i}" for i in range(1, len(lines) + 1)]
+    if not args.text and not args.file:
+        print("seqflow: nothing to translate: give sentences or --file PATH (- = stdin)",
+              file=sys.stderr)  # fmt: skip
         return 2
     from flows.seq2seq import load_translator
 
     try:
-        translate, version = load_translator(args.version)
+        model, version = load_translator(args.version)
     except LookupError as err:
         print(f"seqflow: {err}", file=sys.stderr)
         return 1
-    for text in translate(sentences):
+    out, cut = model.translate(sentences, beam=args.beam)
+    for i, message in cut:
+        print(f"seqflow: {labels[i]}: {message}", file=sys.stderr)
+    for text in out:
         print(text)
     print(f"(seq2seq version {version})", file=sys.stderr)
     return 0
@@ -321,8 +332,13 @@ def parser() -> argparse.ArgumentParser:
     )
     hi.set_defaults(func=cmd_history)
     ing = sub.add_parser("ingest", help="add new data files and trigger the retrain deployment")
-    ing.add_argument("pipeline", choices=("word2vec", "charlm"), help="word2vec or charlm")
-    ing.add_argument("files", nargs="+", help="CSV files (word2vec) or UTF-8 .txt (charlm)")
+    ing.add_argument("pipeline", choices=("word2vec", "charlm", "seq2seq"),
+                     help="word2vec, charlm or seq2seq")  # fmt: skip
+    ing.add_argument("files", nargs="+", help="CSV files (word2vec), UTF-8 .txt (charlm) or "
+                     "de<TAB>en .tsv (seq2seq)")  # fmt: skip
+    ing.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="seq2seq: the config whose train split new pairs are checked against "
+                     "(as retrain will read it, e.g. data.limit_train=N)")  # fmt: skip
     ing.set_defaults(func=cmd_ingest)
     ex = sub.add_parser("explain", help="why each stage of a run ran or came from cache")
     ex.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose run to explain")
@@ -333,8 +349,9 @@ def parser() -> argparse.ArgumentParser:
     de.set_defaults(func=cmd_deploy)
     tr = sub.add_parser("translate", help="German -> English with the seq2seq champion")
     tr.add_argument("text", nargs="*", help="sentences (each one argument)")
-    tr.add_argument("--file", help="a UTF-8 file, one sentence per line")
+    tr.add_argument("--file", help="a UTF-8 file, one sentence per line (- = stdin)")
     tr.add_argument("--version", type=int, help="a registered version instead of the champion")
+    tr.add_argument("--beam", type=int, help="beam width (1 = greedy; default: the model's)")
     tr.set_defaults(func=cmd_translate)
     lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
     lm.add_argument(

@@ -11,14 +11,15 @@ from tasks.data import incoming_files, sha256_file
 from tasks.engine.settings import data_dir
 
 EVENT = "seqflow.data.arrived"
-SUFFIX = {"word2vec": ".csv", "charlm": ".txt"}  # pipelines that take dropped-in files
+# pipelines that take dropped-in files
+SUFFIX = {"word2vec": ".csv", "charlm": ".txt", "seq2seq": ".tsv"}
 
 
 def resource_id(pipeline: str) -> str:
     return f"seqflow.incoming.{pipeline}"
 
 
-def verify(pipeline: str, files: list[Path]) -> dict[str, dict]:
+def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[str, dict]:
     """Raise a clear error when a file would fail the pipeline's retrain or add nothing to it;
     else {file name: what it adds}. Every fault of every file is named at once."""
     for path in files:
@@ -37,6 +38,13 @@ def verify(pipeline: str, files: list[Path]) -> dict[str, dict]:
         added = {f.name: {"rows": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
                           "duplicate_of": f.duplicate_of}
                  for f in report.files if f.name in names}  # fmt: skip
+    elif pipeline == "seq2seq":
+        from flows.config import load_config
+        from flows.seq2seq import incoming_report
+
+        report = incoming_report(load_config("seq2seq", "parity", list(overrides)), files)
+        added = {f.name: {"pairs": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
+                          "duplicate_of": f.duplicate_of} for f in report.files}  # fmt: skip
     else:
         from tasks.chars import check_incoming
 
@@ -58,13 +66,14 @@ def verify(pipeline: str, files: list[Path]) -> dict[str, dict]:
     return added
 
 
-def ingest(pipeline: str, files: list[Path]) -> list[dict]:
+def ingest(pipeline: str, files: list[Path], overrides: list[str] = ()) -> list[dict]:
     """Verify every file first (nothing is copied if one is bad), then copy each one into
-    the incoming folder under a temp name and rename it into place. Returns what arrived."""
+    the incoming folder under a temp name and rename it into place. Returns what arrived.
+    `overrides` (seq2seq): the config whose train split new pairs are checked against."""
     if pipeline not in SUFFIX:
         raise ValueError(f"{pipeline} takes no new data files (only {', '.join(SUFFIX)})")
     files = [Path(f) for f in files]
-    added = verify(pipeline, files)
+    added = verify(pipeline, files, overrides)
     folder = data_dir() / "incoming" / pipeline
     folder.mkdir(parents=True, exist_ok=True)
     arrived = []

@@ -26,6 +26,12 @@ def check_incoming(pipeline: str, config) -> list[str]:
 
     if pipeline not in SUFFIX:
         return []
+    if pipeline == "seq2seq":
+        from flows.seq2seq import incoming_report
+
+        return [f"incoming {r.name} adds nothing: every pair is already in "
+                f"{', '.join(r.duplicate_of)}"
+                for r in incoming_report(config).adds_nothing()]  # fmt: skip
     files = incoming_files(pipeline, SUFFIX[pipeline])
     if pipeline == "charlm":
         from tasks.chars import check_incoming as check_text

@@ -9,7 +9,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -23,18 +22,22 @@ from tasks.engine.parity import Check, check_parity
 from tasks.engine.stage import StageOutput, run_logger
 from tasks.runtime.loop import Build, Fitted, Plan
 from tasks.runtime.trainer import fit
-from tasks.train.seq2seq import corpus_bleu, detokenize, evaluate_loss, translate_ids
+from tasks.train.seq2seq import (
+    corpus_bleu,
+    corpus_chrf,
+    detokenize,
+    evaluate_loss,
+    token_bleu,
+    translate_ids,
+)
 from tasks.translation import (
     SPLITS,
     build_vocabs,
-    encode,
     encode_parallel,
     ingest_parallel,
-    load_tokenizer,
     read_split,
     read_vocabs,
     tokenize_parallel,
-    tokenize_texts,
 )
 
 PIPELINE = "seq2seq"
@@ -42,12 +45,37 @@ PRIMARY_METRIC = ("test_bleu", "max")
 
 
 def fingerprint(config: Seq2SeqConfig) -> str:
+    """What a model is trained on: the archives as read (each fetched and verified against
+    its sha256, so a repacked or truncated one is refused here as `run` refuses it), the
+    languages, the pair limit and, with data.incoming, the new pairs the incoming files add."""
+    from tasks.data import fetch, sha256_file
     from tasks.engine.catalog import DATASETS
 
-    spec = DATASETS[config.data.dataset]
-    parts = [spec.file(name).sha256 for name, _ in SPLITS.values()]
-    parts += [config.data.src_lang, config.data.trg_lang, config.data.limit_train]
+    d = config.data
+    spec = DATASETS[d.dataset]
+    parts = [sha256_file(fetch(spec, name)) for name, _ in SPLITS.values()]
+    parts += [d.src_lang, d.trg_lang, d.limit_train]
+    if d.incoming:
+        parts.append(incoming_report(config).fingerprint)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def incoming_files() -> list[Path]:
+    from tasks.data import incoming_files as files
+
+    return files(PIPELINE, ".tsv")
+
+
+def incoming_report(config: Seq2SeqConfig, files: list[Path] = ()):
+    """tasks/pairs.py's check of the incoming folder (and `files`, about to join it) against
+    the train split the run reads: IncomingError names every bad line."""
+    from tasks.pairs import check_pairs
+
+    d = config.data
+    rows = ingest_parallel.fn(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+    names = {Path(f).name for f in files}
+    earlier = [p for p in incoming_files() if p.name not in names]
+    return check_pairs([Path(f) for f in files], rows, earlier)
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -56,8 +84,9 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
     """The runtime's `fit` on tasks/train/seq2seq.py's recipe: (the best-validation epoch's
     model on the CPU, the Fitted record)."""
     logger = run_logger()
-    if cfg.warm_start:
-        logger.warning("seq2seq has no warm start yet: training from scratch")
+    if cfg.warm_start:  # the vocabulary is rebuilt with the new pairs: no embedding to carry
+        logger.warning("seq2seq trains its challenger from scratch on the rebuilt vocabulary: "
+                       "--warm-start is ignored")  # fmt: skip
     src_vocab, trg_vocab = read_vocabs(vocab)
     kwargs = {"encoded": encoded.path, "src_vocab": len(src_vocab),
               "trg_vocab": len(trg_vocab), "cfg": cfg}  # fmt: skip
@@ -69,36 +98,68 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
     build = Build("tasks.train.seq2seq:recipe", kwargs)
     recipe, fitted = fit(build, Plan.of(cfg), where, run_id, meta, close_runs)
     n_params = count_parameters(recipe.model)
-    logger.info("Seq2Seq: %d trainable parameters, device %s; best epoch %d (val loss %.4f)",
-                n_params, fitted.device, fitted.best_epoch + 1, fitted.best_value)  # fmt: skip
+    kept = (f"best epoch {fitted.best_epoch + 1}" if fitted.best_epoch is not None
+            else f"the last epoch{'s averaged' if cfg.average_last > 1 else ''}")  # fmt: skip
+    logger.info("Seq2Seq: %d trainable parameters, device %s; %s (val loss %.4f)", n_params,
+                fitted.device, kept, fitted.history[-1]["val_loss"] if fitted.best_epoch is None
+                else fitted.best_value)  # fmt: skip
     tracking.log_metrics(run_id, {"n_params": n_params})
     return recipe.model.cpu(), fitted
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(model, rows, encoded, vocab, cfg, batch_size: int, run_id: str) -> dict:
-    """Test loss/perplexity with the best checkpoint, greedy translations, corpus BLEU."""
+def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int, run_id: str) -> dict:
+    """Test loss/perplexity, greedy and (for a model with beam search) beam translations of
+    test2016, each scored three ways: sacreBLEU on detokenized text against the raw references
+    (`test_bleu`), BLEU on lowercased spaCy tokens as the pytorch-seq2seq tutorials score
+    (`test_bleu_tok`) and chrF (`test_chrf`). The unsuffixed metrics are the decoding the model
+    serves with (beam where it has it); `_greedy` ones are always greedy."""
     import pyarrow.parquet as pq
 
     logger = run_logger()
     src_vocab, trg_vocab = read_vocabs(vocab)
     test = read_split(encoded, "test")
-    test_loss = evaluate_loss(model, test, batch_size, torch.device("cpu"))
-    hyp_ids = translate_ids(model, test[0], torch.device("cpu"), cfg.max_len)
-    hyps = [detokenize([trg_vocab[i] for i in ids]) for ids in hyp_ids]
+    cpu = torch.device("cpu")
+    test_loss = evaluate_loss(model, test, batch_size, cpu)
     table = pq.read_table(rows.file("test.parquet"))
     sources, refs = table.column("src").to_pylist(), table.column("trg").to_pylist()
-    bleu = corpus_bleu(hyps, refs)
-    metrics = {"test_loss": test_loss, "test_ppl": math.exp(test_loss), "test_bleu": bleu}
-    logger.info("test loss %.3f  ppl %.1f  BLEU %.2f", test_loss, metrics["test_ppl"], bleu)
-    lines = ["| source | reference | hypothesis |", "|---|---|---|"]
-    shown = list(zip(sources, refs, hyps, strict=True))[: cfg.examples]
-    lines += [f"| {s} | {r} | {h} |" for s, r, h in shown]
+    ref_tokens = pq.read_table(tokens.file("test.parquet")).column("trg_tokens").to_pylist()
+    metrics = {"test_loss": test_loss, "test_ppl": math.exp(test_loss)}
+    beam = cfg.beam if hasattr(model, "beam") else 1
+    decoded = {}
+    for name, width in [("greedy", 1)] + ([("beam", beam)] if beam > 1 else []):
+        ids = translate_ids(model, test[0], cpu, cfg.max_len, beam=width, alpha=cfg.length_penalty)
+        words = [[trg_vocab[i] for i in h] for h in ids]
+        decoded[name] = [detokenize(w) for w in words]
+        scores = {"test_bleu": corpus_bleu(decoded[name], refs),
+                  "test_bleu_tok": token_bleu(words, ref_tokens),
+                  "test_chrf": corpus_chrf(decoded[name], refs)}  # fmt: skip
+        metrics |= {f"{k}_{name}": v for k, v in scores.items()}
+        logger.info("test %s: BLEU %.2f (sacreBLEU), %.2f (tokens), chrF %.2f", name,
+                    *scores.values())  # fmt: skip
+    served = "beam" if beam > 1 else "greedy"
+    metrics |= {k: metrics[f"{k}_{served}"] for k in ("test_bleu", "test_bleu_tok", "test_chrf")}
+    metrics["beam_width"] = beam
+    logger.info("test loss %.3f  ppl %.1f  BLEU %.2f (%s)", test_loss, metrics["test_ppl"],
+                metrics["test_bleu"], served)  # fmt: skip
+    cols = list(decoded)
+    lines = ["| source | reference | " + " | ".join(cols) + " |", "|---" * (2 + len(cols)) + "|"]
+    for i in range(min(cfg.examples, len(sources))):
+        lines.append(f"| {sources[i]} | {refs[i]} | " + " | ".join(decoded[c][i] for c in cols)
+                     + " |")  # fmt: skip
     tracking.log_text(run_id, "\n".join(lines) + "\n", "translations.md")
     tracking.log_json(run_id, src_vocab, "src_vocab.json")
     tracking.log_json(run_id, trg_vocab, "trg_vocab.json")
     tracking.log_metrics(run_id, metrics)
     return metrics
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register_task(run_id: str, model, vocab: StageOutput, config: Seq2SeqConfig) -> dict:
+    """The model as the translator pyfunc (flows/translator.py), registered."""
+    from flows.translator import log_translator
+
+    return log_translator(run_id, model, *read_vocabs(vocab), config, PIPELINE)
 
 
 @flow(name=PIPELINE)
@@ -113,6 +174,10 @@ def seq2seq(
     tags = run_tags(fingerprint(config))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         rows = ingest_parallel(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+        if d.incoming and incoming_files():
+            from tasks.pairs import add_pairs
+
+            rows = add_pairs(PIPELINE, rows, incoming_files())
         tokens = tokenize_parallel(PIPELINE, rows, config.tokenize)
         vocab = build_vocabs(PIPELINE, tokens, config.vocab.min_freq)
         encoded = encode_parallel(PIPELINE, tokens, vocab)
@@ -121,6 +186,7 @@ def seq2seq(
         metrics = {"src_vocab_size": vocab.stats["src_vocab_size"],
                    "trg_vocab_size": vocab.stats["trg_vocab_size"],
                    "train_pairs": rows.stats["train_pairs"]}  # fmt: skip
+        metrics |= {k: rows.stats[k] for k in ("new_pairs", "duplicate_pairs") if k in rows.stats}
         tracking.log_metrics(run_id, metrics)
         ckpt = recover.checkpoint_folder(PIPELINE, [encoded.fingerprint, vocab.fingerprint],
                                          config.train)  # fmt: skip
@@ -128,14 +194,12 @@ def seq2seq(
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
             model, fitted = train_task(encoded, vocab, config.train, run_id,
                                        str(ckpt) if owned else None, meta)  # fmt: skip
-            metrics |= evaluate_task(model, rows, encoded, vocab, config.evaluate,
+            metrics |= evaluate_task(model, rows, tokens, encoded, vocab, config.evaluate,
                                      config.train.batch_size, run_id)  # fmt: skip
-            example = np.array([[2, 5, 6, 3]], dtype=np.int64).T  # source ids [len, 1]
-            hyp = model.greedy(torch.as_tensor(example), 2, 3, 5)[0]  # <sos> = 2, <eos> = 3
-            reg = tracking.register_task(run_id, model, PIPELINE, example,
-                                         np.asarray([hyp or [3]], dtype=np.int64))  # fmt: skip
+            reg = register_task(run_id, model, vocab, config)
         metrics |= {"final_train_loss": fitted.history[-1]["train_loss"],
-                    "best_val_loss": fitted.best_value, "tokens_per_sec": fitted.per_sec,
+                    "best_val_loss": fitted.best_value if fitted.best_epoch is not None
+                    else fitted.history[-1]["val_loss"], "tokens_per_sec": fitted.per_sec,
                     "model_version": reg["version"]}  # fmt: skip
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
@@ -156,27 +220,14 @@ PARITY = [
 
 
 def load_translator(version: int | str | None = None):
-    """(translate(list of German sentences) -> English, model version) from the registry:
-    the champion unless a version is given."""
+    """(the Translator pyfunc of the champion or of `version`, its version number)."""
+    from flows import translator
+
     v = version if version is not None else tracking.champion(PIPELINE)
     if v is None:
         raise LookupError("no seq2seq champion yet: run `seqflow run seq2seq` first")
-    mv = v if hasattr(v, "run_id") else tracking.client().get_model_version(PIPELINE, str(v))
-    model = tracking.load_model(PIPELINE, mv.version)
-    params = tracking.get_run(mv.run_id).data.params
-    src_vocab = tracking.load_json(mv.run_id, "src_vocab.json")
-    trg_vocab = tracking.load_json(mv.run_id, "trg_vocab.json")
-    tokenizer = load_tokenizer(params["tokenize.src_model"])
-    lower = params["tokenize.lowercase"] == "True"
-    reverse = params["tokenize.reverse_src"] == "True"
-    max_len = int(params["evaluate.max_len"])
-
-    def translate(sentences: list[str]) -> list[str]:
-        ids = encode(tokenize_texts(sentences, tokenizer, lower, reverse), src_vocab)
-        out = translate_ids(model, ids, torch.device("cpu"), max_len)
-        return [detokenize([trg_vocab[i] for i in h]) for h in out]
-
-    return translate, int(mv.version)
+    number = int(v.version if hasattr(v, "version") else v)
+    return translator.load(number), number
 
 
 @task(name="score", cache_policy=NO_CACHE)
@@ -187,6 +238,6 @@ def score(config: Seq2SeqConfig, version: int | str) -> float:
     import pyarrow.parquet as pq
 
     table = pq.read_table(rows.file("test.parquet"))
-    translate, _ = load_translator(version)
-    hyps = translate(table.column("src").to_pylist())
+    model, _ = load_translator(version)
+    hyps, _ = model.translate(table.column("src").to_pylist())
     return corpus_bleu(hyps, table.column("trg").to_pylist())

@@ -91,6 +91,18 @@ class Stack:
         wait_http(f"{url}/health", 120, proc, log)
         return url
 
+    def model_server(self, model_uri: str, tracking_uri: str) -> str:
+        """`mlflow models serve` of a registered model (MLflow's scoring server)."""
+        port = free_port()
+        cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
+               "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+        env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri,
+                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # its uvicorn
+        proc, log = self._spawn("model-server", cmd, env)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/ping", 180, proc, log)
+        return url
+
     def prefect(self) -> str:
         port = free_port()
         # the UI asks /ui-settings for its API; that follows PREFECT_UI_API_URL, not --port
@@ -126,3 +138,13 @@ def get_json(url: str, body: dict | None = None) -> dict:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    """(status, JSON body) of a POST, error statuses included."""
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")

@@ -14,6 +14,9 @@ class ParallelData(Section):
     src_lang: str = "de"
     trg_lang: str = "en"
     limit_train: int | None = Field(None, ge=1, description="use only the first N train pairs")
+    incoming: bool = Field(
+        False, description="append the new pairs of data/incoming/seq2seq/*.tsv (retrain sets it)"
+    )
 
 
 class ParallelTokenize(Section):
@@ -28,8 +31,10 @@ class ParallelVocab(Section):
 
 
 class Seq2SeqTrain(TrainConfig):
-    model: Literal["lstm", "attention"] = Field(
-        "lstm", description="lstm = the notebook's; attention = Bahdanau, packed, masked"
+    model: Literal["lstm", "attention", "transformer"] = Field(
+        "lstm",
+        description="lstm = the notebook's; attention = Bahdanau, packed, masked; transformer "
+        "= pre-norm encoder-decoder (emb_dim = width, hid_dim = feed-forward, n_layers each side)",
     )
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -41,12 +46,22 @@ class Seq2SeqTrain(TrainConfig):
     lr: float = Field(1e-3, gt=0, description="Adam (the notebook's default lr)")
     clip: float = Field(1.0, gt=0)
     teacher_forcing: float = Field(0.5, ge=0, le=1)
+    heads: int = Field(8, ge=1, description="transformer: attention heads")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="transformer")
+    warmup: int = Field(1000, ge=1, description="transformer: linear warm-up steps to lr")
+    max_tokens: int | None = Field(
+        None, ge=1, description="token-budget batches (sentences x longest side); else batch_size"
+    )
+    average_last: int = Field(0, ge=0, description="average the last N epochs' weights")
     compile: bool = Field(False, description="torch.compile the training loss (GPU speed-up)")
     bucket: bool = Field(True, description="batches of similar lengths (BucketIterator)")
 
 
 class TranslateEval(Section):
     max_len: int = Field(50, ge=1)
+    beam: int = Field(5, ge=1, description="beam width (transformer; 1 = greedy)")
+    length_penalty: float = Field(0.6, ge=0, description="GNMT alpha for the beam's winner")
+    max_src_tokens: int = Field(128, ge=1, description="longer inputs are cut, with a warning")
     examples: int = Field(20, ge=0)
 
 
@@ -78,13 +93,31 @@ PROFILES: dict[str, dict] = {
         },
         "evaluate": {"max_len": 30},
     },
-    "best": {
+    "attention": {
         "train": {
             "model": "attention",
             "epochs": 6,
             "emb_dim": 256,
             "hid_dim": 512,
             "dropout": 0.5,
+        },
+    },
+    "best": {
+        "tokenize": {"reverse_src": False},
+        "train": {
+            "model": "transformer",
+            "epochs": 20,
+            "emb_dim": 256,
+            "hid_dim": 512,
+            "n_layers": 3,
+            "heads": 8,
+            "dropout": 0.2,
+            "lr": 1e-3,
+            "warmup": 800,
+            "clip": 1.0,
+            "max_tokens": 2048,
+            "teacher_forcing": 1.0,
+            "average_last": 5,
         },
     },
 }

@@ -459,6 +459,11 @@ def register_task(run_id: str, model, registered_name: str, example_ids, example
     if np.issubdtype(example.dtype, np.integer):
         example = example.astype(np.int64)
     version, uri = log_model(run_id, model, registered_name, example, REQUIREMENTS, example_output)
+    return registered(run_id, registered_name, version, uri)
+
+
+def registered(run_id: str, registered_name: str, version, uri: str) -> dict:
+    """Tag the run with its new model version; the first version becomes the champion."""
     set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
     run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)
     if champion(registered_name) is None:

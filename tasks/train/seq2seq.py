@@ -38,6 +38,25 @@ def bucket_batches(
     return batches
 
 
+def token_batches(
+    src: list[np.ndarray], trg: list[np.ndarray], max_tokens: int, rng: np.random.Generator | None
+) -> list[np.ndarray]:
+    """Length-bucketed batches under a token budget: sentences sorted by length (random order
+    among equals) are cut so that sentences x the longest side's length <= max_tokens."""
+    n = len(src)
+    tiebreak = rng.random(n) if rng is not None else np.arange(n)
+    longest = np.maximum([len(s) for s in src], [len(t) for t in trg])
+    order = np.lexsort((tiebreak, longest))
+    batches, start = [], 0
+    for end in range(1, n + 1):
+        if end == n or (end + 1 - start) * longest[order[end]] > max_tokens:
+            batches.append(order[start:end])
+            start = end
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Plain shuffled batches (no bucketing): more padding."""
     order = rng.permutation(n)
@@ -45,6 +64,12 @@ def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np
 
 
 def build_model(cfg, src_vocab: int, trg_vocab: int):
+    if cfg.model == "transformer":
+        from models.transformer import Transformer
+
+        return Transformer(src_vocab, trg_vocab, cfg.emb_dim, cfg.heads, cfg.n_layers,
+                           cfg.n_layers, cfg.hid_dim, cfg.dropout, cfg.label_smoothing,
+                           PAD)  # fmt: skip
     if cfg.model == "attention":
         from models.attention import AttnSeq2Seq
 
@@ -79,13 +104,28 @@ class Seq2SeqRecipe(Recipe):
         use_cudnn(self.device)
         seed_everything(cfg.seed)
         self.model = build_model(cfg, src_vocab, trg_vocab).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        if cfg.model == "transformer":  # Adam(0.9, 0.98), linear warm-up, 1/sqrt(step) decay
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                              betas=(0.9, 0.98), eps=1e-9)  # fmt: skip
+            w = cfg.warmup
+
+            def rate(step: int) -> float:
+                return min((step + 1) / w, (w / (step + 1)) ** 0.5)
+
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, rate)
+            self.select = None  # the average of the last epochs' weights replaces selection
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.average: dict[str, torch.Tensor] = {}  # sum of the last epochs' weights
+        self.averaged = 0
         self.rng = np.random.default_rng(cfg.seed)  # the batches' stream, kept by checkpoints
         self.fast_loss = compiled(self.model.loss, cfg.compile)
 
     def batches(self, epoch: int) -> list[Batch]:
         bs = self.cfg.batch_size
-        if self.cfg.bucket:
+        if self.cfg.max_tokens:
+            order = token_batches(self.src, self.trg, self.cfg.max_tokens, self.rng)
+        elif self.cfg.bucket:
             order = bucket_batches(self.src, self.trg, bs, self.rng)
         else:
             order = random_batches(len(self.src), bs, self.rng)
@@ -109,14 +149,27 @@ class Seq2SeqRecipe(Recipe):
         return fn(s, t, PAD, self.cfg.teacher_forcing), self.count(batch)
 
     def evaluate(self, epoch: int) -> dict[str, float]:
+        last, extra = self.cfg.average_last, {}
+        if last > 1 and epoch >= self.cfg.epochs - last:  # checkpoint averaging
+            for k, v in self.model.state_dict().items():
+                self.average[k] = self.average.get(k, 0) + v.detach().double()
+            self.averaged += 1
+            if epoch == self.cfg.epochs - 1:  # the model becomes the average
+                raw = evaluate_loss(self.model, self.valid, self.cfg.batch_size, self.device)
+                extra = {"val_loss_unaveraged": raw}
+                self.model.load_state_dict({k: (v / self.averaged).to(self.model.state_dict()[k])
+                                            for k, v in self.average.items()})  # fmt: skip
         val = evaluate_loss(self.model, self.valid, self.cfg.batch_size, self.device)
-        return {"val_loss": val, "train_ppl": math.exp(self.epoch_loss), "val_ppl": math.exp(val)}
+        return {"val_loss": val, "train_ppl": math.exp(self.epoch_loss), "val_ppl": math.exp(val),
+                **extra}  # fmt: skip
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
+        return {"rng": self.rng.bit_generator.state, "average": self.average,
+                "averaged": self.averaged}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+        self.average, self.averaged = state.get("average", {}), state.get("averaged", 0)
 
 
 class _Folder:
@@ -157,12 +210,18 @@ def detokenize(tokens: list[str]) -> str:
 
 
 @torch.no_grad()
-def translate_ids(model: Seq2Seq, src: list[np.ndarray], device, max_len=50, batch=256):
-    """Greedy decoding, in input order."""
+def translate_ids(model, src: list[np.ndarray], device, max_len=50, batch=128, beam: int = 1,
+                  alpha: float = 0.6) -> list[list[int]]:  # fmt: skip
+    """Greedy decoding (beam 1, or a model without beam search) or batched beam search, in
+    input order."""
     model.eval()
     out: list[list[int]] = [[] for _ in src]
     for idx in bucket_batches(src, src, batch, None):
-        hyps = model.greedy(pad_batch([src[i] for i in idx], device), SOS, EOS, max_len)
+        s = pad_batch([src[i] for i in idx], device)
+        if beam > 1 and hasattr(model, "beam"):
+            hyps = model.beam(s, SOS, EOS, max_len, beam, alpha)
+        else:
+            hyps = model.greedy(s, SOS, EOS, max_len)
         for i, h in zip(idx, hyps, strict=True):
             out[i] = h
     return out
@@ -173,3 +232,20 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True).score)
+
+
+def token_bleu(hypotheses: list[list[str]], references: list[list[str]]) -> float:
+    """BLEU on tokens as given (lowercased spaCy tokens, <unk> included), 4-grams, uniform
+    weights, brevity penalty: torchtext's `bleu_score` x 100, the pytorch-seq2seq tutorials'
+    figure."""
+    import sacrebleu
+
+    hyps, refs = [" ".join(h) for h in hypotheses], [" ".join(r) for r in references]
+    return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score)
+
+
+def corpus_chrf(hypotheses: list[str], references: list[str]) -> float:
+    """sacreBLEU chrF, case-insensitive."""
+    from sacrebleu.metrics import CHRF
+
+    return float(CHRF(lowercase=True).corpus_score(hypotheses, [references]).score)

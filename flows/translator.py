@@ -1,0 +1,139 @@
+"""The seq2seq champion as an MLflow pyfunc: raw German text in, English text out.
+
+The weights, both vocabularies, the tokenizer settings and the decoding settings travel in the
+model's artifacts, so `mlflow models serve -m models:/seq2seq@champion --env-manager local`
+and `seqflow translate` load the same thing. The rules, for both: one output per input, in
+order; a blank input gives a blank output; an input longer than `max_src_tokens` is cut, with
+a warning naming it; a non-string input is refused.
+"""
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.pyfunc import PythonModel
+
+ENTRY = Path(__file__).with_name("serve_seq2seq.py")  # the models-from-code file
+log = logging.getLogger("seqflow.translator")
+
+
+class BadInput(ValueError):
+    pass
+
+
+class Translator(PythonModel):
+    def load_context(self, context) -> None:
+        self.load(context.artifacts)
+
+    def load(self, artifacts: dict) -> None:
+        from flows.config.seq2seq import Seq2SeqTrain
+        from tasks.train.seq2seq import build_model
+        from tasks.translation import load_tokenizer
+
+        settings = json.loads(Path(artifacts["settings"]).read_text())
+        self.src_vocab = json.loads(Path(artifacts["src_vocab"]).read_text())
+        self.trg_vocab = json.loads(Path(artifacts["trg_vocab"]).read_text())
+        self.tok, self.dec = settings["tokenize"], settings["decode"]
+        train = Seq2SeqTrain.model_validate(settings["train"])
+        self.model = build_model(train, len(self.src_vocab), len(self.trg_vocab))
+        state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.tokenizer = load_tokenizer(self.tok["src_model"])
+
+    def predict(self, context, model_input, params=None) -> list[str]:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            out, cut = self.translate(_texts(model_input))
+        except BadInput as err:  # the scoring server answers 400 with this message
+            raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from err
+        for i, message in cut:
+            log.warning("input %d: %s", i + 1, message)
+        return out
+
+    def translate(self, lines: list, beam: int | None = None) -> tuple[list[str], list]:
+        """(one translation per line, [(index of a line that was cut, what was cut)])."""
+        from tasks.train.seq2seq import detokenize, translate_ids
+        from tasks.translation import encode, tokenize_texts
+
+        for i, line in enumerate(lines, 1):
+            if not isinstance(line, str):
+                raise BadInput(f"input {i} is {type(line).__name__}, not text: send strings")
+        keep = [i for i, line in enumerate(lines) if line.strip()]
+        docs = tokenize_texts([lines[i] for i in keep], self.tokenizer, self.tok["lowercase"],
+                              False)  # fmt: skip
+        limit, warnings = self.dec["max_src_tokens"], []
+        for i, doc in zip(keep, docs, strict=True):
+            if len(doc) > limit:
+                warnings.append((i, f"{len(doc)} tokens, cut to the first {limit}"))
+                doc[limit:] = []
+        if self.tok["reverse_src"]:
+            docs = [d[::-1] for d in docs]
+        ids = encode(docs, self.src_vocab)
+        hyps = translate_ids(self.model, ids, torch.device("cpu"), self.dec["max_len"],
+                             beam=beam or self.dec["beam"],
+                             alpha=self.dec["length_penalty"])  # fmt: skip
+        out = [""] * len(lines)
+        for i, h in zip(keep, hyps, strict=True):
+            out[i] = detokenize([self.trg_vocab[t] for t in h])
+        return out, warnings
+
+
+def _texts(model_input) -> list:
+    """The strings of a request: a DataFrame's first column, a Series, a list or one str."""
+    if isinstance(model_input, str):
+        return [model_input]
+    if hasattr(model_input, "columns"):
+        model_input = model_input[model_input.columns[0]]
+    values = list(model_input.tolist() if hasattr(model_input, "tolist") else model_input)
+    return [v if not isinstance(v, np.str_) else str(v) for v in values]
+
+
+def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
+    """Log the trained model as the pyfunc and register a new version: {version, uri}."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from tasks.engine import tracking
+
+    settings = {"train": config.train.model_dump(), "tokenize": config.tokenize.model_dump(),
+                "decode": config.evaluate.model_dump()}  # fmt: skip
+    signature = ModelSignature(Schema([ColSpec("string", "text")]),
+                               Schema([ColSpec("string", "translation")]))  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",
+                 "src_vocab": Path(tmp) / "src_vocab.json",
+                 "trg_vocab": Path(tmp) / "trg_vocab.json"}  # fmt: skip
+        torch.save(model.cpu().state_dict(), files["weights"])
+        files["settings"].write_text(json.dumps(settings))
+        files["src_vocab"].write_text(json.dumps(src_vocab, ensure_ascii=False))
+        files["trg_vocab"].write_text(json.dumps(trg_vocab, ensure_ascii=False))
+        tracking.client()
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(ENTRY),
+                artifacts={k: str(v) for k, v in files.items()},
+                signature=signature,
+                input_example=pd.DataFrame({"text": ["Ein Mann fährt Fahrrad."]}),
+                pip_requirements=[*tracking.REQUIREMENTS, "spacy", "pandas"],
+                registered_model_name=name,
+            )
+    return tracking.registered(run_id, name, info.registered_model_version, info.model_uri)
+
+
+def load(version) -> Translator:
+    """The Translator of registered seq2seq model version `version`."""
+    import mlflow.pyfunc
+
+    from tasks.engine import tracking
+
+    tracking.client()
+    return mlflow.pyfunc.load_model(f"models:/seq2seq/{version}").unwrap_python_model()

@@ -1,0 +1,131 @@
+"""New sentence pairs for seq2seq: data/incoming/seq2seq/*.tsv, UTF-8, one `de<TAB>en` pair a
+line. `seqflow ingest` and `seqflow retrain` check them at the door (every fault named with its
+file and line; nothing copied, nothing trained); the `add_pairs` stage appends the new ones to
+the train split.
+
+Rules: the file is UTF-8; every line holds exactly one tab with text on both sides, no control
+characters and at most MAX_CHARS characters a side (a last line may end the file without a
+newline; blank lines are faults: they would shift every pair after them). A pair equal (sides
+stripped) to one of the train split the run reads (`data.limit_train` reads fewer) or of an
+earlier file is a duplicate: dropped and counted. Files are read in name order.
+"""
+
+import hashlib
+import sys
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.engine.stage import StageOutput, run_stage, write_table
+from tasks.incoming import Fault, FileReport, IncomingError, Report
+
+MAX_CHARS = 1000  # a side; Multi30k's longest is under 300
+
+
+def _key(src: str, trg: str) -> bytes:
+    return hashlib.sha256(f"{src.strip()}\t{trg.strip()}".encode()).digest()
+
+
+def read_tsv(path: Path, faults: list[Fault]) -> list[tuple[int, str, str]]:
+    """(line number, de, en) of every well-formed line; the faults of the others."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        faults.append(Fault(str(path), line, f"not UTF-8 (byte {err.start}): save it as UTF-8"))
+        return []
+    pairs = []
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line and n == text.count("\n") + 1:
+            break  # the newline that ends the file
+        parts = line.split("\t")
+        if len(parts) != 2:
+            what = "a blank line" if not line.strip() else f"{len(parts) - 1} tabs"
+            faults.append(Fault(str(path), n, f"{what}: a line is one `de<TAB>en` pair"))
+            continue
+        sides = dict(zip(("de", "en"), parts, strict=True))
+        bad = [f"the {side} side is blank" for side, s in sides.items() if not s.strip()]
+        bad += [f"the {side} side has {len(s)} characters (at most {MAX_CHARS})"
+                for side, s in sides.items() if len(s) > MAX_CHARS]  # fmt: skip
+        if any(unicodedata.category(c) == "Cc" for s in parts for c in s):
+            bad.append("a control character (only text and one tab)")
+        faults += [Fault(str(path), n, b) for b in bad]
+        if not bad:
+            pairs.append((n, parts[0].strip(), parts[1].strip()))
+    if not pairs and not faults:
+        faults.append(Fault(str(path), 0, f"{path}: no pairs in it"))
+    return pairs
+
+
+def check_pairs(files: list[Path], train: StageOutput, earlier: list[Path] = ()) -> Report:
+    """Every fault of every file at once (IncomingError), else what each file adds against
+    the ingested train split `train` (train.parquet: src, trg) and the `earlier` files."""
+    table = pq.read_table(train.file("train.parquet"))
+    known = dict.fromkeys(map(_key, table.column("src").to_pylist(),
+                              table.column("trg").to_pylist()), "the train split")  # fmt: skip
+    faults: list[Fault] = []
+    reports, keep, new_keys = [], {}, []
+    names = {p.name for p in map(Path, files)}
+    ordered = sorted(map(Path, earlier), key=lambda p: p.name) + sorted(
+        map(Path, files), key=lambda p: p.name
+    )
+    for path in ordered:
+        flags, dup_of = [], set()
+        for _, de, en in read_tsv(path, faults):
+            key = _key(de, en)
+            if key in known:
+                dup_of.add(known[key])
+                flags.append(False)
+            else:
+                known[key] = f"incoming {path.name}"
+                flags.append(True)
+                new_keys.append(key)
+        keep[path.name] = flags
+        new = sum(flags)
+        reports.append(FileReport(path.name, len(flags), new, len(flags) - new, sorted(dup_of)))
+    if faults:
+        raise IncomingError(faults)
+    fp = hashlib.sha256(b"".join(sorted(new_keys))).hexdigest() if new_keys else ""
+    shown = [r for r in reports if r.name in names] if names else reports
+    return Report(shown, sum(r.new for r in shown), sum(r.duplicates for r in shown), fp, keep)
+
+
+@task(name="add_pairs", cache_policy=NO_CACHE)
+def add_pairs(pipeline: str, rows: StageOutput, files: list[Path]) -> StageOutput:
+    """The ingested splits with the incoming files' new pairs appended to train.parquet."""
+    from tasks.data import sha256_file
+
+    files = sorted(map(Path, files), key=lambda p: p.name)
+
+    def build(out: Path) -> dict:
+        report = check_pairs([], rows, files)
+        table = pq.read_table(rows.file("train.parquet"))
+        src, trg = table.column("src").to_pylist(), table.column("trg").to_pylist()
+        faults: list[Fault] = []
+        for path in files:
+            kept = [
+                p for p, k in zip(read_tsv(path, faults), report.keep[path.name], strict=True) if k
+            ]
+            src += [de for _, de, _ in kept]
+            trg += [en for _, _, en in kept]
+        write_table(pa.table({"src": src, "trg": trg}), out / "train.parquet")
+        for split in ("valid", "test"):
+            write_table(pq.read_table(rows.file(f"{split}.parquet")), out / f"{split}.parquet")
+        return {"train_pairs": len(src), "valid_pairs": rows.stats["valid_pairs"],
+                "test_pairs": rows.stats["test_pairs"], "new_pairs": report.new_rows,
+                "duplicate_pairs": report.duplicate_rows}  # fmt: skip
+
+    return run_stage(
+        pipeline,
+        "add_pairs",
+        inputs={"rows": rows.fingerprint} | {p.name: sha256_file(p) for p in files},
+        params={},
+        code=(sys.modules[__name__],),
+        libs=("pyarrow",),
+        build=build,
+    )
