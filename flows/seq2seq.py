@@ -55,8 +55,9 @@ def fingerprint(config: Seq2SeqConfig) -> str:
     spec = DATASETS[d.dataset]
     parts = [sha256_file(fetch(spec, name)) for name, _ in SPLITS.values()]
     parts += [d.src_lang, d.trg_lang, d.limit_train]
-    if d.incoming:
-        parts.append(incoming_report(config).fingerprint)
+    added = incoming_report(config).fingerprint if d.incoming else ""
+    if added:  # no new pair: the same data as a run without data.incoming
+        parts.append(added)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+from tasks.runtime import checkpoint
+
 ENTRY = Path(__file__).with_name("serve_seq2seq.py")  # the models-from-code file
 log = logging.getLogger("seqflow.translator")
 
@@ -39,8 +41,7 @@ class Translator(PythonModel):
         self.tok, self.dec = settings["tokenize"], settings["decode"]
         train = Seq2SeqTrain.model_validate(settings["train"])
         self.model = build_model(train, len(self.src_vocab), len(self.trg_vocab))
-        state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(checkpoint.load(Path(artifacts["weights"])))
         self.model.eval()
         self.tokenizer = load_tokenizer(self.tok["src_model"])
 
@@ -111,7 +112,7 @@ def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
         files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",
                  "src_vocab": Path(tmp) / "src_vocab.json",
                  "trg_vocab": Path(tmp) / "trg_vocab.json"}  # fmt: skip
-        torch.save(model.cpu().state_dict(), files["weights"])
+        checkpoint.write(files["weights"], model.cpu().state_dict())
         files["settings"].write_text(json.dumps(settings))
         files["src_vocab"].write_text(json.dumps(src_vocab, ensure_ascii=False))
         files["trg_vocab"].write_text(json.dumps(trg_vocab, ensure_ascii=False))

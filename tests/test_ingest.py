@@ -29,8 +29,10 @@ def test_ingest_copies_verified_files_and_refuses_bad_ones(data_dir, tmp_path, c
         ingest("word2vec", [good])
     with pytest.raises(ValueError, match="charlm takes .txt files"):
         ingest("charlm", [good])
-    with pytest.raises(ValueError, match="seq2seq takes no new data files"):
+    with pytest.raises(ValueError, match="seq2seq takes .tsv files"):
         ingest("seq2seq", [good])
+    with pytest.raises(ValueError, match="airline takes no new data files"):
+        ingest("airline", [good])
 
 
 def test_arrival_event_names_the_pipeline_and_files(prefect_server):

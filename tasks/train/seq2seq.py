@@ -210,7 +210,7 @@ def detokenize(tokens: list[str]) -> str:
 
 
 @torch.no_grad()
-def translate_ids(model, src: list[np.ndarray], device, max_len=50, batch=128, beam: int = 1,
+def translate_ids(model, src: list[np.ndarray], device, max_len=50, batch=256, beam: int = 1,
                   alpha: float = 0.6) -> list[list[int]]:  # fmt: skip
     """Greedy decoding (beam 1, or a model without beam search) or batched beam search, in
     input order."""
