@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data import fetch
 from tasks.engine import shards as shards_module
 from tasks.engine.catalog import NLTK_STOPWORDS
-from tasks.engine.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
+from tasks.engine.shards import map_parts, part_path, read_shard, write_shards
 from tasks.engine.stage import StageOutput, run_stage
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,9 @@ def tokenize_tweets(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
     one row group of rows at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        src = rows.file("rows.parquet")
-        parts, shards = scratch(out), shard_count(src)
-        stats = list(map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
-                                cfg=cfg.model_dump()))  # fmt: skip
-        merge_parts(parts, shards, out / "tokens.parquet")
+        stats, _ = map_parts(tokenize_shard, rows.file("rows.parquet"), out,
+                             lambda parts: write_shards(parts, out / "tokens.parquet"),
+                             cfg=cfg.model_dump())  # fmt: skip
         return {"rows": sum(s["rows"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}
 
     return run_stage(

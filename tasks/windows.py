@@ -1,6 +1,5 @@
 """Sliding windows over encoded documents, vectorised with NumPy."""
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine import shards as shards_module
-from tasks.engine.shards import map_shards, part_path, read_parts, read_shard, scratch, shard_count
+from tasks.engine.shards import map_parts, part_path, read_shard
 from tasks.engine.stage import StageOutput, run_stage, write_table
 
 
@@ -112,15 +111,10 @@ def window_pairs(pipeline: str, encoded: StageOutput, size: int, shard_rows: int
     computed one row group of documents at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        src = encoded.file("ids.parquet")
-        parts, shards = scratch(out), shard_count(src)
-        try:
-            counts = map_shards(window_shard, shards, src=str(src), size=size, parts=str(parts))
-            pairs = sum(counts)
-            written = write_pair_shards(read_parts(parts, shards), out, shard_rows)
-        finally:
-            shutil.rmtree(parts, ignore_errors=True)
-        return {"pairs": int(pairs), "shards": written}
+        counts, written = map_parts(window_shard, encoded.file("ids.parquet"), out,
+                                    lambda parts: write_pair_shards(parts, out, shard_rows),
+                                    size=size)  # fmt: skip
+        return {"pairs": int(sum(counts)), "shards": written}
 
     return run_stage(
         pipeline,

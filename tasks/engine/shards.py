@@ -57,11 +57,16 @@ def read_shard(path: str | Path, shard: int, columns: list[str] | None = None) -
     return pq.ParquetFile(path).read_row_group(shard, columns=columns)
 
 
-def iter_shards(path: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """Every row group of a Parquet file, in order, one in memory at a time."""
-    pf = pq.ParquetFile(path)
-    for i in range(pf.num_row_groups):
-        yield pf.read_row_group(i, columns=columns)
+def map_parts(fn, src: Path, out: Path, merge, **kwargs) -> tuple[list, object]:
+    """map_shards of fn(i, src=src, parts=folder, **kwargs) over the row groups of `src`, each
+    call writing part file i into a scratch folder beside `out`; then merge(the parts' tables,
+    in shard order). Returns (fn's results, merge's); the part files are removed."""
+    parts, shards = scratch(out), shard_count(src)
+    try:
+        results = list(map_shards(fn, shards, src=str(src), parts=str(parts), **kwargs))
+        return results, merge(read_parts(parts, shards))
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 def write_shards(tables: Iterable[pa.Table], path: Path, rows: int = ROWS_PER_SHARD) -> int:
