@@ -65,13 +65,18 @@ def read_tokens(tokens: StageOutput) -> tuple[list[list[str]], np.ndarray]:
     return table.column("tokens").to_pylist(), table.column("label").to_numpy()
 
 
+def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(flat int32 values, int64 offsets from 0) of a list<int32> column."""
+    column = table.column(name).combine_chunks()
+    values = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return values[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
 def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table]:
     """(flat ids, offsets, table) from an encode stage output."""
     table = pq.read_table(encoded.file("ids.parquet"))
-    column = table.column("ids").combine_chunks()
-    ids = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    offsets = column.offsets.to_numpy().astype(np.int64) - column.offset
-    return ids, offsets, table
+    return *list_column(table, "ids"), table
 
 
 def count_shard(shard: int, src: str, parts: str) -> int:

@@ -8,6 +8,7 @@ after another in this process, or, when the flow runs on a Dask task runner (`se
 cases, so the outputs are byte for byte the same; memory holds a few shards, not the corpus.
 """
 
+import itertools
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -69,27 +70,32 @@ def map_parts(fn, src: Path, out: Path, merge, **kwargs) -> tuple[list, object]:
         shutil.rmtree(parts, ignore_errors=True)
 
 
+def rechunk(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The tables' rows again, in tables of `rows` rows (the last one shorter; none if empty)."""
+    buffer, pending = [], 0
+    for table in tables:
+        buffer.append(table)
+        pending += table.num_rows
+        while pending >= rows:
+            merged = pa.concat_tables(buffer).combine_chunks()
+            yield merged.slice(0, rows)
+            buffer, pending = [merged.slice(rows)], pending - rows
+    if pending:
+        yield pa.concat_tables(buffer).combine_chunks()
+
+
 def write_shards(tables: Iterable[pa.Table], path: Path, rows: int = ROWS_PER_SHARD) -> int:
     """Stream tables into one Parquet file in row groups of `rows` rows; returns the row count.
     An empty input still writes a file (with the first table's schema, or none at all)."""
-    writer, buffer, total = None, [], 0
-    pending = 0
-    try:
-        for table in tables:
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression=COMPRESSION)
-            buffer.append(table)
-            pending += table.num_rows
-            total += table.num_rows
-            while pending >= rows:
-                merged = pa.concat_tables(buffer).combine_chunks()
-                writer.write_table(merged.slice(0, rows), row_group_size=rows)
-                buffer, pending = [merged.slice(rows)], pending - rows
-        if writer is not None and pending:
-            writer.write_table(pa.concat_tables(buffer).combine_chunks(), row_group_size=rows)
-    finally:
-        if writer is not None:
-            writer.close()
+    tables = iter(tables)
+    first = next(tables, None)
+    if first is None:
+        return 0
+    total = 0
+    with pq.ParquetWriter(path, first.schema, compression=COMPRESSION) as writer:
+        for chunk in rechunk(itertools.chain([first], tables), rows):
+            writer.write_table(chunk, row_group_size=rows)
+            total += chunk.num_rows
     return total
 
 
