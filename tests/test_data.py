@@ -54,7 +54,7 @@ def no_mirror(monkeypatch):
 
 
 def spec_for(url: str, sha: str = TWEETS.file("train.csv").sha256) -> DatasetSpec:
-    return DatasetSpec("tweets_hate_speech", (SourceFile("train.csv", url, sha),), "csv")
+    return DatasetSpec("tweets_hate_speech", (SourceFile("train.csv", url, sha),))
 
 
 def cache_files(cache: Path) -> list[str]:
