@@ -21,7 +21,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine.catalog import DatasetSpec, SourceFile
+from tasks.engine.catalog import DATASETS, DatasetSpec, SourceFile
 from tasks.engine.settings import data_dir, mirror_dir
 from tasks.engine.shards import write_shards
 from tasks.engine.stage import StageOutput, run_logger, run_stage, sha256_file
@@ -120,7 +120,7 @@ def download(
 
 
 class _Truncated(Exception):
-    pass
+    """A transfer that ended before the file did (retried)."""
 
 
 def _stream(url: str, tmp: Path, timeout: float) -> None:
@@ -272,9 +272,6 @@ def ingest_csv(
     """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`.
     keep: per incoming file name, which rows to take (tasks/incoming.py drops the rows already
     in the source or an earlier file); the others are counted as `duplicate_rows`."""
-
-    from tasks.engine.catalog import DATASETS
-
     logger = run_logger()
     spec = DATASETS[dataset]
     path = fetch(spec, file)

@@ -4,6 +4,7 @@ Everything logs by explicit run id through `MlflowClient`: Prefect runs tasks on
 where the fluent API's thread-local active run is not the flow's run.
 """
 
+import functools
 import json
 import os
 import re
@@ -58,22 +59,17 @@ class _Serialized:
         return call
 
 
-_schema_ready: set[str] = set()
-
-
+@functools.cache  # once a process opened the store, its tables are there
 def _open_sqlite_once(uri: str) -> None:
     """MLflow creates and migrates a new SQLite store's tables when a process first opens it;
     two processes doing it at once break each other (alembic: "expected to match one row"). A
     file lock beside the database lets one process at a time open it for the first time."""
-    if uri in _schema_ready:
-        return
     from filelock import FileLock
 
     with _sqlite_lock, FileLock(uri.removeprefix("sqlite:///") + ".lock"):
         c = MlflowClient(tracking_uri=uri, registry_uri=uri)
         c.search_experiments(max_results=1)  # opens the tracking store
         c.search_registered_models(max_results=1)  # and the registry's
-    _schema_ready.add(uri)
 
 
 def client() -> MlflowClient:
@@ -100,14 +96,9 @@ def ensure_experiment(name: str) -> str:
 
 
 def git_commit() -> str:
+    cmd, here = ["git", "rev-parse", "HEAD"], Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        out = subprocess.run(cmd, cwd=here, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -154,10 +145,7 @@ def log_steps(run_id: str, rows: list[tuple[int, dict]]) -> None:
 
 
 def log_json(run_id: str, obj, name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-        client().log_artifact(run_id, str(path))
+    client().log_text(run_id, json.dumps(obj, indent=2, ensure_ascii=False), name)
 
 
 def log_text(run_id: str, text: str, name: str) -> None:
@@ -235,8 +223,7 @@ def tracked_run(experiment: str, params: dict, tags: dict, name: str):
 
 def pipeline_run(pipeline: str, profile: str, params: dict, tags: dict | None = None):
     """One MLflow run per pipeline run (a context manager yielding its id)."""
-    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()}
-    all_tags.update(tags or {})
+    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()} | (tags or {})
     return tracked_run(pipeline, params, all_tags, f"{pipeline}-{profile}")
 
 
