@@ -80,10 +80,7 @@ def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, 
         job = Job(build, plan, str(checkpoints) if checkpoints else None, run_id, meta, tmp, env)
         job_file = Path(tmp) / "job.json"
         job_file.write_text(job.to_json())
-        if plan.launcher == "torchrun":
-            _torchrun(job_file, plan.nproc)
-        else:
-            _spawn(job_file, plan.nproc)
+        (_torchrun if plan.launcher == "torchrun" else _spawn)(job_file, plan.nproc)
         result = torch.load(Path(tmp) / "result.pt", map_location="cpu", weights_only=True)
     recipe.model.load_state_dict(result["model"])
     done = result["fitted"]

@@ -80,7 +80,7 @@ class Recipe:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what `state_dict` returned."""
 
     def count(self, batch) -> int:
         """Items `loss` averages over in `batch` (known before the step, for DDP's scale)."""
@@ -155,8 +155,7 @@ class Plan:
 
     @classmethod
     def of(cls, cfg, **overrides) -> "Plan":
-        names = cls.__dataclass_fields__
-        values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+        values = {k: getattr(cfg, k) for k in cls.__dataclass_fields__ if hasattr(cfg, k)}
         return cls(**(values | overrides))
 
 
@@ -268,7 +267,6 @@ def run_epochs(
     device = pick_device(plan.device)
     # a DDP-wrapped Forward's forward is the recipe's loss
     compute = net if net is not None else partial(recipe.loss, recipe.model)
-    bar_on = plan.progress and lead
     shown_at = time.monotonic()
     for epoch in range(fitted.resumed_epochs, plan.epochs):
         recipe.start_epoch(epoch)
@@ -278,24 +276,22 @@ def run_epochs(
         if plan.max_steps_per_epoch:
             batches = batches[: plan.max_steps_per_epoch]
         total = None  # running mean of the losses (a device tensor: no sync per step)
-        seen = steps = 0
+        seen = 0
         started = time.perf_counter()
-        off = {} if bar_on else {"disable": True}  # unset: TQDM_DISABLE=1 still turns it off
+        off = {} if plan.progress and lead else {"disable": True}  # unset: TQDM_DISABLE=1 works
         # delay: a bar only for an epoch still running after 1 s (3,000 short epochs would
         # print 3,000 bars into a log)
         bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
                    leave=False, delay=1.0, **off)  # fmt: skip
         for step, batch in enumerate(bar):
-            local = recipe.shard(batch, rank, world) if ddp else batch
             with autocast(device, plan.precision):
                 if ddp:
-                    loss, n = _ddp_step(recipe, compute, local)
+                    loss, n = _ddp_step(recipe, compute, recipe.shard(batch, rank, world))
                 else:
-                    loss, n = recipe.train_step(compute, local, 1.0)
+                    loss, n = recipe.train_step(compute, batch, 1.0)
             value = check_finite(loss, epoch, step, f"{recipe.name}: ", fitted.checkpoint)
             fitted.step_losses.append(value)
             seen += n
-            steps += 1
             if recipe.report == "batch":
                 total = value if total is None else total + value
             else:
@@ -303,14 +299,11 @@ def run_epochs(
                 total += (loss - total) * (n / seen)  # running mean: no overflow
             signals.check(fitted.checkpoint)
         seconds = time.perf_counter() - started
-        mean = total / max(steps, 1) if recipe.report == "batch" else total
-        mean = float(mean)
+        mean = float(total / max(len(batches), 1) if recipe.report == "batch" else total)
         fitted.items += seen
         fitted.seconds += seconds
-        row = {
-            "train_loss": mean,
-            f"epoch_{recipe.unit}_per_sec": seen / seconds if seconds else 0.0,
-        }
+        rate = seen / seconds if seconds else 0.0
+        row = {"train_loss": mean, f"epoch_{recipe.unit}_per_sec": rate}
         recipe.epoch_loss = mean
         row |= recipe.evaluate(epoch)
         fitted.history.append(row)

@@ -73,15 +73,11 @@ def _summary(recipe: Recipe, fitted: Fitted, run_id: str | None) -> None:
     final = {"final_train_loss": fitted.history[-1]["train_loss"],
              "train_seconds": fitted.seconds, f"{recipe.unit}_per_sec": fitted.per_sec}  # fmt: skip
     if fitted.best_epoch is not None:
-        final |= {
-            "best_epoch": fitted.best_epoch + 1,
-            f"best_{recipe.select[0]}": fitted.best_value,
-        }
+        final["best_epoch"] = fitted.best_epoch + 1
+        final[f"best_{recipe.select[0]}"] = fitted.best_value
     try:
         tracking.log_metrics(run_id, final)
-        tags = {"device": fitted.device}
-        if fitted.checkpoint:
-            tags["checkpoint"] = fitted.checkpoint
-        tracking.set_tags(run_id, tags)
+        tags = {"device": fitted.device, "checkpoint": fitted.checkpoint}
+        tracking.set_tags(run_id, {k: v for k, v in tags.items() if v})
     except Exception as err:
         run_logger().warning("MLflow logging failed (%s); the checkpoint keeps the model", err)
