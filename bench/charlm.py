@@ -39,8 +39,9 @@ import torch.nn.functional as F  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from models import kernels  # noqa: E402
 from models.charlm import CharLM, step_reference  # noqa: E402
-from tasks.chars import encode_chars, ingest_book, read_windows, window_chars  # noqa: E402
+from tasks.chars import encode_chars, ingest_book, window_chars  # noqa: E402
 from tasks.engine.settings import use_mirror  # noqa: E402
+from tasks.train.charlm import read_split  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
 FORMULATIONS = ("notebook", "seqflow", "seqflow (torch ops)", "torch.nn")
@@ -135,7 +136,7 @@ def parity_windows() -> np.ndarray:
         os.environ["SEQFLOW_DATA_DIR"] = tmp
         book = ingest_book.fn("charlm", cfg.data.dataset, cfg.data.file)
         chars = encode_chars.fn("charlm", book, cfg.data.notebook_text)
-        return read_windows(window_chars.fn("charlm", chars, cfg.windows), "train")
+        return read_split(window_chars.fn("charlm", chars, cfg.windows).path, "train")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from flows.config import CharLMConfig, flatten  # noqa: E402
 from flows.pipelines import resolve, run_tags  # noqa: E402
 from flows.recover import checkpoint_folder, keep_models  # noqa: E402
-from tasks.chars import encode_chars, ingest_book, read_chars, read_windows, window_chars  # noqa: E402
+from tasks.chars import encode_chars, ingest_book, read_chars, window_chars  # noqa: E402
 from tasks.data import incoming_files  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
@@ -28,7 +28,7 @@ from tasks.engine.stage import run_logger  # noqa: E402
 from tasks.incoming import data_fingerprint  # noqa: E402
 from tasks.runtime.loop import Build, Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
-from tasks.train.charlm import continue_text, perplexity  # noqa: E402
+from tasks.train.charlm import continue_text, perplexity, read_split  # noqa: E402
 
 PIPELINE = "charlm"
 PRIMARY_METRIC = ("test_ppl", "min")
@@ -136,7 +136,7 @@ def charlm(
         stages = [book, chars, wins]
         tracking.log_stages(run_id, stages)
         vocab, _ = read_chars(chars)
-        train, test = read_windows(wins, "train"), read_windows(wins, "test")
+        train, test = read_split(wins.path, "train"), read_split(wins.path, "test")
         metrics = {"vocab_size": len(vocab), "train_windows": len(train),
                    "test_windows": len(test)}  # fmt: skip
         tracking.log_metrics(run_id, metrics)
@@ -185,4 +185,4 @@ def score(config: CharLMConfig, version: int | str) -> float:
     wins = window_chars.fn(PIPELINE, encode_chars.fn(PIPELINE, book, d.notebook_text),
                            config.windows)  # fmt: skip
     model = tracking.load_model(PIPELINE, version)
-    return perplexity(model, read_windows(wins, "test"), config.train.batch_size, "cpu")
+    return perplexity(model, read_split(wins.path, "test"), config.train.batch_size, "cpu")

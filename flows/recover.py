@@ -134,7 +134,7 @@ def log_checkpoint(pipeline: str, path: Path) -> dict:
     params = meta.get("params", {})
     with tracking.pipeline_run(pipeline, meta.get("profile", "unknown"), params, tags) as run_id:
         losses = [row["train_loss"] for row in state["history"]]  # the runtime's, per epoch
-        tracking.log_history(run_id, {"train_loss": losses})
+        tracking.log_steps(run_id, [(i, {"train_loss": v}) for i, v in enumerate(losses)])
         tracking.log_metrics(run_id, {"final_train_loss": losses[-1]})
         tracking.log_json(run_id, meta["vocab"], "vocab.json")
         logged = tracking.register_task.fn(run_id, model, pipeline, example_ids=[0, 1, 2])

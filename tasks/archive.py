@@ -6,14 +6,11 @@ Members that would land outside the destination, links and device files are refu
 metadata (``._*`` files, ``__MACOSX/``) is skipped.
 """
 
-import logging
 import shutil
 import tarfile
 import uuid
 import zlib
 from pathlib import Path, PurePosixPath
-
-log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MACOS_JUNK_DIR = "__MACOSX"
@@ -44,12 +41,8 @@ def _check_type(archive: Path, member: tarfile.TarInfo) -> None:
     """Only regular files and directories may be extracted."""
     if member.isfile() or member.isdir():
         return
-    if member.issym() or member.islnk():
-        kind = f"a link to {member.linkname!r}"
-    elif member.ischr() or member.isblk() or member.isfifo():
-        kind = "a device or FIFO"
-    else:
-        kind = f"of unsupported type {member.type!r}"
+    link = member.issym() or member.islnk()
+    kind = f"a link to {member.linkname!r}" if link else "a device, FIFO or other special file"
     raise ArchiveError(
         f"{archive}: member {member.name!r} is {kind}; only regular files and folders are "
         "extracted. Re-download the archive from its source, or unpack it by hand after "
@@ -57,16 +50,14 @@ def _check_type(archive: Path, member: tarfile.TarInfo) -> None:
     )
 
 
-def _extract_into(archive: Path, tmp: Path) -> tuple[list[str], int]:
-    """Check and write every member into the (fresh) folder tmp; return (file names, skipped)."""
+def _extract_into(archive: Path, tmp: Path) -> list[str]:
+    """Check and write every member into the (fresh) folder tmp; return the file names."""
     files: set[str] = set()
-    skipped = 0
     root = tmp.resolve()
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
             rel = _member_path(archive, member.name)
             if _is_macos_junk(rel):
-                skipped += 1
                 continue
             _check_type(archive, member)
             target = tmp.joinpath(*rel.parts)
@@ -95,7 +86,7 @@ def _extract_into(archive: Path, tmp: Path) -> tuple[list[str], int]:
                     "archive for clashing file and folder names and free disk space, then retry."
                 ) from exc
             files.add(rel.as_posix())
-    return sorted(files), skipped
+    return sorted(files)
 
 
 def safe_extract(archive: Path, dest: Path) -> list[str]:
@@ -107,7 +98,7 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
     tmp.mkdir(parents=True)
     try:
         try:
-            names, skipped = _extract_into(archive, tmp)
+            names = _extract_into(archive, tmp)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise ArchiveError(
                 f"{archive}: could not be read as a .tar.gz ({exc}); it is probably truncated "
@@ -117,9 +108,6 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
         # Nothing half-extracted may stay behind, whatever went wrong.
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if skipped:
-        log.debug("%s: skipped %d macOS metadata members", archive, skipped)
-
     # Rename dance: move any old dest aside, move tmp in, then drop the old one.
     old = None
     if dest.exists() or dest.is_symlink():
@@ -135,11 +123,10 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
             f"{archive}: extracted fine but could not move it into {dest} ({exc}); check "
             "permissions on its parent folder and retry."
         ) from exc
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+    if old is not None and old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old is not None:
+        old.unlink(missing_ok=True)
     return names
 
 

@@ -29,7 +29,7 @@ KEEP = "A-Za-záéíóúÁÉÍÓÚñÑüÜ"
 
 
 class TextFormatError(ValueError):
-    pass
+    """A text the pipeline cannot use; the message names the file and the fix."""
 
 
 def strip_gutenberg(text: str, name: str = "text") -> str:
@@ -46,11 +46,6 @@ def strip_gutenberg(text: str, name: str = "text") -> str:
 def normalize(text: str) -> str:
     """Runs of characters outside the Spanish letters -> one space; lowercase (notebook)."""
     return re.sub(f"[^{KEEP}]+", " ", text).lower()
-
-
-def char_vocab(text: str) -> list[str]:
-    """Characters by descending count; ties keep first-seen order (Counter + stable sort)."""
-    return by_count(Counter(text))
 
 
 def by_count(counts: Counter) -> list[str]:
@@ -73,8 +68,20 @@ def windows(ids: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
     return ids[starts[:, None] + np.arange(length)[None, :]]
 
 
-def read_incoming(path: Path) -> str:
-    """An incoming text: UTF-8, Gutenberg header/footer dropped when it has the markers."""
+MIN_LETTERS = 0.5  # an incoming text below this share of Spanish letters is refused
+
+
+def foreign_characters(text: str) -> tuple[int, int, list[str]]:
+    """(letters kept, other non-space characters, the commonest of those) of a text."""
+    other = Counter(re.findall(f"[^{KEEP}\\s\\d\\W_]", text))  # letters outside the alphabet
+    kept = len(re.findall(f"[{KEEP}]", text))
+    return kept, sum(other.values()), [c for c, _ in other.most_common(5)]
+
+
+def check_incoming(path: Path) -> str:
+    """An incoming text: UTF-8, Gutenberg header/footer dropped when it has the markers. A text
+    without letters, or mostly in another alphabet, is refused: its letters would all become
+    spaces (the vocabulary is the book's). Returns the text."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -88,25 +95,6 @@ def read_incoming(path: Path) -> str:
             f"{path}: no letter ({KEEP}) in it, so nothing to train on; remove the file or "
             "replace it with Spanish text (the file was left where it is)"
         )
-    return text
-
-
-MIN_LETTERS = 0.5  # an incoming text below this share of Spanish letters is refused
-
-
-def foreign_characters(text: str) -> tuple[int, int, list[str]]:
-    """(letters kept, other non-space characters, the commonest of those) of a text."""
-    from collections import Counter
-
-    other = Counter(re.findall(f"[^{KEEP}\\s\\d\\W_]", text))  # letters outside the alphabet
-    kept = len(re.findall(f"[{KEEP}]", text))
-    return kept, sum(other.values()), [c for c, _ in other.most_common(5)]
-
-
-def check_incoming(path: Path) -> str:
-    """read_incoming, and a text mostly in another alphabet is refused: its letters would all
-    become spaces (the vocabulary is the book's). Returns the text."""
-    text = read_incoming(path)
     kept, other, common = foreign_characters(text)
     if kept < MIN_LETTERS * (kept + other):
         line = next((n for n, ln in enumerate(text.splitlines(), 1)
@@ -172,10 +160,7 @@ def _shard_chapters(shard: int, book: StageOutput, notebook_text: bool) -> list[
 
 def count_chapters(shard: int, book: StageOutput, notebook_text: bool) -> Counter:
     """Character counts of a shard of normalised chapters, in first-seen order."""
-    counts: Counter = Counter()
-    for text in _shard_chapters(shard, book, notebook_text):
-        counts.update(text)
-    return counts
+    return Counter("".join(_shard_chapters(shard, book, notebook_text)))
 
 
 def encode_chapters(shard: int, book: StageOutput, notebook_text: bool, index: dict) -> list:
@@ -280,8 +265,3 @@ def window_chars(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
     return run_stage(pipeline, "windows", inputs={"chars": encoded.fingerprint},
                      params=cfg.model_dump(), code=(sys.modules[__name__],), libs=("pyarrow",),
                      build=build)  # fmt: skip
-
-
-def read_windows(win: StageOutput, split: str) -> np.ndarray:
-    col = pq.read_table(win.file(f"{split}.parquet")).column("ids").combine_chunks()
-    return col.flatten().to_numpy().reshape(len(col), -1)

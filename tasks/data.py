@@ -14,13 +14,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine.catalog import DatasetSpec, SourceFile
+from tasks.engine.catalog import DATASETS, DatasetSpec, SourceFile
 from tasks.engine.settings import data_dir, mirror_dir
 from tasks.engine.shards import write_shards
 from tasks.engine.stage import StageOutput, run_logger, run_stage, sha256_file
@@ -57,7 +58,12 @@ def fetch(
                 f"{path} is missing from the mirror {mirror}: point SEQFLOW_MIRROR/--mirror at a "
                 f"folder laid out like shared/datasets/, or unset it to download {source.url}"
             )
-        _check_sha(path, source, where="mirror copy")
+        got = sha256_file(path)
+        if got != source.sha256:
+            raise DataSourceError(
+                f"mirror copy {path} has sha256 {got}, expected {source.sha256}: it is not the "
+                f"published file. Replace it with a fresh copy of {source.url}."
+            )
         return path
 
     cache = cache if cache is not None else data_dir() / "cache"
@@ -114,7 +120,7 @@ def download(
 
 
 class _Truncated(Exception):
-    pass
+    """A transfer that ended before the file did (retried)."""
 
 
 def _stream(url: str, tmp: Path, timeout: float) -> None:
@@ -126,21 +132,10 @@ def _stream(url: str, tmp: Path, timeout: float) -> None:
             for block in iter(lambda: resp.read(CHUNK), b""):
                 out.write(block)
                 received += len(block)
-        except (ConnectionError, TimeoutError, io.UnsupportedOperation) as err:
-            raise _Truncated(f"transfer interrupted after {received} bytes: {err}") from err
-        except Exception as err:  # http.client.IncompleteRead and similar
+        except Exception as err:  # a reset connection, http.client.IncompleteRead and similar
             raise _Truncated(f"transfer interrupted after {received} bytes: {err!r}") from err
         if expected is not None and received != int(expected):
             raise _Truncated(f"transfer interrupted: got {received} of {expected} bytes")
-
-
-def _check_sha(path: Path, source: SourceFile, where: str) -> None:
-    got = sha256_file(path)
-    if got != source.sha256:
-        raise DataSourceError(
-            f"{where} {path} has sha256 {got}, expected {source.sha256}: it is not the published "
-            f"file. Replace it with a fresh copy of {source.url}."
-        )
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -150,50 +145,13 @@ def _check_sha(path: Path, source: SourceFile, where: str) -> None:
 class DecodedText:
     text: str
     decode_errors: int
-    error_offsets: list[int]  # byte offsets of the replaced sequences
 
 
 def decode_utf8(raw: bytes) -> DecodedText:
-    """Decode UTF-8, replacing each invalid sequence with U+FFFD and counting them."""
-    parts: list[str] = []
-    offsets: list[int] = []
-    pos = 0
-    while True:
-        try:
-            parts.append(raw[pos:].decode("utf-8"))
-            break
-        except UnicodeDecodeError as err:
-            parts.append(raw[pos : pos + err.start].decode("utf-8"))
-            parts.append("\ufffd")
-            offsets.append(pos + err.start)
-            pos += err.end
-    return DecodedText("".join(parts), len(offsets), offsets)
-
-
-@dataclass
-class CsvTable:
-    columns: dict[str, list[str]]
-    decode_errors: int
-    bad_rows: list[int]  # 1-based data row numbers holding a replaced sequence
-    lines: list[int] = field(default_factory=list)  # the line each data row starts on
-
-
-def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
-    """Read a CSV with a header holding at least `columns`; every record becomes one row.
-
-    Quoting is strict: an unclosed quote or text after a closing quote is an error naming the
-    record, never a record that silently swallows the lines after it."""
-    raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
-        raise DataSourceError(
-            f"{path} looks like UTF-16 (byte-order mark or NUL bytes): save it as UTF-8 and "
-            "run again"
-        )
-    decoded = decode_utf8(raw)
-    if decoded.text.startswith("\ufeff"):
-        decoded.text = decoded.text[1:]
-    reader = csv.reader(io.StringIO(decoded.text, newline=""), strict=True)
-    return _read_records(path, reader, columns, decoded.decode_errors)
+    """Decode UTF-8, replacing each invalid sequence with U+FFFD and counting them (not the
+    U+FFFD the bytes spell out themselves: UTF-8 resyncs at each lead byte, so those stay)."""
+    text = raw.decode("utf-8", "replace")
+    return DecodedText(text, text.count("\ufffd") - raw.count("\ufffd".encode()))
 
 
 def _records(path: Path, reader):
@@ -219,7 +177,28 @@ def _records(path: Path, reader):
             ) from None
 
 
-def _read_records(path: Path, reader, columns: tuple[str, ...], decode_errors: int) -> CsvTable:
+@dataclass
+class CsvTable:
+    columns: dict[str, list[str]]
+    decode_errors: int
+    bad_rows: list[int]  # 1-based data row numbers holding a replaced sequence
+    lines: list[int]  # the line each data row starts on
+
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
+    """Read a CSV with a header holding at least `columns`; every record becomes one row.
+
+    Quoting is strict: an unclosed quote or text after a closing quote is an error naming the
+    record, never a record that silently swallows the lines after it."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
+        raise DataSourceError(
+            f"{path} looks like UTF-16 (byte-order mark or NUL bytes): save it as UTF-8 and "
+            "run again"
+        )
+    decoded = decode_utf8(raw)
+    text, decode_errors = decoded.text.removeprefix("\ufeff"), decoded.decode_errors
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records = _records(path, reader)
     header = next(records, (0, None))[1]
     if header is None:
@@ -266,8 +245,6 @@ def incoming_files(pipeline: str, suffix: str = ".csv") -> list[Path]:
 
 def _read_rows(path: Path, spec: DatasetSpec, limit_rows: int | None = None) -> tuple:
     """(pyarrow table, decode_errors, bad_rows) of one CSV in the dataset's columns."""
-    import pyarrow as pa
-
     table = read_csv(path, spec.columns)
     cols = {c: v[:limit_rows] if limit_rows else v for c, v in table.columns.items()}
     arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
@@ -295,9 +272,6 @@ def ingest_csv(
     """Fetch a CSV dataset file, append any incoming CSVs, store the rows as `rows.parquet`.
     keep: per incoming file name, which rows to take (tasks/incoming.py drops the rows already
     in the source or an earlier file); the others are counted as `duplicate_rows`."""
-
-    from tasks.engine.catalog import DATASETS
-
     logger = run_logger()
     spec = DATASETS[dataset]
     path = fetch(spec, file)
@@ -311,8 +285,6 @@ def ingest_csv(
             for source, limit in [(path, limit_rows)] + [(p, None) for p in incoming]:
                 table, decode_errors, bad_rows = _read_rows(source, spec, limit)
                 if keep and source.name in keep and source != path:
-                    import pyarrow as pa
-
                     flags = keep[source.name]
                     dropped[source.name] = len(flags) - sum(flags)
                     table = table.filter(pa.array(flags, pa.bool_()))

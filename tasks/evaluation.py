@@ -124,8 +124,6 @@ def score_embeddings(
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id: str) -> dict:
     """Neighbours of the probe words, the loss curve and downstream F1, logged to the run."""
-    import matplotlib.pyplot as plt
-
     from tasks.engine import tracking
     from tasks.vocab import read_encoded, read_vocab
 

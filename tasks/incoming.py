@@ -14,10 +14,12 @@ Files are read in name order, as the ingest stage reads them.
 """
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.data import DataSourceError, fetch, read_csv
+from tasks.data import DataSourceError, fetch, read_csv, sha256_file
+from tasks.engine.catalog import DATASETS
 
 SHOWN = 20  # faults listed in one error (the count says how many in all)
 
@@ -57,13 +59,8 @@ class FileReport:
 @dataclass
 class Report:
     files: list[FileReport]
-    new_rows: int
-    duplicate_rows: int
     fingerprint: str  # of the set of new rows ("" = none): names and order play no part
     keep: dict[str, list[bool]]  # file name -> which of its rows to ingest
-
-    def adds_nothing(self) -> list[FileReport]:
-        return [f for f in self.files if f.rows and not f.new]
 
 
 def _row_key(label: str, text: str) -> bytes:
@@ -71,10 +68,12 @@ def _row_key(label: str, text: str) -> bytes:
     return hashlib.sha256(f"{label}\x1f{text.strip()}".encode()).digest()
 
 
+def _by_name(paths) -> list[Path]:
+    return sorted(map(Path, paths), key=lambda p: p.name)
+
+
 def source_rows(dataset: str, file: str, limit_rows: int | None) -> tuple:
     """(id -> row key, row keys, the label set) of the source rows a run reads."""
-    from tasks.engine.catalog import DATASETS
-
     spec = DATASETS[dataset]
     table = read_csv(fetch(spec, file), spec.columns).columns
     cols = [table[c][:limit_rows] if limit_rows else table[c] for c in ("id", "label", "tweet")]
@@ -86,31 +85,23 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
                    limit_rows: int | None = None, earlier: list[Path] = ()) -> Report:  # fmt: skip
     """Every fault of every file at once (IncomingError), else what each file adds. Files are
     taken in name order, after the `earlier` ones (files already in the incoming folder)."""
-    from tasks.engine.catalog import DATASETS
-
-    spec = DATASETS[dataset]
     seen, contents, labels = source_rows(dataset, file, limit_rows)
     source = f"the source {file}" + (f" (first {limit_rows} rows)" if limit_rows else "")
     where = dict.fromkeys([*seen, *contents], source)
     faults: list[Fault] = []
-    reports, keep, new_keys, new_total, dup_total = [], {}, [], 0, 0
-    by_name = sorted(map(Path, files), key=lambda p: p.name)
-    for path in [*sorted(map(Path, earlier), key=lambda p: p.name), *by_name]:
+    reports, keep, new_keys = [], {}, []
+    for path in [*_by_name(earlier), *_by_name(files)]:
         try:
-            table = read_csv(path, spec.columns)
+            table = read_csv(path, DATASETS[dataset].columns)
         except DataSourceError as err:
             faults.append(Fault(str(path), 0, str(err)))
             continue
-        cols, lines = table.columns, table.lines
         in_file: dict[str, int] = {}
-        flags, new, dups, dup_of = [], 0, 0, set()
-        for k, (i, lb, text) in enumerate(zip(cols["id"], cols["label"], cols["tweet"],
-                                              strict=True)):  # fmt: skip
-            line = lines[k]
+        flags, dups, dup_of = [], 0, set()
+        cols = (table.columns[c] for c in ("id", "label", "tweet"))
+        for line, i, lb, text in zip(table.lines, *cols, strict=True):
             i, lb = i.strip(), lb.strip()
-            bad = []
-            if not _is_int(i):
-                bad.append(f"id {i!r} is not an integer")
+            bad = [] if _is_int(i) else [f"id {i!r} is not an integer"]
             if not _is_int(lb):
                 bad.append(f"label {lb!r} is not an integer")
             elif lb not in labels:
@@ -122,32 +113,27 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
                 bad.append(f"id {i} repeats line {in_file[i]} of this file: ids are unique")
             faults += [Fault(str(path), line, b) for b in bad]
             in_file.setdefault(i, line)
-            if bad:
-                flags.append(False)
-                continue
             key = _row_key(lb, text)
+            flags.append(not bad and key not in contents and i not in seen)
+            if bad:
+                continue
             if key in contents:  # the same row again: dropped, counted
-                flags.append(False)
                 dups += 1
                 dup_of.add(where[key])
             elif i in seen:
                 faults.append(Fault(str(path), line, f"id {i} is already in {where[i]} with "
                                     "another label or text: give the row a new id"))  # fmt: skip
-                flags.append(False)
             else:
                 seen[i] = key
                 contents.add(key)
                 where[i] = where[key] = f"incoming {path.name}"
-                flags.append(True)
-                new += 1
                 new_keys.append(key)
         keep[path.name] = flags
-        reports.append(FileReport(path.name, len(flags), new, dups, sorted(dup_of)))
-        new_total, dup_total = new_total + new, dup_total + dups
+        reports.append(FileReport(path.name, len(flags), sum(flags), dups, sorted(dup_of)))
     if faults:
         raise IncomingError(faults)
     fp = hashlib.sha256(b"".join(sorted(new_keys))).hexdigest() if new_keys else ""
-    return Report(reports, new_total, dup_total, fp, keep)
+    return Report(reports, fp, keep)
 
 
 def _is_int(value: str) -> bool:
@@ -164,9 +150,7 @@ def content_fingerprint(
 ) -> tuple[str, list[FileReport]]:  # fmt: skip
     """(fingerprint of what the incoming files add, "" when nothing; their reports). CSVs by
     their new rows (tasks/incoming.py's rules), other files by their distinct contents."""
-    from tasks.data import sha256_file
-
-    incoming = [Path(p) for p in incoming]
+    incoming = _by_name(incoming)
     if not incoming:
         return "", []
     if all(p.suffix == ".csv" for p in incoming):
@@ -174,7 +158,7 @@ def content_fingerprint(
         return report.fingerprint, report.files
     first: dict[str, str] = {}
     reports = []
-    for p in sorted(incoming, key=lambda p: p.name):
+    for p in incoming:
         sha = sha256_file(p)
         dup = [f"incoming {first[sha]}"] if sha in first else []
         reports.append(FileReport(p.name, 1, 0 if dup else 1, 1 if dup else 0, dup))
@@ -187,10 +171,6 @@ def data_fingerprint(dataset: str, file: str, limit_rows: int | None,
     """What a model is trained on: the source file's sha256, the row limit and the content
     the incoming files add (not their names: a file dropped twice, or one whose rows are all
     in the source, changes nothing)."""
-    import json
-
-    from tasks.engine.catalog import DATASETS
-
     added, _ = content_fingerprint(list(incoming), dataset, file, limit_rows)
     parts = {"source": [dataset, file, DATASETS[dataset].file(file).sha256, limit_rows],
              "incoming": [added] if added else []}  # fmt: skip

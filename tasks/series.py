@@ -25,7 +25,7 @@ MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 class SeriesError(ValueError):
-    pass
+    """A series the pipeline cannot use; the message names the row and the fix."""
 
 
 def parse_series(months: list[str], values: list[str], name: str) -> np.ndarray:
@@ -135,10 +135,6 @@ def fit_transform(y: np.ndarray, n_train: int, log: bool, lag: int, scale: bool)
     return tr
 
 
-def split_point(n: int, train_fraction: float) -> int:
-    return int(n * train_fraction)  # the notebook: int(len * p_train)
-
-
 def windows(s: np.ndarray, start: int, stop: int, lookback: int) -> tuple[np.ndarray, ...]:
     """The notebook's windows of s[start:stop]: (x [k, lb], y [k, lb], t [k]) where t is the
     month index of each window's last target."""
@@ -174,7 +170,7 @@ def window_series(pipeline: str, series: StageOutput, cfg) -> StageOutput:
 
     def build(out: Path) -> dict:
         _, y = read_series(series)
-        n_train = split_point(len(y), cfg.train_fraction)
+        n_train = int(len(y) * cfg.train_fraction)  # the notebook: int(len * p_train)
         first = cfg.lag  # transformed values start at the lag
         if n_train - first <= cfg.lookback or len(y) - n_train <= cfg.lookback:
             raise SeriesError(

@@ -1,9 +1,9 @@
 """Text to tokens, as the notebooks do it (pure functions; the flow wraps them in stages)."""
 
-import logging
+import contextlib
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,10 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data import fetch
 from tasks.engine import shards as shards_module
 from tasks.engine.catalog import NLTK_STOPWORDS
-from tasks.engine.shards import map_shards, merge_parts, part_path, read_shard, scratch, shard_count
+from tasks.engine.shards import map_parts, part_path, read_shard, write_shards
 from tasks.engine.stage import StageOutput, run_stage
-
-log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=8)
@@ -27,10 +25,8 @@ def stopword_set(language: str) -> frozenset[str]:
     import nltk
     from nltk.corpus import stopwords
 
-    try:
+    with contextlib.suppress(LookupError):
         return frozenset(stopwords.words(language))
-    except LookupError:
-        pass
     zip_path = fetch(NLTK_STOPWORDS, "corpora/stopwords.zip")  # mirror or verified download
     nltk.data.path.insert(0, str(zip_path.parent.parent))  # the folder holding corpora/
     return frozenset(stopwords.words(language))
@@ -68,20 +64,12 @@ def tweet_tokenizer(
     return tokenize
 
 
-def tokenize_all(texts: Iterable[str], tokenize: Callable[[str], list[str]]) -> list[list[str]]:
-    return [tokenize(t) for t in texts]
-
-
 def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> dict:
-    """Row group `shard` of rows.parquet -> part file (id, label, tokens list<string>)."""
+    """Row group `shard` of rows.parquet -> part file (id, label, tokens list<string>); cfg:
+    the tokenize section, tweet_tokenizer's arguments."""
     table = read_shard(src, shard)
-    tokenize = tweet_tokenizer(
-        drop_pattern=cfg["drop_pattern"],
-        stopwords=cfg["stopwords"],
-        stemmer=cfg["stemmer"],
-        lowercase=cfg["lowercase"],
-    )
-    docs = tokenize_all(table.column("tweet").to_pylist(), tokenize)
+    tokenize = tweet_tokenizer(**cfg)
+    docs = [tokenize(t) for t in table.column("tweet").to_pylist()]
     keep = [c for c in ("id", "label") if c in table.column_names]
     result = table.select(keep).append_column("tokens", pa.array(docs, pa.list_(pa.string())))
     pq.write_table(result, part_path(parts, shard))
@@ -94,11 +82,9 @@ def tokenize_tweets(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
     one row group of rows at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        src = rows.file("rows.parquet")
-        parts, shards = scratch(out), shard_count(src)
-        stats = list(map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
-                                cfg=cfg.model_dump()))  # fmt: skip
-        merge_parts(parts, shards, out / "tokens.parquet")
+        stats, _ = map_parts(tokenize_shard, rows.file("rows.parquet"), out,
+                             lambda parts: write_shards(parts, out / "tokens.parquet"),
+                             cfg=cfg.model_dump())  # fmt: skip
         return {"rows": sum(s["rows"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}
 
     return run_stage(

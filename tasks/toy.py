@@ -8,11 +8,18 @@ without inserting the word (the notebook's ``defaultdict`` grows on every miss a
 a lambda, so it cannot be pickled).
 """
 
+import json
+import sys
 from collections import Counter
+from functools import partial
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+
+from tasks.engine.stage import run_stage, write_table
 
 SEED = 2023
 UNK = "UNK"
@@ -40,11 +47,8 @@ def generate_data(num_seq=100, rng=None):
     stream as the notebook does (it calls ``np.random.seed(2023)`` just before).
     """
     draw = np.random if rng is None else rng
-    samples = []
-    for _ in range(num_seq):
-        n = draw.randint(1, 12)
-        samples.append(["a"] * n + ["b"] * n + [EOS])
-    return samples
+    lengths = [draw.randint(1, 12) for _ in range(num_seq)]
+    return [["a"] * n + ["b"] * n + [EOS] for n in lengths]
 
 
 def seqs_to_dicts(sequences):
@@ -54,28 +58,18 @@ def seqs_to_dicts(sequences):
     """
     counts = Counter(word for sequence in sequences for word in sequence)
     words = [w for w, _ in sorted(counts.items(), key=lambda item: -item[1])] + [UNK]
-    vocab_size = len(words)
-    word_to_idx = Vocab(((w, i) for i, w in enumerate(words)), default=vocab_size - 1)
-    idx_to_word = Vocab(enumerate(words), default=UNK)
-    return word_to_idx, idx_to_word, len(sequences), vocab_size
+    return *vocabs(words), len(sequences), len(words)
 
 
-class SequenceDataset:
-    """Parallel lists of input and target sequences; item i is (inputs[i], targets[i])."""
-
-    def __init__(self, inputs, targets):
-        self.inputs = inputs
-        self.targets = targets
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        return self.inputs[index], self.targets[index]
+def vocabs(words: list[str]) -> tuple[Vocab, Vocab]:
+    """(word_to_idx, idx_to_word) of a word list ending in UNK, misses answering UNK."""
+    word_to_idx = Vocab(((w, i) for i, w in enumerate(words)), default=len(words) - 1)
+    return word_to_idx, Vocab(enumerate(words), default=UNK)
 
 
-def create_datasets(sequences, p_train=0.8, p_val=0.1, p_test=0.1, dataset_class=SequenceDataset):
-    """Train / validation / test in sequence order; targets are the inputs shifted by one.
+def create_datasets(sequences, p_train=0.8, p_val=0.1, p_test=0.1):
+    """Train / validation / test in sequence order, each a list of (inputs, targets) whose
+    targets are the inputs shifted by one.
 
     As the notebook: train = first int(N*p_train), validation the next int(N*p_val),
     test the last int(N*p_test) (so the parts may overlap if the fractions exceed 1;
@@ -88,7 +82,7 @@ def create_datasets(sequences, p_train=0.8, p_val=0.1, p_test=0.1, dataset_class
         sequences[num_train : num_train + num_val],
         sequences[-num_test:] if num_test else [],
     )
-    return tuple(dataset_class([s[:-1] for s in part], [s[1:] for s in part]) for part in parts)
+    return tuple([(s[:-1], s[1:]) for s in part] for part in parts)
 
 
 def one_hot_encode(idx, vocab_size):
@@ -106,13 +100,8 @@ def one_hot_encode_sequence(sequence, vocab_size, word_to_idx):
 
 def encode_pairs(dataset, vocab_size, word_to_idx):
     """One-hot (inputs, targets) arrays for every item of ``dataset``, in order."""
-    return [
-        (
-            one_hot_encode_sequence(x, vocab_size, word_to_idx),
-            one_hot_encode_sequence(y, vocab_size, word_to_idx),
-        )
-        for x, y in dataset
-    ]
+    encode = partial(one_hot_encode_sequence, vocab_size=vocab_size, word_to_idx=word_to_idx)
+    return [(encode(x), encode(y)) for x, y in dataset]
 
 
 # --- the data stage --------------------------------------------------------------------------
@@ -120,8 +109,6 @@ def encode_pairs(dataset, vocab_size, word_to_idx):
 
 def split_table(sequences, cfg):
     """(pyarrow table split/tokens, word_to_idx, idx_to_word) of the notebook's split."""
-    import pyarrow as pa
-
     word_to_idx, idx_to_word, _, _ = seqs_to_dicts(sequences)
     parts = create_datasets(sequences, cfg.p_train, cfg.p_val, cfg.p_test)
     rows = {"split": [], "inputs": [], "targets": []}
@@ -136,18 +123,12 @@ def split_table(sequences, cfg):
 @task(name="sequences", cache_policy=NO_CACHE)
 def make_sequences(pipeline: str, cfg, seed: int):
     """The notebook's toy data -> sequences.parquet (split, inputs, targets) + vocab.json."""
-    import json
-    import sys
-
-    from tasks.engine.stage import run_stage, write_table
 
     def build(out):
         sequences = generate_data(cfg.num_seq, np.random.RandomState(seed))
         table, _, idx_to_word = split_table(sequences, cfg)
         write_table(table, out / "sequences.parquet")
-        (out / "vocab.json").write_text(
-            json.dumps([idx_to_word[i] for i in range(len(idx_to_word))])
-        )
+        (out / "vocab.json").write_text(json.dumps(list(idx_to_word.values())))
         counts = {s: table.column("split").to_pylist().count(s) for s in ("train", "val", "test")}
         return {"sequences": cfg.num_seq, "vocab_size": len(idx_to_word), **counts}
 
@@ -158,13 +139,7 @@ def make_sequences(pipeline: str, cfg, seed: int):
 
 def read_sequences(stage) -> tuple[dict, dict, dict]:
     """(split -> list of (inputs, targets) token lists, word_to_idx, idx_to_word)."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    words = json.loads(stage.file("vocab.json").read_text())
-    word_to_idx = Vocab(((w, i) for i, w in enumerate(words)), default=len(words) - 1)
-    idx_to_word = Vocab(enumerate(words), default=UNK)
+    word_to_idx, idx_to_word = vocabs(json.loads(stage.file("vocab.json").read_text()))
     t = pq.read_table(stage.file("sequences.parquet")).to_pydict()
     parts = {"train": [], "val": [], "test": []}
     for split, x, y in zip(t["split"], t["inputs"], t["targets"], strict=True):

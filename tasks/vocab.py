@@ -1,7 +1,6 @@
 """Vocabularies: counting tokens, filtering rare ones, mapping tokens to ids."""
 
 import json
-import shutil
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,15 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine import shards as shards_module
-from tasks.engine.shards import (
-    map_shards,
-    merge_parts,
-    part_path,
-    read_parts,
-    read_shard,
-    scratch,
-    shard_count,
-)
+from tasks.engine.shards import map_parts, part_path, read_shard, write_shards
 from tasks.engine.stage import StageOutput, run_stage
 
 
@@ -74,13 +65,18 @@ def read_tokens(tokens: StageOutput) -> tuple[list[list[str]], np.ndarray]:
     return table.column("tokens").to_pylist(), table.column("label").to_numpy()
 
 
+def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(flat int32 values, int64 offsets from 0) of a list<int32> column."""
+    column = table.column(name).combine_chunks()
+    values = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return values[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
 def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table]:
     """(flat ids, offsets, table) from an encode stage output."""
     table = pq.read_table(encoded.file("ids.parquet"))
-    column = table.column("ids").combine_chunks()
-    ids = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    offsets = column.offsets.to_numpy().astype(np.int64) - column.offset
-    return ids, offsets, table
+    return *list_column(table, "ids"), table
 
 
 def count_shard(shard: int, src: str, parts: str) -> int:
@@ -105,14 +101,8 @@ def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutp
     row group (on Dask workers with `--runner dask`), merged in shard order."""
 
     def build(out: Path) -> dict:
-        src = tokens.file("tokens.parquet")
-        parts, shards = scratch(out), shard_count(src)
-        try:
-            for _ in map_shards(count_shard, shards, src=str(src), parts=str(parts)):
-                pass
-            counts = merge_counts(read_counts(read_parts(parts, shards)))
-        finally:
-            shutil.rmtree(parts, ignore_errors=True)
+        _, counts = map_parts(count_shard, tokens.file("tokens.parquet"), out,
+                              lambda parts: merge_counts(read_counts(parts)))  # fmt: skip
         kept = frequent_tokens(counts, min_count)
         if not kept:
             raise ValueError(
@@ -152,12 +142,10 @@ def drop_rare_tokens(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> 
     one row group at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        src = tokens.file("tokens.parquet")
-        parts, shards = scratch(out), shard_count(src)
-        kept = sum(map_shards(drop_rare_shard, shards, src=str(src),
-                              vocab=str(vocab.file("vocab.json")), parts=str(parts)))  # fmt: skip
-        rows = merge_parts(parts, shards, out / "ids.parquet")
-        return {"rows": rows, "tokens_kept": int(kept)}
+        kept, rows = map_parts(drop_rare_shard, tokens.file("tokens.parquet"), out,
+                               lambda parts: write_shards(parts, out / "ids.parquet"),
+                               vocab=str(vocab.file("vocab.json")))  # fmt: skip
+        return {"rows": rows, "tokens_kept": int(sum(kept))}
 
     return run_stage(
         pipeline,

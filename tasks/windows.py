@@ -1,6 +1,5 @@
 """Sliding windows over encoded documents, vectorised with NumPy."""
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,8 +10,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine import shards as shards_module
-from tasks.engine.shards import map_shards, part_path, read_parts, read_shard, scratch, shard_count
+from tasks.engine.shards import map_parts, part_path, read_shard, rechunk
 from tasks.engine.stage import StageOutput, run_stage, write_table
+from tasks.vocab import list_column
 
 
 def sliding_window_pairs(
@@ -66,14 +66,6 @@ def read_distances(pairs: StageOutput) -> np.ndarray:
 PAIR_SCHEMA = pa.schema([("center", pa.int32()), ("context", pa.int32()), ("distance", pa.int8())])
 
 
-def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(flat int32 values, int64 offsets from 0) of a list<int32> column."""
-    column = table.column(name).combine_chunks()
-    values = column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    offsets = column.offsets.to_numpy().astype(np.int64)
-    return values[offsets[0] : offsets[-1]], offsets - offsets[0]
-
-
 def window_shard(shard: int, src: str, size: int, parts: str) -> int:
     """Row group `shard` of ids.parquet -> part file of its pairs (center, context, distance)."""
     ids, offsets = list_column(read_shard(src, shard, ["ids"]), "ids")
@@ -87,23 +79,12 @@ def window_shard(shard: int, src: str, size: int, parts: str) -> int:
 def write_pair_shards(tables, out: Path, shard_rows: int) -> int:
     """Stream pair tables into pairs-00000.parquet, ... of `shard_rows` pairs each (the last
     one shorter; one empty shard when there are no pairs). Returns the number of shards."""
-    buffer, pending, written = [], 0, 0
-
-    def flush(table: pa.Table) -> None:
-        nonlocal written
-        write_table(table.combine_chunks(), out / f"pairs-{written:05d}.parquet")
-        written += 1
-
-    for table in tables:
-        buffer.append(table)
-        pending += table.num_rows
-        while pending >= shard_rows:
-            merged = pa.concat_tables(buffer)
-            flush(merged.slice(0, shard_rows))
-            buffer, pending = [merged.slice(shard_rows)], pending - shard_rows
-    if pending or not written:
-        flush(pa.concat_tables(buffer) if buffer else PAIR_SCHEMA.empty_table())
-    return written
+    written = 0
+    for written, table in enumerate(rechunk(tables, shard_rows), start=1):
+        write_table(table, out / f"pairs-{written - 1:05d}.parquet")
+    if not written:
+        write_table(PAIR_SCHEMA.empty_table(), out / "pairs-00000.parquet")
+    return max(written, 1)
 
 
 @task(name="windows", cache_policy=NO_CACHE)
@@ -112,15 +93,10 @@ def window_pairs(pipeline: str, encoded: StageOutput, size: int, shard_rows: int
     computed one row group of documents at a time (on Dask workers with `--runner dask`)."""
 
     def build(out: Path) -> dict:
-        src = encoded.file("ids.parquet")
-        parts, shards = scratch(out), shard_count(src)
-        try:
-            counts = map_shards(window_shard, shards, src=str(src), size=size, parts=str(parts))
-            pairs = sum(counts)
-            written = write_pair_shards(read_parts(parts, shards), out, shard_rows)
-        finally:
-            shutil.rmtree(parts, ignore_errors=True)
-        return {"pairs": int(pairs), "shards": written}
+        counts, written = map_parts(window_shard, encoded.file("ids.parquet"), out,
+                                    lambda parts: write_pair_shards(parts, out, shard_rows),
+                                    size=size)  # fmt: skip
+        return {"pairs": int(sum(counts)), "shards": written}
 
     return run_stage(
         pipeline,

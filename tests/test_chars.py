@@ -1,5 +1,6 @@
 """Character-level data: Gutenberg markers, the notebook's vocabulary, windows, chapter split."""
 
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,8 +10,8 @@ import flows.charlm as charlm_flow
 from tasks.chars import (
     TextFormatError,
     book_text,
+    by_count,
     chapters,
-    char_vocab,
     encode_chars,
     ingest_book,
     normalize,
@@ -33,7 +34,7 @@ def test_markers_are_required():
 
 def test_normalize_and_vocab_order():
     assert normalize("¡Hola, Señor!  ¿Qué tal?\r\n") == " hola señor qué tal "
-    assert char_vocab("abba c") == ["a", "b", " ", "c"]  # ties keep first-seen order
+    assert by_count(Counter("abba c")) == ["a", "b", " ", "c"]  # ties keep first-seen order
 
 
 def test_chapters_rejoin_to_the_whole_text():

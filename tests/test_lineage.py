@@ -105,7 +105,7 @@ def test_edited_helper_makes_explain_say_code_changed(prefect_server, tmp_path):
     seqflow("run", "word2vec", *QUICK)
     text = copy / "tasks" / "text.py"
     source = text.read_text()
-    helper = "def tokenize_all("
+    helper = "def tokenize_shard("
     assert helper in source
     text.write_text(source.replace(helper, "# an edited helper\n" + helper))
     seqflow("run", "word2vec", *QUICK)

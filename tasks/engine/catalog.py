@@ -1,4 +1,4 @@
-"""Every dataset seqflow reads, declared once: where it comes from, its checksum, how to decode it.
+"""Every dataset seqflow reads, declared once: where it comes from, its checksum, its columns.
 
 The `folder` is also the dataset's path inside a mirror (a local folder laid out like
 `shared/datasets/`), so `SEQFLOW_MIRROR=/path/to/datasets` can stand in for the network.
@@ -18,8 +18,6 @@ class SourceFile:
 class DatasetSpec:
     folder: str
     files: tuple[SourceFile, ...]
-    decode: str  # how the bytes become rows; see tasks/data.py
-    hub_id: str | None = None  # the Hugging Face Hub id the notebook used, if any
     columns: tuple[str, ...] = ()
 
     def file(self, name: str) -> SourceFile:
@@ -35,8 +33,7 @@ _MULTI30K = "https://raw.githubusercontent.com/neychev/small_DL_repo/master/data
 
 TWEETS = DatasetSpec(
     folder="tweets_hate_speech",
-    hub_id="tweets_hate_speech_detection",  # its loading script reads these two CSV files
-    decode="csv-utf8-replace",
+    # the notebook's Hub dataset tweets_hate_speech_detection reads these two CSV files
     columns=("id", "label", "tweet"),
     files=(
         SourceFile(
@@ -54,7 +51,6 @@ TWEETS = DatasetSpec(
 
 MULTI30K = DatasetSpec(
     folder="multi30k",
-    decode="tar.gz-parallel-text",
     files=(
         SourceFile(
             "training.tar.gz",
@@ -76,7 +72,6 @@ MULTI30K = DatasetSpec(
 
 QUIJOTE = DatasetSpec(
     folder="quijote",
-    decode="text-utf8-bom",
     files=(
         SourceFile(
             "2000-0.txt",
@@ -88,7 +83,6 @@ QUIJOTE = DatasetSpec(
 
 AIRLINE = DatasetSpec(
     folder="airline_passengers",
-    decode="csv-utf8",
     columns=("Month", "Passengers"),
     files=(
         SourceFile(
@@ -101,7 +95,6 @@ AIRLINE = DatasetSpec(
 
 NLTK_STOPWORDS = DatasetSpec(
     folder="nltk_data",
-    decode="nltk-package",
     files=(
         SourceFile(
             "corpora/stopwords.zip",

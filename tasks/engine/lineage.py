@@ -79,29 +79,30 @@ def _flat(params: dict, prefix: str) -> dict[str, object]:
     return out
 
 
+def _changed(new: dict, old: dict, unset=None) -> list[tuple]:
+    """(key, old value, new value) of every key whose value differs, in key order."""
+    keys = sorted(new.keys() | old.keys())
+    return [(k, old.get(k, unset), new.get(k, unset)) for k in keys
+            if new.get(k, unset) != old.get(k, unset)]  # fmt: skip
+
+
 def differences(stage: str, new: dict, old: dict) -> list[str]:
     """What differs between two stages' parts, in words (empty: the same key)."""
-    out = []
-    new_p, old_p = _flat(new.get("params", {}), stage), _flat(old.get("params", {}), stage)
-    for k in sorted(new_p.keys() | old_p.keys()):
-        if new_p.get(k, "unset") != old_p.get(k, "unset"):
-            out.append(f"parameter {k} changed ({_v(old_p.get(k, 'unset'))} -> "
-                       f"{_v(new_p.get(k, 'unset'))})")  # fmt: skip
-    for name in sorted(new.get("inputs", {}).keys() | old.get("inputs", {}).keys()):
-        if new.get("inputs", {}).get(name) != old.get("inputs", {}).get(name):
-            out.append(f"input {name} changed")
-    new_c, old_c = new.get("code", {}), old.get("code", {})
+
+    def pair(part: str) -> tuple:
+        return new.get(part, {}), old.get(part, {})
+
+    params = [_flat(p, stage) for p in pair("params")]
+    out = [f"parameter {k} changed ({_v(a)} -> {_v(b)})" for k, a, b in _changed(*params, "unset")]
+    out += [f"input {k} changed" for k, _, _ in _changed(*pair("inputs"))]
+    new_c, old_c = pair("code")
     if not isinstance(new_c, dict) or not isinstance(old_c, dict):  # keys from before lineage
         changed = ["?"] if new_c != old_c else []
     else:
-        changed = sorted(f for f in new_c.keys() | old_c.keys() if new_c.get(f) != old_c.get(f))
+        changed = [f for f, _, _ in _changed(new_c, old_c)]
     if changed:
         out.append(f"code changed ({', '.join(changed)})")
-    new_l, old_l = new.get("libs", {}), old.get("libs", {})
-    for lib in sorted(new_l.keys() | old_l.keys()):
-        if new_l.get(lib) != old_l.get(lib):
-            out.append(f"library {lib} changed ({old_l.get(lib)} -> {new_l.get(lib)})")
-    return out
+    return out + [f"library {lib} changed ({a} -> {b})" for lib, a, b in _changed(*pair("libs"))]
 
 
 def _v(value) -> str:

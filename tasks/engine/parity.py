@@ -4,6 +4,7 @@
 run when a check fails (config `strict_parity: false` turns that into a warning)."""
 
 import math
+import operator
 from dataclasses import dataclass
 
 from prefect import task
@@ -11,6 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.engine import tracking
 from tasks.engine.stage import run_logger
+
+OPS = {"==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,9 @@ class Check:
     def passes(self, got) -> bool:
         if got is None:
             return False
-        if self.op == "==":
-            if self.tol and isinstance(got, int | float):
-                return math.isfinite(got) and abs(got - self.expected) <= self.tol
-            return got == self.expected
-        ops = {"<": got < self.expected, "<=": got <= self.expected,
-               ">": got > self.expected, ">=": got >= self.expected}  # fmt: skip
-        return ops[self.op]
+        if self.op == "==" and self.tol and isinstance(got, int | float):
+            return math.isfinite(got) and abs(got - self.expected) <= self.tol
+        return OPS[self.op](got, self.expected)
 
     def wanted(self) -> str:
         tol = f" ± {self.tol:g}" if self.tol else ""
@@ -39,7 +38,7 @@ class Check:
 
 
 class ParityError(RuntimeError):
-    pass
+    """A parity check failed and `strict_parity` is on."""
 
 
 def _show(value) -> str:

@@ -8,6 +8,7 @@ after another in this process, or, when the flow runs on a Dask task runner (`se
 cases, so the outputs are byte for byte the same; memory holds a few shards, not the corpus.
 """
 
+import itertools
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -57,34 +58,44 @@ def read_shard(path: str | Path, shard: int, columns: list[str] | None = None) -
     return pq.ParquetFile(path).read_row_group(shard, columns=columns)
 
 
-def iter_shards(path: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """Every row group of a Parquet file, in order, one in memory at a time."""
-    pf = pq.ParquetFile(path)
-    for i in range(pf.num_row_groups):
-        yield pf.read_row_group(i, columns=columns)
+def map_parts(fn, src: Path, out: Path, merge, **kwargs) -> tuple[list, object]:
+    """map_shards of fn(i, src=src, parts=folder, **kwargs) over the row groups of `src`, each
+    call writing part file i into a scratch folder beside `out`; then merge(the parts' tables,
+    in shard order). Returns (fn's results, merge's); the part files are removed."""
+    parts, shards = scratch(out), shard_count(src)
+    try:
+        results = list(map_shards(fn, shards, src=str(src), parts=str(parts), **kwargs))
+        return results, merge(read_parts(parts, shards))
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def rechunk(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The tables' rows again, in tables of `rows` rows (the last one shorter; none if empty)."""
+    buffer, pending = [], 0
+    for table in tables:
+        buffer.append(table)
+        pending += table.num_rows
+        while pending >= rows:
+            merged = pa.concat_tables(buffer).combine_chunks()
+            yield merged.slice(0, rows)
+            buffer, pending = [merged.slice(rows)], pending - rows
+    if pending:
+        yield pa.concat_tables(buffer).combine_chunks()
 
 
 def write_shards(tables: Iterable[pa.Table], path: Path, rows: int = ROWS_PER_SHARD) -> int:
     """Stream tables into one Parquet file in row groups of `rows` rows; returns the row count.
     An empty input still writes a file (with the first table's schema, or none at all)."""
-    writer, buffer, total = None, [], 0
-    pending = 0
-    try:
-        for table in tables:
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression=COMPRESSION)
-            buffer.append(table)
-            pending += table.num_rows
-            total += table.num_rows
-            while pending >= rows:
-                merged = pa.concat_tables(buffer).combine_chunks()
-                writer.write_table(merged.slice(0, rows), row_group_size=rows)
-                buffer, pending = [merged.slice(rows)], pending - rows
-        if writer is not None and pending:
-            writer.write_table(pa.concat_tables(buffer).combine_chunks(), row_group_size=rows)
-    finally:
-        if writer is not None:
-            writer.close()
+    tables = iter(tables)
+    first = next(tables, None)
+    if first is None:
+        return 0
+    total = 0
+    with pq.ParquetWriter(path, first.schema, compression=COMPRESSION) as writer:
+        for chunk in rechunk(itertools.chain([first], tables), rows):
+            writer.write_table(chunk, row_group_size=rows)
+            total += chunk.num_rows
     return total
 
 

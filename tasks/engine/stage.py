@@ -8,6 +8,7 @@ with its manifest written last, so a folder with a manifest is complete. A later
 same key verifies the files against the manifest and reuses them (a cache hit).
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -169,12 +170,10 @@ def remove_stale_temps(folder: Path, max_age_s: float = 6 * 3600) -> int:
     read: only a renamed folder with a manifest counts). Returns how many went."""
     removed, cutoff = 0, time.time() - max_age_s
     for tmp in folder.glob(".tmp-*"):
-        try:
+        with contextlib.suppress(OSError):  # removed meanwhile by another process
             if tmp.stat().st_mtime < cutoff:
                 shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
                 removed += 1
-        except OSError:  # removed meanwhile by another process
-            pass
     return removed
 
 

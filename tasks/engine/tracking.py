@@ -4,6 +4,7 @@ Everything logs by explicit run id through `MlflowClient`: Prefect runs tasks on
 where the fluent API's thread-local active run is not the flow's run.
 """
 
+import functools
 import json
 import os
 import re
@@ -58,22 +59,17 @@ class _Serialized:
         return call
 
 
-_schema_ready: set[str] = set()
-
-
+@functools.cache  # once a process opened the store, its tables are there
 def _open_sqlite_once(uri: str) -> None:
     """MLflow creates and migrates a new SQLite store's tables when a process first opens it;
     two processes doing it at once break each other (alembic: "expected to match one row"). A
     file lock beside the database lets one process at a time open it for the first time."""
-    if uri in _schema_ready:
-        return
     from filelock import FileLock
 
     with _sqlite_lock, FileLock(uri.removeprefix("sqlite:///") + ".lock"):
         c = MlflowClient(tracking_uri=uri, registry_uri=uri)
         c.search_experiments(max_results=1)  # opens the tracking store
         c.search_registered_models(max_results=1)  # and the registry's
-    _schema_ready.add(uri)
 
 
 def client() -> MlflowClient:
@@ -85,17 +81,13 @@ def client() -> MlflowClient:
     return _Serialized(c) if uri.startswith("sqlite:") else c
 
 
-def _is_local(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
-
-
 def ensure_experiment(name: str) -> str:
     c = client()
     found = c.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if _is_local(tracking_uri()):  # else the server's own artifact root
+    uri, location = tracking_uri(), None
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:  # else the server's own root
         location = (data_dir() / "mlartifacts" / name).as_uri()
     try:
         return c.create_experiment(name, artifact_location=location)
@@ -104,14 +96,9 @@ def ensure_experiment(name: str) -> str:
 
 
 def git_commit() -> str:
+    cmd, here = ["git", "rev-parse", "HEAD"], Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        out = subprocess.run(cmd, cwd=here, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -146,21 +133,11 @@ def set_tags(run_id: str, tags: dict) -> None:
 
 
 def log_metrics(run_id: str, metrics: dict, step: int = 0) -> None:
-    now = int(time.time() * 1000)
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-
-
-def log_history(run_id: str, series: dict[str, list[float]]) -> None:
-    """Per-epoch values (step = epoch index) in batches of 1,000 (MLflow's limit)."""
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, step) for k, vals in series.items()
-               for step, v in enumerate(vals)]  # fmt: skip
-    for i in range(0, len(metrics), 1000):
-        client().log_batch(run_id, metrics=metrics[i : i + 1000])
+    log_steps(run_id, [(step, metrics)])
 
 
 def log_steps(run_id: str, rows: list[tuple[int, dict]]) -> None:
-    """Metrics of several steps (step, {name: value}) in batches of 1,000."""
+    """Metrics of several steps (step, {name: value}) in batches of 1,000 (MLflow's limit)."""
     now = int(time.time() * 1000)
     metrics = [Metric(k, float(v), now, step) for step, row in rows for k, v in row.items()]
     for i in range(0, len(metrics), 1000):
@@ -168,18 +145,11 @@ def log_steps(run_id: str, rows: list[tuple[int, dict]]) -> None:
 
 
 def log_json(run_id: str, obj, name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-        client().log_artifact(run_id, str(path))
+    client().log_text(run_id, json.dumps(obj, indent=2, ensure_ascii=False), name)
 
 
 def log_text(run_id: str, text: str, name: str) -> None:
     client().log_text(run_id, text, name)
-
-
-def log_file(run_id: str, path: Path, artifact_path: str | None = None) -> None:
-    client().log_artifact(run_id, str(path), artifact_path)
 
 
 def log_figure(run_id: str, figure, name: str) -> None:
@@ -253,8 +223,7 @@ def tracked_run(experiment: str, params: dict, tags: dict, name: str):
 
 def pipeline_run(pipeline: str, profile: str, params: dict, tags: dict | None = None):
     """One MLflow run per pipeline run (a context manager yielding its id)."""
-    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()}
-    all_tags.update(tags or {})
+    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()} | (tags or {})
     return tracked_run(pipeline, params, all_tags, f"{pipeline}-{profile}")
 
 
@@ -274,16 +243,13 @@ def log_stages(run_id: str, stages: list, steps: list[dict] = ()) -> int:
         | {f"stage.{s.stage}.cached": s.cached for s in stages},
     )
     log_metrics(run_id, {"cache_hits": hits})
-    log_json(run_id, {"stages": lineage_entries(stages) + list(steps)}, LINEAGE)
+    entries = [{"stage": s.stage, "key": s.key, "cached": s.cached, "parts": s.parts}
+               for s in stages]  # fmt: skip
+    log_json(run_id, {"stages": entries + list(steps)}, LINEAGE)
     return hits
 
 
 LINEAGE = "lineage.json"
-
-
-def lineage_entries(stages: list) -> list[dict]:
-    return [{"stage": s.stage, "key": s.key, "cached": s.cached, "parts": s.parts}
-            for s in stages]  # fmt: skip
 
 
 def lineage(run_id: str) -> list[dict] | None:
@@ -294,23 +260,22 @@ def lineage(run_id: str) -> list[dict] | None:
         return None
 
 
-def pipeline_runs(experiment: str, before_ms: int | None = None, limit: int = 50) -> list:
-    """Top-level runs of a pipeline (not child runs), newest first, started before `before_ms`."""
+def _search(experiment: str, where: str, **kwargs) -> list:
+    """Runs of an experiment matching the filter `where`, newest first."""
     c = client()
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
         return []
+    order = ["attributes.start_time DESC"]
+    return list(c.search_runs([exp.experiment_id], where, order_by=order, **kwargs))
+
+
+def pipeline_runs(experiment: str, before_ms: int | None = None, limit: int = 50) -> list:
+    """Top-level runs of a pipeline (not child runs), newest first, started before `before_ms`."""
     where = "tags.pipeline = '" + experiment + "'"
     if before_ms is not None:
         where += f" and attributes.start_time < {before_ms}"
-    return list(
-        c.search_runs(
-            [exp.experiment_id],
-            filter_string=where,
-            order_by=["attributes.start_time DESC"],
-            max_results=limit,
-        )
-    )
+    return _search(experiment, where, max_results=limit)
 
 
 CHAMPION = "champion"
@@ -356,9 +321,8 @@ def set_version_score(name: str, version: int | str, metric: str, score: float) 
 
 def _data_of(name: str, version: int | str) -> str | None:
     c = client()
-    return c.get_run(c.get_model_version(name, str(version)).run_id).data.tags.get(
-        "data_fingerprint"
-    )
+    run_id = c.get_model_version(name, str(version)).run_id
+    return c.get_run(run_id).data.tags.get("data_fingerprint")
 
 
 def promote(
@@ -402,16 +366,7 @@ def rollback_target(moves: list[dict]) -> int | None:
 
 def runs_with_tag(experiment: str, key: str, value: str) -> list:
     """FINISHED runs of an experiment whose tag `key` equals `value`, newest first."""
-    c = client()
-    exp = c.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs = c.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )
-    return list(runs)
+    return _search(experiment, f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'")
 
 
 def model_version_of_run(name: str, run_id: str):
@@ -465,12 +420,11 @@ def register_task(run_id: str, model, registered_name: str, example_ids, example
 def registered(run_id: str, registered_name: str, version, uri: str) -> dict:
     """Tag the run with its new model version; the first version becomes the champion."""
     set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
-    run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)
+    logger = run_logger()
+    logger.info("registered model %s version %s (%s)", registered_name, version, uri)
     if champion(registered_name) is None:
         promote(registered_name, version, "first model")
-        run_logger().info(
-            "%s version %s is the first model: alias champion", registered_name, version
-        )
+        logger.info("%s version %s is the first model: alias champion", registered_name, version)
     return {"version": version, "uri": uri}
 
 

@@ -98,29 +98,25 @@ def discard(where: Path | None) -> None:
         shutil.rmtree(where, ignore_errors=True)
 
 
-def rng_state(gen: torch.Generator | None = None, rng: np.random.Generator | None = None) -> dict:
-    """Global torch/CUDA/python RNG states plus the loop's own generators, weights-only safe."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+def rng_state() -> dict:
+    """The global torch (+CUDA), python and numpy streams, as weights-only types."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+             "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy_global": numpy}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
-    if gen is not None:
-        state["generator"] = gen.get_state()
-    if rng is not None:
-        state["numpy"] = rng.bit_generator.state  # a dict of ints and strings
     return state
 
 
-def restore_rng(
-    state: dict, gen: torch.Generator | None = None, rng: np.random.Generator | None = None
-) -> None:
+def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    if gen is not None:
-        gen.set_state(state["generator"])
-    if rng is not None:
-        rng.bit_generator.state = state["numpy"]
+    g = state["numpy_global"]
+    np.random.set_state(("MT19937", g["key"].numpy().astype(np.uint32), g["pos"],
+                         g["has_gauss"], g["gauss"]))  # fmt: skip
 
 
 def save_best(where: Path, model_state: dict, epoch: int, value: float) -> Path:

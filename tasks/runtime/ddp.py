@@ -25,16 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from tasks.runtime import checkpoint, signals
-from tasks.runtime.loop import (
-    Build,
-    Fitted,
-    Metrics,
-    Plan,
-    Recipe,
-    pick_device,
-    restore,
-    run_epochs,
-)
+from tasks.runtime.loop import Build, Fitted, Metrics, Plan, Recipe, pick_device, resume, run_epochs
 
 ENV = ("SEQFLOW_DATA_DIR", "SEQFLOW_MIRROR", "MLFLOW_TRACKING_URI", "SEQFLOW_KERNELS",
        "SEQFLOW_KERNEL_CACHE", "HF_HUB_OFFLINE", "NLTK_DATA")  # fmt: skip
@@ -64,15 +55,12 @@ class Job:
     env: dict
 
     def to_json(self) -> str:
-        return json.dumps({"build": self.build.to_json(), "plan": asdict(self.plan),
-                           "checkpoints": self.checkpoints, "run_id": self.run_id,
-                           "meta": self.meta, "out": self.out, "env": self.env})  # fmt: skip
+        return json.dumps(vars(self) | {"build": self.build.to_json(), "plan": asdict(self.plan)})
 
     @classmethod
     def from_json(cls, text: str) -> "Job":
         raw = json.loads(text)
-        return cls(Build.from_json(raw["build"]), Plan(**raw["plan"]), raw["checkpoints"],
-                   raw["run_id"], raw["meta"], raw["out"], raw["env"])  # fmt: skip
+        return cls(**raw | {"build": Build.from_json(raw["build"]), "plan": Plan(**raw["plan"])})
 
 
 def free_port() -> int:
@@ -92,20 +80,12 @@ def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, 
         job = Job(build, plan, str(checkpoints) if checkpoints else None, run_id, meta, tmp, env)
         job_file = Path(tmp) / "job.json"
         job_file.write_text(job.to_json())
-        if plan.launcher == "torchrun":
-            _torchrun(job_file, plan.nproc)
-        else:
-            _spawn(job_file, plan.nproc)
+        (_torchrun if plan.launcher == "torchrun" else _spawn)(job_file, plan.nproc)
         result = torch.load(Path(tmp) / "result.pt", map_location="cpu", weights_only=True)
-    if recipe.model is not None:
-        recipe.model.load_state_dict(result["model"])
-    out = Fitted(history=result["history"], items=result["items"], seconds=result["seconds"],
-                 device=result["device"], checkpoint=result["checkpoint"] or fitted.checkpoint,
-                 resumed_from=fitted.resumed_from, resumed_epochs=fitted.resumed_epochs,
-                 best_epoch=result["best_epoch"], best_value=result["best_value"],
-                 step_losses=result["step_losses"],
-                 best_state=result.get("best_state"))  # fmt: skip
-    return out
+    recipe.model.load_state_dict(result["model"])
+    done = result["fitted"]
+    return Fitted(**done | {"resumed_from": fitted.resumed_from,
+                            "checkpoint": done["checkpoint"] or fitted.checkpoint})  # fmt: skip
 
 
 def _spawn(job_file: Path, world: int) -> None:
@@ -169,10 +149,7 @@ def worker(job_file: str) -> None:
         recipe = job.build()
         fitted = Fitted(device=str(device))
         where = Path(job.checkpoints) if job.checkpoints else None
-        found = checkpoint.latest(where) if where is not None else None
-        if found is not None:
-            restore(recipe, found[1], fitted)
-            fitted.checkpoint = str(found[0])
+        resume(recipe, where, fitted)
         net = nn.parallel.DistributedDataParallel(Forward(recipe.model, recipe.loss))
         metrics = Metrics(job.run_id if rank == 0 else None)
         lead_where = where if rank == 0 else None
@@ -180,11 +157,7 @@ def worker(job_file: str) -> None:
                             fitted)  # fmt: skip
         metrics.flush()
         if rank == 0:
-            result = {"model": recipe.model.state_dict(), "history": fitted.history,
-                      "items": fitted.items, "seconds": fitted.seconds, "device": str(device),
-                      "checkpoint": fitted.checkpoint, "best_epoch": fitted.best_epoch,
-                      "best_value": fitted.best_value, "step_losses": fitted.step_losses,
-                      "best_state": fitted.best_state}  # fmt: skip
+            result = {"model": recipe.model.state_dict(), "fitted": vars(fitted)}
             checkpoint.write(Path(job.out) / "result.pt", result)
     finally:
         dist.destroy_process_group()

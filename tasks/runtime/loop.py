@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ class Recipe:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what `state_dict` returned."""
 
     def count(self, batch) -> int:
         """Items `loss` averages over in `batch` (known before the step, for DDP's scale)."""
@@ -90,7 +91,6 @@ class Recipe:
         `loss` on this process's model (DDP-wrapped on a rank); `scale` turns the local mean
         into this rank's share of the global mean (1 in one process)."""
         loss, n = compute(batch)
-        check_finite(loss, _Step.epoch, _Step.step, f"{self.name}: ", _Step.kept)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * scale if scale != 1 else loss).backward()
         if self.clip:
@@ -99,13 +99,6 @@ class Recipe:
         if self.scheduler is not None:
             self.scheduler.step()
         return loss.detach(), n
-
-
-class _Step:
-    """Where the loop is (for train_step's NaN message)."""
-
-    epoch = step = 0
-    kept: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,42 +111,33 @@ class Build:
     kwargs: dict = field(default_factory=dict)
 
     def __call__(self) -> "Recipe":
-        module, name = self.target.split(":")
-        fn = getattr(importlib.import_module(module), name)
-        return fn(**{k: _decode(v) for k, v in self.kwargs.items()})
+        return _named(self.target)(**self.kwargs)
 
     def to_json(self) -> str:
-        return json.dumps({"target": self.target,
-                           "kwargs": {k: _encode(v) for k, v in self.kwargs.items()}})  # fmt: skip
+        return json.dumps({"target": self.target, "kwargs": self.kwargs}, default=_encode)
 
     @classmethod
     def from_json(cls, text: str) -> "Build":
-        raw = json.loads(text)
-        return cls(raw["target"], raw["kwargs"])  # decoded when called
+        return cls(**json.loads(text, object_hook=_decode))
+
+
+def _named(ref: str):
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _encode(value):
+    """What json cannot write itself: a pydantic model (tagged with its class) or a Path."""
     if isinstance(value, BaseModel):
         cls = type(value)
         return {"__model__": f"{cls.__module__}:{cls.__qualname__}", "data": value.model_dump()}
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    return value
+    raise TypeError(f"{type(value).__name__} cannot travel in a Build")
 
 
-def _decode(value):
-    if isinstance(value, dict) and "__model__" in value:
-        module, name = value["__model__"].split(":")
-        return getattr(importlib.import_module(module), name).model_validate(value["data"])
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+def _decode(obj: dict):
+    return _named(obj["__model__"]).model_validate(obj["data"]) if "__model__" in obj else obj
 
 
 @dataclass
@@ -171,8 +155,7 @@ class Plan:
 
     @classmethod
     def of(cls, cfg, **overrides) -> "Plan":
-        names = cls.__dataclass_fields__
-        values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+        values = {k: getattr(cfg, k) for k in cls.__dataclass_fields__ if hasattr(cfg, k)}
         return cls(**(values | overrides))
 
 
@@ -221,62 +204,45 @@ class Metrics:
                 self.flush()
 
     def flush(self) -> None:
-        if not self.queue or self.down:
-            self.queue.clear()
-            return
         from tasks.engine import tracking
 
-        try:
-            tracking.log_steps(self.run_id, self.queue)
-        except Exception as err:
-            self.down = err
-            run_logger().warning("MLflow logging failed (%s); training goes on, checkpointed", err)
+        if self.queue and not self.down:
+            try:
+                tracking.log_steps(self.run_id, self.queue)
+            except Exception as err:
+                self.down = err
+                run_logger().warning("MLflow logging failed (%s); training goes on, checkpointed",
+                                     err)  # fmt: skip
         self.queue.clear()
         self.sent = time.monotonic()
 
 
-def rng_state() -> dict:
-    """torch (+CUDA), python and numpy's global streams, as weights-only types."""
-    _, key, pos, has_gauss, gauss = np.random.get_state()
-    numpy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-             "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
-    return checkpoint.rng_state() | {"numpy_global": numpy}
-
-
-def restore_rng(state: dict) -> None:
-    checkpoint.restore_rng(state)
-    g = state["numpy_global"]
-    np.random.set_state(("MT19937", g["key"].numpy().astype(np.uint32), g["pos"],
-                         g["has_gauss"], g["gauss"]))  # fmt: skip
+KEPT = ("history", "items", "seconds", "best_epoch", "best_value")  # Fitted, in checkpoints
+PARTS = ("model", "optimizer", "scheduler")  # the recipe's, where set
 
 
 def _state(recipe: Recipe, epoch: int, fitted: Fitted, meta: dict | None) -> dict:
-    state = {"epoch": epoch, "history": fitted.history, "items": fitted.items,
-             "seconds": fitted.seconds, "best_epoch": fitted.best_epoch,
-             "best_value": fitted.best_value, "rng": rng_state(),
-             "recipe": recipe.state_dict(), "meta": meta or {}}  # fmt: skip
-    if recipe.model is not None:
-        state["model"] = recipe.model.state_dict()
-    if recipe.optimizer is not None:
-        state["optimizer"] = recipe.optimizer.state_dict()
-    if recipe.scheduler is not None:
-        state["scheduler"] = recipe.scheduler.state_dict()
-    return state
+    state = {k: getattr(fitted, k) for k in KEPT} | {"epoch": epoch, "meta": meta or {},
+             "rng": checkpoint.rng_state(), "recipe": recipe.state_dict()}  # fmt: skip
+    parts = {k: getattr(recipe, k) for k in PARTS}
+    return state | {k: part.state_dict() for k, part in parts.items() if part is not None}
 
 
-def restore(recipe: Recipe, state: dict, fitted: Fitted) -> None:
-    if recipe.model is not None:
-        recipe.model.load_state_dict(state["model"])
-    if recipe.optimizer is not None:
-        recipe.optimizer.load_state_dict(state["optimizer"])
-    if recipe.scheduler is not None:
-        recipe.scheduler.load_state_dict(state["scheduler"])
+def resume(recipe: Recipe, where: Path | None, fitted: Fitted) -> dict | None:
+    """Load the newest checkpoint in `where` into the recipe and `fitted`; its state, or None."""
+    found = checkpoint.latest(where) if where is not None else None
+    if found is None:
+        return None
+    path, state = found
+    for k in PARTS:
+        if (part := getattr(recipe, k)) is not None:
+            part.load_state_dict(state[k])
     recipe.load_state_dict(state["recipe"])
-    restore_rng(state["rng"])
-    fitted.history = list(state["history"])
-    fitted.items, fitted.seconds = state["items"], state["seconds"]
-    fitted.best_epoch, fitted.best_value = state["best_epoch"], state["best_value"]
-    fitted.resumed_epochs = state["epoch"] + 1
+    checkpoint.restore_rng(state["rng"])
+    for k in KEPT:
+        setattr(fitted, k, state[k])
+    fitted.resumed_epochs, fitted.checkpoint = state["epoch"] + 1, str(path)
+    return state
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
@@ -299,17 +265,10 @@ def run_epochs(
     ddp = world > 1
     lead = rank == 0
     device = pick_device(plan.device)
-    if net is not None:  # a DDP-wrapped Forward: its forward is the recipe's loss
-        compute = net
-    else:
-
-        def compute(batch):
-            return recipe.loss(recipe.model, batch)
-
-    bar_on = plan.progress and lead
+    # a DDP-wrapped Forward's forward is the recipe's loss
+    compute = net if net is not None else partial(recipe.loss, recipe.model)
     shown_at = time.monotonic()
     for epoch in range(fitted.resumed_epochs, plan.epochs):
-        _Step.epoch, _Step.kept = epoch, fitted.checkpoint
         recipe.start_epoch(epoch)
         if recipe.model is not None:
             recipe.model.train()
@@ -317,25 +276,22 @@ def run_epochs(
         if plan.max_steps_per_epoch:
             batches = batches[: plan.max_steps_per_epoch]
         total = None  # running mean of the losses (a device tensor: no sync per step)
-        seen = steps = 0
+        seen = 0
         started = time.perf_counter()
-        off = {} if bar_on else {"disable": True}  # unset: TQDM_DISABLE=1 still turns it off
+        off = {} if plan.progress and lead else {"disable": True}  # unset: TQDM_DISABLE=1 works
         # delay: a bar only for an epoch still running after 1 s (3,000 short epochs would
         # print 3,000 bars into a log)
         bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
                    leave=False, delay=1.0, **off)  # fmt: skip
         for step, batch in enumerate(bar):
-            _Step.step = step
-            local = recipe.shard(batch, rank, world) if ddp else batch
             with autocast(device, plan.precision):
                 if ddp:
-                    loss, n = _ddp_step(recipe, compute, local)
+                    loss, n = _ddp_step(recipe, compute, recipe.shard(batch, rank, world))
                 else:
-                    loss, n = recipe.train_step(compute, local, 1.0)
+                    loss, n = recipe.train_step(compute, batch, 1.0)
             value = check_finite(loss, epoch, step, f"{recipe.name}: ", fitted.checkpoint)
             fitted.step_losses.append(value)
             seen += n
-            steps += 1
             if recipe.report == "batch":
                 total = value if total is None else total + value
             else:
@@ -343,14 +299,11 @@ def run_epochs(
                 total += (loss - total) * (n / seen)  # running mean: no overflow
             signals.check(fitted.checkpoint)
         seconds = time.perf_counter() - started
-        mean = total / max(steps, 1) if recipe.report == "batch" else total
-        mean = check_finite(mean, epoch, max(steps - 1, 0), f"{recipe.name}: ", fitted.checkpoint)
+        mean = float(total / max(len(batches), 1) if recipe.report == "batch" else total)
         fitted.items += seen
         fitted.seconds += seconds
-        row = {
-            "train_loss": mean,
-            f"epoch_{recipe.unit}_per_sec": seen / seconds if seconds else 0.0,
-        }
+        rate = seen / seconds if seconds else 0.0
+        row = {"train_loss": mean, f"epoch_{recipe.unit}_per_sec": rate}
         recipe.epoch_loss = mean
         row |= recipe.evaluate(epoch)
         fitted.history.append(row)
@@ -358,12 +311,11 @@ def run_epochs(
             key, mode = recipe.select
             if _better(row[key], fitted.best_value, mode):
                 fitted.best_epoch, fitted.best_value = epoch, row[key]
-                if lead and where is not None and recipe.model is not None:
-                    checkpoint.save_best(where, recipe.model.state_dict(), epoch, row[key])
-                elif lead and where is None and recipe.model is not None:
-                    fitted.best_state = {
-                        k: v.detach().clone() for k, v in recipe.model.state_dict().items()
-                    }
+                weights = recipe.model.state_dict() if lead and recipe.model is not None else None
+                if weights is not None and where is not None:
+                    checkpoint.save_best(where, weights, epoch, row[key])
+                elif weights is not None:
+                    fitted.best_state = {k: v.detach().clone() for k, v in weights.items()}
         last = epoch == plan.epochs - 1
         if lead and where is not None and (last or (epoch + 1) % plan.checkpoint_every == 0):
             fitted.checkpoint = str(checkpoint.save(where, epoch, _state(recipe, epoch, fitted,

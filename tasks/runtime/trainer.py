@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tasks.engine.stage import run_logger
 from tasks.runtime import checkpoint, ddp, signals
-from tasks.runtime.loop import Fitted, Metrics, Plan, Recipe, pick_device, restore, run_epochs
+from tasks.runtime.loop import Fitted, Metrics, Plan, Recipe, pick_device, resume, run_epochs
 
 
 def fit(
@@ -25,15 +25,12 @@ def fit(
     Returns (the recipe, its model trained; with `select`, the best epoch's weights)."""
     recipe = build() if callable(build) and not isinstance(build, Recipe) else build
     fitted = Fitted(device=str(pick_device(plan.device)))
-    if checkpoints is not None:
-        found = checkpoint.latest(checkpoints)
-        if found is not None:
-            path, state = found
-            restore(recipe, state, fitted)
-            fitted.checkpoint = fitted.resumed_from = str(path)
-            run_logger().info("%s: resuming after epoch %d from %s", recipe.name,
-                              fitted.resumed_epochs, path)  # fmt: skip
-            _note_resume(run_id, state.get("meta", {}), fitted, close_runs)
+    state = resume(recipe, checkpoints, fitted)
+    if state is not None:
+        fitted.resumed_from = fitted.checkpoint
+        run_logger().info("%s: resuming after epoch %d from %s", recipe.name,
+                          fitted.resumed_epochs, fitted.checkpoint)  # fmt: skip
+        _note_resume(run_id, state.get("meta", {}), fitted, close_runs)
     metrics = Metrics(run_id)
     for epoch, row in enumerate(fitted.history):  # the resumed epochs, into this run too
         metrics.add(epoch, row)
@@ -76,15 +73,11 @@ def _summary(recipe: Recipe, fitted: Fitted, run_id: str | None) -> None:
     final = {"final_train_loss": fitted.history[-1]["train_loss"],
              "train_seconds": fitted.seconds, f"{recipe.unit}_per_sec": fitted.per_sec}  # fmt: skip
     if fitted.best_epoch is not None:
-        final |= {
-            "best_epoch": fitted.best_epoch + 1,
-            f"best_{recipe.select[0]}": fitted.best_value,
-        }
+        final["best_epoch"] = fitted.best_epoch + 1
+        final[f"best_{recipe.select[0]}"] = fitted.best_value
     try:
         tracking.log_metrics(run_id, final)
-        tags = {"device": fitted.device}
-        if fitted.checkpoint:
-            tags["checkpoint"] = fitted.checkpoint
-        tracking.set_tags(run_id, tags)
+        tags = {"device": fitted.device, "checkpoint": fitted.checkpoint}
+        tracking.set_tags(run_id, {k: v for k, v in tags.items() if v})
     except Exception as err:
         run_logger().warning("MLflow logging failed (%s); the checkpoint keeps the model", err)

@@ -3,6 +3,8 @@ trains it: one update per sequence in order, the validation loss taken first in 
 (before the epoch's updates), the epoch's losses the per-sequence losses summed and divided by
 the number of sequences."""
 
+from functools import partial
+
 import numpy as np
 import torch
 from torch import nn
@@ -31,21 +33,6 @@ class NumpyRecipe(Recipe):
         self.lr, self.notebook = lr, notebook
         self.zeros = np.zeros((self.params[0].shape[0], 1))
         self.val_loss = float("nan")
-
-    @classmethod
-    def of(cls, kind: str, vocab_size: int, train, val, cfg, rng: np.random.RandomState):
-        """The notebook's initialisation: its graded init draws first (cells 55 / 66), the
-        trained parameters are the next draws."""
-        h = cfg.hidden
-        if kind == "numpy_rnn":
-            numpy_rnn.init_rnn(h, vocab_size, rng)
-            params = numpy_rnn.init_rnn(h, vocab_size, rng)
-            lr = cfg.numpy_rnn_lr
-        else:
-            numpy_lstm.init_lstm(h, vocab_size, h + vocab_size, rng)
-            params = numpy_lstm.init_lstm(h, vocab_size, h + vocab_size, rng)
-            lr = cfg.numpy_lstm_lr
-        return cls(kind, params, train, val, lr, cfg.notebook_gradients)
 
     def _outputs(self, x):
         if self.name == "numpy_rnn":
@@ -141,8 +128,13 @@ def recipe(kind: str, vocab_size: int, pairs: dict, cfg) -> NumpyRecipe | TorchR
     RandomState(seed), the torch LSTM from torch.manual_seed(seed)."""
     if kind == "torch_lstm":
         return TorchRecipe(vocab_size, pairs["train"], pairs["val"], cfg)
-    rng = np.random.RandomState(cfg.seed)
-    return NumpyRecipe.of(kind, vocab_size, pairs["train"], pairs["val"], cfg, rng)
+    rng, h, v = np.random.RandomState(cfg.seed), cfg.hidden, vocab_size
+    if kind == "numpy_rnn":
+        init, lr = partial(numpy_rnn.init_rnn, h, v, rng), cfg.numpy_rnn_lr
+    else:
+        init, lr = partial(numpy_lstm.init_lstm, h, v, h + v, rng), cfg.numpy_lstm_lr
+    init()  # the notebook's graded init draws first (cells 55 / 66), the trained params next
+    return NumpyRecipe(kind, init(), pairs["train"], pairs["val"], lr, cfg.notebook_gradients)
 
 
 def one_hot_pairs(parts: dict, word_to_idx) -> dict:

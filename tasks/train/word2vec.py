@@ -107,9 +107,8 @@ def warm_start(model: nn.Module, old: nn.Module, old_vocab: list[str], new_vocab
     with torch.no_grad():
         for name, param in model.named_parameters():
             src = old_params.get(name)
-            if src is None or src.shape[1:] != param.shape[1:] or len(src) != len(old_vocab):
-                continue
-            if len(param) != len(new_vocab):
+            rows = (len(src), len(param)) if src is not None else None
+            if rows != (len(old_vocab), len(new_vocab)) or src.shape[1:] != param.shape[1:]:
                 continue
             param[new_rows.to(param.device)] = src.detach()[old_rows].to(param.device, param.dtype)
             carried += 1
@@ -147,10 +146,7 @@ class PairRecipe(Recipe):
         if self.p_pair is not None:  # subsampling / dynamic window, afresh each epoch
             keep = torch.rand(n, generator=self.gen, device=self.device) < self.p_pair[order]
             order = order[keep]
-        steps = math.ceil(len(order) / size)
-        if self.cfg.max_steps_per_epoch:
-            steps = min(steps, self.cfg.max_steps_per_epoch)
-        return [order[s * size : (s + 1) * size] for s in range(steps)]
+        return [order[s * size : (s + 1) * size] for s in range(math.ceil(len(order) / size))]
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
         pair = self.data[batch]
@@ -188,10 +184,9 @@ class KernelRecipe(Recipe):
         self.centers = np.ascontiguousarray(pairs[:, 0], dtype=np.int32)
         self.contexts = np.ascontiguousarray(pairs[:, 1], dtype=np.int32)
         self.rng = np.random.default_rng(cfg.seed)
-        expected = len(pairs) if p_pair is None else int(p_pair.sum())
-        self.per_epoch = expected
+        self.per_epoch = len(pairs) if p_pair is None else int(p_pair.sum())
         if cfg.max_steps_per_epoch:
-            self.per_epoch = min(expected, cfg.max_steps_per_epoch * cfg.batch_size)
+            self.per_epoch = min(self.per_epoch, cfg.max_steps_per_epoch * cfg.batch_size)
         self.total = max(self.per_epoch * cfg.epochs, 1)
         self.done, self.epoch = 0, 0
 
@@ -317,25 +312,13 @@ def train_word2vec(
     counts: np.ndarray,
     cfg,
     distance: np.ndarray | None = None,
-    init: Callable[[nn.Module], int] | None = None,
     checkpoints: Path | None = None,
-    **plan,
 ) -> Trained:
     """make_recipe + fit in this process (tests, benchmarks): no MLflow run. checkpoints: a
     folder for one checkpoint per epoch, resumed after the newest one found there."""
-    built = make_recipe(pairs, counts, cfg, distance, init)
-    built, fitted = fit(built, Plan.of(cfg, nproc=1, **plan), checkpoints=checkpoints)
+    built = make_recipe(pairs, counts, cfg, distance)
+    built, fitted = fit(built, Plan.of(cfg, nproc=1), checkpoints=checkpoints)
     return Trained(built.model, fitted, built.warm_tokens)
-
-
-def _champion(name: str, logger) -> dict | None:
-    from tasks.engine import tracking
-
-    champ = tracking.champion(name)
-    if champ is None:
-        logger.info("warm start: no champion yet, training from scratch")
-        return None
-    return {"name": name, "version": str(champ.version), "run_id": champ.run_id}
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -353,7 +336,11 @@ def train_task(
     logger = run_logger()
     check_ddp(cfg)
     id2tok, counts = read_vocab(vocab)
-    warm = _champion(NAME, logger) if cfg.warm_start else None
+    champ = tracking.champion(NAME) if cfg.warm_start else None
+    if cfg.warm_start and champ is None:
+        logger.info("warm start: no champion yet, training from scratch")
+    warm = None if champ is None else {"name": NAME, "version": str(champ.version),
+                                       "run_id": champ.run_id}  # fmt: skip
     logger.info("training %s on %s pairs, vocab %d, device %s%s", cfg.model,
                 pairs.stats.get("pairs", "?"), len(counts), pick_device(cfg.device),
                 f", {cfg.nproc} DDP ranks" if cfg.nproc > 1 else "")  # fmt: skip
