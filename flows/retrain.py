@@ -31,7 +31,7 @@ def check_incoming(pipeline: str, config) -> list[str]:
 
         return [f"incoming {r.name} adds nothing: every pair is already in "
                 f"{', '.join(r.duplicate_of)}"
-                for r in incoming_report(config).adds_nothing()]  # fmt: skip
+                for r in incoming_report(config).files if r.rows and not r.new]  # fmt: skip
     files = incoming_files(pipeline, SUFFIX[pipeline])
     if pipeline == "charlm":
         from tasks.chars import check_incoming as check_text

@@ -92,7 +92,7 @@ def check_pairs(files: list[Path], train: StageOutput, earlier: list[Path] = ())
         raise IncomingError(faults)
     fp = hashlib.sha256(b"".join(sorted(new_keys))).hexdigest() if new_keys else ""
     shown = [r for r in reports if r.name in names] if names else reports
-    return Report(shown, sum(r.new for r in shown), sum(r.duplicates for r in shown), fp, keep)
+    return Report(shown, fp, keep)
 
 
 @task(name="add_pairs", cache_policy=NO_CACHE)
@@ -116,9 +116,10 @@ def add_pairs(pipeline: str, rows: StageOutput, files: list[Path]) -> StageOutpu
         write_table(pa.table({"src": src, "trg": trg}), out / "train.parquet")
         for split in ("valid", "test"):
             write_table(pq.read_table(rows.file(f"{split}.parquet")), out / f"{split}.parquet")
+        new = sum(f.new for f in report.files)
         return {"train_pairs": len(src), "valid_pairs": rows.stats["valid_pairs"],
-                "test_pairs": rows.stats["test_pairs"], "new_pairs": report.new_rows,
-                "duplicate_pairs": report.duplicate_rows}  # fmt: skip
+                "test_pairs": rows.stats["test_pairs"], "new_pairs": new,
+                "duplicate_pairs": sum(f.duplicates for f in report.files)}  # fmt: skip
 
     return run_stage(
         pipeline,
