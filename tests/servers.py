@@ -96,8 +96,11 @@ class Stack:
         port = free_port()
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
                "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-        env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri,
-                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # its uvicorn
+        env = dict(
+            os.environ,
+            MLFLOW_TRACKING_URI=tracking_uri,
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )  # its uvicorn
         proc, log = self._spawn("model-server", cmd, env)
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/ping", 180, proc, log)
