@@ -92,18 +92,22 @@ def reference_loss(model, src, trg):
                            ignore_index=PAD, label_smoothing=model.smoothing)  # fmt: skip
 
 
-def transformer(args) -> None:
-    from tasks.train.seq2seq import Seq2SeqRecipe
-
-    cfg = load_config("seq2seq", "best")
+def prepare(profile: str):
+    """(config, vocabularies, train split, valid split) of a profile, built in a temp folder."""
+    cfg = load_config("seq2seq", profile)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SEQFLOW_DATA_DIR"] = tmp
         rows = ingest_parallel.fn("seq2seq", "multi30k", "de", "en")
         tokens = tokenize_parallel.fn("seq2seq", rows, cfg.tokenize)
         vocab = build_vocabs.fn("seq2seq", tokens, 2)
         encoded = encode_parallel.fn("seq2seq", tokens, vocab)
-        vocabs = read_vocabs(vocab)
-        train, valid = read_split(encoded, "train"), read_split(encoded, "valid")
+        return cfg, read_vocabs(vocab), read_split(encoded, "train"), read_split(encoded, "valid")
+
+
+def transformer(args) -> None:
+    from tasks.train.seq2seq import Seq2SeqRecipe
+
+    cfg, vocabs, train, valid = prepare("best")
 
     def recipe():
         return Seq2SeqRecipe(train, valid, len(vocabs[0]), len(vocabs[1]), cfg.train)
@@ -176,14 +180,7 @@ def main() -> None:
     use_mirror(os.environ["SEQFLOW_MIRROR"])
     if args.transformer:
         return transformer(args)
-    cfg = load_config("seq2seq", "parity")
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["SEQFLOW_DATA_DIR"] = tmp
-        rows = ingest_parallel.fn("seq2seq", "multi30k", "de", "en")
-        tokens = tokenize_parallel.fn("seq2seq", rows, cfg.tokenize)
-        vocab = build_vocabs.fn("seq2seq", tokens, 2)
-        encoded = encode_parallel.fn("seq2seq", tokens, vocab)
-        vocabs, train = read_vocabs(vocab), read_split(encoded, "train")
+    _, vocabs, train, _ = prepare("parity")
 
     # same batches, same seeds: the fast loss is the notebook's loss
     same = random_batches(len(train[0]), 128, np.random.default_rng(1))[: args.check_steps]

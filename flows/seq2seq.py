@@ -102,10 +102,15 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
     kept = (f"best epoch {fitted.best_epoch + 1}" if fitted.best_epoch is not None
             else f"the last epoch{'s averaged' if cfg.average_last > 1 else ''}")  # fmt: skip
     logger.info("Seq2Seq: %d trainable parameters, device %s; %s (val loss %.4f)", n_params,
-                fitted.device, kept, fitted.history[-1]["val_loss"] if fitted.best_epoch is None
-                else fitted.best_value)  # fmt: skip
+                fitted.device, kept, kept_val_loss(fitted))  # fmt: skip
     tracking.log_metrics(run_id, {"n_params": n_params})
     return recipe.model.cpu(), fitted
+
+
+def kept_val_loss(fitted: Fitted) -> float:
+    """The validation loss of the weights training kept: the best epoch's where the recipe
+    selects, else the last (averaged) epoch's."""
+    return fitted.best_value if fitted.best_epoch is not None else fitted.history[-1]["val_loss"]
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -199,8 +204,7 @@ def seq2seq(
                                      config.train.batch_size, run_id)  # fmt: skip
             reg = register_task(run_id, model, vocab, config)
         metrics |= {"final_train_loss": fitted.history[-1]["train_loss"],
-                    "best_val_loss": fitted.best_value if fitted.best_epoch is not None
-                    else fitted.history[-1]["val_loss"], "tokens_per_sec": fitted.per_sec,
+                    "best_val_loss": kept_val_loss(fitted), "tokens_per_sec": fitted.per_sec,
                     "model_version": reg["version"]}  # fmt: skip
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
