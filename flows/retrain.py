@@ -29,18 +29,19 @@ def check_incoming(pipeline: str, config) -> list[str]:
     if pipeline == "seq2seq":
         from flows.seq2seq import incoming_report
 
-        return [f"incoming {r.name} adds nothing: every pair is already in "
-                f"{', '.join(r.duplicate_of)}"
-                for r in incoming_report(config).files if r.rows and not r.new]  # fmt: skip
-    files = incoming_files(pipeline, SUFFIX[pipeline])
-    if pipeline == "charlm":
-        from tasks.chars import check_incoming as check_text
+        reports, what = incoming_report(config).files, "pair"
+    else:
+        files = incoming_files(pipeline, SUFFIX[pipeline])
+        if pipeline == "charlm":
+            from tasks.chars import check_incoming as check_text
 
-        for path in files:
-            check_text(path)
-    d = config.data
-    _, reports = content_fingerprint(files, d.dataset, d.file, getattr(d, "limit_rows", None))
-    return [f"incoming {r.name} adds nothing: every row is already in "
+            for path in files:
+                check_text(path)
+        d = config.data
+        limit = getattr(d, "limit_rows", None)
+        _, reports = content_fingerprint(files, d.dataset, d.file, limit)
+        what = "row"
+    return [f"incoming {r.name} adds nothing: every {what} is already in "
             f"{', '.join(r.duplicate_of)}" for r in reports if r.rows and not r.new]  # fmt: skip
 
 

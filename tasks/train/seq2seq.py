@@ -117,7 +117,6 @@ class Seq2SeqRecipe(Recipe):
         else:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.average: dict[str, torch.Tensor] = {}  # sum of the last epochs' weights
-        self.averaged = 0
         self.rng = np.random.default_rng(cfg.seed)  # the batches' stream, kept by checkpoints
         self.fast_loss = compiled(self.model.loss, cfg.compile)
 
@@ -153,23 +152,22 @@ class Seq2SeqRecipe(Recipe):
         if last > 1 and epoch >= self.cfg.epochs - last:  # checkpoint averaging
             for k, v in self.model.state_dict().items():
                 self.average[k] = self.average.get(k, 0) + v.detach().double()
-            self.averaged += 1
             if epoch == self.cfg.epochs - 1:  # the model becomes the average
                 raw = evaluate_loss(self.model, self.valid, self.cfg.batch_size, self.device)
                 extra = {"val_loss_unaveraged": raw}
-                self.model.load_state_dict({k: (v / self.averaged).to(self.model.state_dict()[k])
+                n = min(last, self.cfg.epochs)  # the epochs summed
+                self.model.load_state_dict({k: (v / n).to(self.model.state_dict()[k])
                                             for k, v in self.average.items()})  # fmt: skip
         val = evaluate_loss(self.model, self.valid, self.cfg.batch_size, self.device)
         return {"val_loss": val, "train_ppl": math.exp(self.epoch_loss), "val_ppl": math.exp(val),
                 **extra}  # fmt: skip
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "average": self.average,
-                "averaged": self.averaged}  # fmt: skip
+        return {"rng": self.rng.bit_generator.state, "average": self.average}
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.average, self.averaged = state.get("average", {}), state.get("averaged", 0)
+        self.average = state.get("average", {})
 
 
 class _Folder:
