@@ -125,7 +125,7 @@ def versus_gensim(data, distance, counts, id2tok, ids, offsets, labels) -> dict:
     )
     gensim_vectors = np.stack([gensim_model.wv[w] for w in id2tok])
     # gensim's compiled code was loaded by its import above; load ours the same way, untimed
-    from tasks.train.sgns_cpu import warm
+    from models.sgns_cpu import warm
 
     _, load_s = timed(warm)
     ours, ours_s = timed(train_word2vec, data, counts, t, distance)

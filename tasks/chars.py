@@ -8,7 +8,6 @@ and the test windows come from the book alone, so models before and after stay c
 
 import json
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -133,8 +132,7 @@ def ingest_book(pipeline: str, dataset: str, file: str, incoming: list[Path] = (
     inputs = {"source": spec.file(file).sha256,
               "incoming": [[p.name, sha256_file(p)] for p in incoming]}  # fmt: skip
     return run_stage(pipeline, "ingest", inputs=inputs,
-                     params={"dataset": dataset, "file": file}, code=(sys.modules[__name__],),
-                     libs=(), build=build)  # fmt: skip
+                     params={"dataset": dataset, "file": file}, build=build)  # fmt: skip
 
 
 def book_text(book: StageOutput, notebook_text: bool) -> str:
@@ -202,7 +200,7 @@ def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> Stage
 
     return run_stage(pipeline, "encode", inputs={"body": book.fingerprint},
                      params={"notebook_text": notebook_text},
-                     code=(sys.modules[__name__],), libs=("pyarrow",), build=build)  # fmt: skip
+                     libs=("pyarrow",), build=build)  # fmt: skip
 
 
 def read_chars(encoded: StageOutput, part: str = "chapters") -> tuple[list[str], list[np.ndarray]]:
@@ -263,5 +261,5 @@ def window_chars(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
         return {"train_windows": len(train), "test_windows": len(test)}
 
     return run_stage(pipeline, "windows", inputs={"chars": encoded.fingerprint},
-                     params=cfg.model_dump(), code=(sys.modules[__name__],), libs=("pyarrow",),
+                     params=cfg.model_dump(), libs=("pyarrow",),
                      build=build)  # fmt: skip

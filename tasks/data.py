@@ -9,7 +9,6 @@ import csv
 import io
 import logging
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -321,7 +320,6 @@ def ingest_csv(
             "limit_rows": limit_rows,
             "dropped": {n: [i for i, k in enumerate(v) if not k] for n, v in (keep or {}).items()},
         },  # fmt: skip
-        code=(sys.modules[__name__], sys.modules[write_shards.__module__]),
         libs=("pyarrow",),
         build=build,
     )

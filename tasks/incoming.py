@@ -68,7 +68,7 @@ def _row_key(label: str, text: str) -> bytes:
     return hashlib.sha256(f"{label}\x1f{text.strip()}".encode()).digest()
 
 
-def _by_name(paths) -> list[Path]:
+def by_name(paths) -> list[Path]:
     return sorted(map(Path, paths), key=lambda p: p.name)
 
 
@@ -90,7 +90,7 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
     where = dict.fromkeys([*seen, *contents], source)
     faults: list[Fault] = []
     reports, keep, new_keys = [], {}, []
-    for path in [*_by_name(earlier), *_by_name(files)]:
+    for path in [*by_name(earlier), *by_name(files)]:
         try:
             table = read_csv(path, DATASETS[dataset].columns)
         except DataSourceError as err:
@@ -150,7 +150,7 @@ def content_fingerprint(
 ) -> tuple[str, list[FileReport]]:  # fmt: skip
     """(fingerprint of what the incoming files add, "" when nothing; their reports). CSVs by
     their new rows (tasks/incoming.py's rules), other files by their distinct contents."""
-    incoming = _by_name(incoming)
+    incoming = by_name(incoming)
     if not incoming:
         return "", []
     if all(p.suffix == ".csv" for p in incoming):

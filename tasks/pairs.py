@@ -11,7 +11,6 @@ earlier file is a duplicate: dropped and counted. Files are read in name order.
 """
 
 import hashlib
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine.stage import StageOutput, run_stage, write_table
-from tasks.incoming import Fault, FileReport, IncomingError, Report
+from tasks.incoming import Fault, FileReport, IncomingError, Report, by_name
 
 MAX_CHARS = 1000  # a side; Multi30k's longest is under 300
 
@@ -62,29 +61,30 @@ def read_tsv(path: Path, faults: list[Fault]) -> list[tuple[int, str, str]]:
     return pairs
 
 
-def check_pairs(files: list[Path], train: StageOutput, earlier: list[Path] = ()) -> Report:
+def check_pairs(
+    files: list[Path], train: StageOutput, earlier: list[Path] = (), added: list | None = None
+) -> Report:
     """Every fault of every file at once (IncomingError), else what each file adds against
-    the ingested train split `train` (train.parquet: src, trg) and the `earlier` files."""
+    the ingested train split `train` (train.parquet: src, trg) and the `earlier` files.
+    added: a list that gets the new (de, en) pairs, in order."""
     table = pq.read_table(train.file("train.parquet"))
     known = dict.fromkeys(map(_key, table.column("src").to_pylist(),
                               table.column("trg").to_pylist()), "the train split")  # fmt: skip
     faults: list[Fault] = []
     reports, keep, new_keys = [], {}, []
     names = {p.name for p in map(Path, files)}
-    ordered = sorted(map(Path, earlier), key=lambda p: p.name) + sorted(
-        map(Path, files), key=lambda p: p.name
-    )
-    for path in ordered:
+    for path in by_name(earlier) + by_name(files):
         flags, dup_of = [], set()
         for _, de, en in read_tsv(path, faults):
             key = _key(de, en)
+            flags.append(key not in known)
             if key in known:
                 dup_of.add(known[key])
-                flags.append(False)
-            else:
-                known[key] = f"incoming {path.name}"
-                flags.append(True)
-                new_keys.append(key)
+                continue
+            known[key] = f"incoming {path.name}"
+            new_keys.append(key)
+            if added is not None:
+                added.append((de, en))
         keep[path.name] = flags
         new = sum(flags)
         reports.append(FileReport(path.name, len(flags), new, len(flags) - new, sorted(dup_of)))
@@ -100,19 +100,14 @@ def add_pairs(pipeline: str, rows: StageOutput, files: list[Path]) -> StageOutpu
     """The ingested splits with the incoming files' new pairs appended to train.parquet."""
     from tasks.data import sha256_file
 
-    files = sorted(map(Path, files), key=lambda p: p.name)
+    files = by_name(files)
 
     def build(out: Path) -> dict:
-        report = check_pairs([], rows, files)
+        added: list[tuple[str, str]] = []
+        report = check_pairs([], rows, files, added)
         table = pq.read_table(rows.file("train.parquet"))
-        src, trg = table.column("src").to_pylist(), table.column("trg").to_pylist()
-        faults: list[Fault] = []
-        for path in files:
-            kept = [
-                p for p, k in zip(read_tsv(path, faults), report.keep[path.name], strict=True) if k
-            ]
-            src += [de for _, de, _ in kept]
-            trg += [en for _, _, en in kept]
+        src = table.column("src").to_pylist() + [de for de, _ in added]
+        trg = table.column("trg").to_pylist() + [en for _, en in added]
         write_table(pa.table({"src": src, "trg": trg}), out / "train.parquet")
         for split in ("valid", "test"):
             write_table(pq.read_table(rows.file(f"{split}.parquet")), out / f"{split}.parquet")
@@ -125,8 +120,6 @@ def add_pairs(pipeline: str, rows: StageOutput, files: list[Path]) -> StageOutpu
         pipeline,
         "add_pairs",
         inputs={"rows": rows.fingerprint} | {p.name: sha256_file(p) for p in files},
-        params={},
-        code=(sys.modules[__name__],),
         libs=("pyarrow",),
         build=build,
     )

@@ -9,7 +9,6 @@ back to passengers.
 
 import json
 import re
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def ingest_series(pipeline: str, dataset: str, file: str, expected_rows: int | N
 
     return run_stage(pipeline, "ingest", inputs={"source": spec.file(file).sha256},
                      params={"dataset": dataset, "file": file},
-                     code=(sys.modules[__name__],), libs=("pyarrow",), build=build)  # fmt: skip
+                     libs=("pyarrow",), build=build)  # fmt: skip
 
 
 def read_series(stage: StageOutput) -> tuple[list[str], np.ndarray]:
@@ -196,8 +195,7 @@ def window_series(pipeline: str, series: StageOutput, cfg) -> StageOutput:
                 "n_train": n_train, "next_months": len(months)}  # fmt: skip
 
     return run_stage(pipeline, "windows", inputs={"series": series.fingerprint},
-                     params=cfg.model_dump(), code=(sys.modules[__name__],),
-                     libs=("pyarrow", "numpy"), build=build)  # fmt: skip
+                     params=cfg.model_dump(), libs=("pyarrow", "numpy"), build=build)  # fmt: skip
 
 
 def read_windows(stage: StageOutput, split: str) -> tuple[np.ndarray, ...]:

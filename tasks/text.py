@@ -2,7 +2,6 @@
 
 import contextlib
 import re
-import sys
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -13,7 +12,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import fetch
-from tasks.engine import shards as shards_module
 from tasks.engine.catalog import NLTK_STOPWORDS
 from tasks.engine.shards import map_parts, part_path, read_shard, write_shards
 from tasks.engine.stage import StageOutput, run_stage
@@ -92,7 +90,6 @@ def tokenize_tweets(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
         "tokenize",
         inputs={"rows": rows.fingerprint},
         params=cfg.model_dump(),
-        code=(sys.modules[__name__], shards_module),
         libs=("nltk", "pyarrow"),
         build=build,
     )

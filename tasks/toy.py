@@ -9,7 +9,6 @@ a lambda, so it cannot be pickled).
 """
 
 import json
-import sys
 from collections import Counter
 from functools import partial
 
@@ -133,7 +132,7 @@ def make_sequences(pipeline: str, cfg, seed: int):
         return {"sequences": cfg.num_seq, "vocab_size": len(idx_to_word), **counts}
 
     return run_stage(pipeline, "sequences", inputs={}, params={**cfg.model_dump(), "seed": seed},
-                     code=(sys.modules[__name__],), libs=("numpy", "pyarrow"),
+                     libs=("numpy", "pyarrow"),
                      build=build)  # fmt: skip
 
 

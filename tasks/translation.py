@@ -5,7 +5,6 @@ Each split is one Parquet file per stage: train, valid, test.
 
 import json
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -60,7 +59,6 @@ def ingest_parallel(
         "ingest",
         inputs={name: spec.file(name).sha256 for name, _ in SPLITS.values()},
         params={"dataset": dataset, "src": src_lang, "trg": trg_lang, "limit_train": limit_train},
-        code=(sys.modules[__name__],),
         libs=("pyarrow",),
         build=build,
     )
@@ -136,7 +134,6 @@ def tokenize_parallel(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
         "tokenize",
         inputs={"rows": rows.fingerprint},
         params=cfg.model_dump(),
-        code=(sys.modules[__name__],),
         libs=("spacy", "pyarrow"),
         build=build,
     )
@@ -175,8 +172,6 @@ def build_vocabs(pipeline: str, tokens: StageOutput, min_freq: int) -> StageOutp
         "vocab",
         inputs={"tokens": tokens.fingerprint},
         params={"min_freq": min_freq},
-        code=(sys.modules[__name__],),
-        libs=(),
         build=build,
     )
 
@@ -212,8 +207,6 @@ def encode_parallel(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> S
         pipeline,
         "encode",
         inputs={"tokens": tokens.fingerprint, "vocab": vocab.fingerprint},
-        params={},
-        code=(sys.modules[__name__],),
         libs=("pyarrow",),
         build=build,
     )

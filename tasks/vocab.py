@@ -1,7 +1,6 @@
 """Vocabularies: counting tokens, filtering rare ones, mapping tokens to ids."""
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -12,7 +11,6 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine import shards as shards_module
 from tasks.engine.shards import map_parts, part_path, read_shard, write_shards
 from tasks.engine.stage import StageOutput, run_stage
 
@@ -118,7 +116,6 @@ def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutp
         "vocab",
         inputs={"tokens": tokens.fingerprint},
         params={"min_count": min_count},
-        code=(sys.modules[__name__], shards_module),
         build=build,
     )
 
@@ -151,8 +148,6 @@ def drop_rare_tokens(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> 
         pipeline,
         "drop_rare",
         inputs={"tokens": tokens.fingerprint, "vocab": vocab.fingerprint},
-        params={},
-        code=(sys.modules[__name__], shards_module),
         libs=("pyarrow",),
         build=build,
     )

@@ -1,6 +1,5 @@
 """Sliding windows over encoded documents, vectorised with NumPy."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,6 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine import shards as shards_module
 from tasks.engine.shards import map_parts, part_path, read_shard, rechunk
 from tasks.engine.stage import StageOutput, run_stage, write_table
 from tasks.vocab import list_column
@@ -103,7 +101,6 @@ def window_pairs(pipeline: str, encoded: StageOutput, size: int, shard_rows: int
         "windows",
         inputs={"ids": encoded.fingerprint},
         params={"size": size, "shard_rows": shard_rows},
-        code=(sys.modules[__name__], shards_module),
         libs=("pyarrow", "numpy"),
         build=build,
     )

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from flows.config import load_config
+from models.sgns_cpu import alias_table
 from models.word2vec import Word2Vec
-from tasks.train.sgns_cpu import alias_table
 from tasks.train.word2vec import keep_probability, pair_probability, softmax_loss, train_word2vec
 
 

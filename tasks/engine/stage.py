@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -96,8 +97,8 @@ def run_stage(
     stage: str,
     *,
     inputs: dict[str, str],
-    params: dict,
-    code: tuple[ModuleType, ...],
+    params: dict | None = None,
+    code: tuple[ModuleType, ...] = (),
     libs: tuple[str, ...] = (),
     build: Callable[[Path], dict],
     root: Path | None = None,
@@ -105,8 +106,10 @@ def run_stage(
     """Reuse the stage's output for this key if it is intact, otherwise build it atomically.
 
     `build(folder)` writes the stage's files into `folder` and returns its stats (JSON-able).
+    `code`: the modules whose source is part of the key; by default the one defining `build`
+    (with the project modules it imports, tasks/engine/lineage.py).
     """
-    key, parts = key_parts(inputs, params, code, libs)
+    key, parts = key_parts(inputs, params or {}, code or (sys.modules[build.__module__],), libs)
     base = (root or data_dir()) / "stages" / pipeline / stage
     final = base / key[:20]
     manifest = _verify(final) if final.exists() else None

@@ -1,6 +1,6 @@
 """word2vec's training pieces for the runtime (tasks/runtime): three recipes — the notebook's
 softmax network (AdamW), skip-gram with negative sampling on torch (SparseAdam, noise table)
-and on the compiled CPU kernel (tasks/train/sgns_cpu.py) — with their losses, noise and
+and on the compiled CPU kernel (models/sgns_cpu.py) — with their losses, noise and
 subsampling helpers, the warm start, and the flow's train task. `fit` trains them."""
 
 import logging
@@ -85,7 +85,7 @@ def use_cpu_kernel(cfg, device: torch.device) -> bool:
     if cfg.kernel == "torch" or device.type != "cpu":
         return False
     try:
-        import tasks.train.sgns_cpu  # noqa: F401  (needs numba)
+        import models.sgns_cpu  # noqa: F401  (needs numba)
     except ImportError:
         if cfg.kernel == "numba":
             raise
@@ -165,14 +165,14 @@ class PairRecipe(Recipe):
 
 
 class KernelRecipe(Recipe):
-    """sgns with the compiled per-pair loop (tasks/train/sgns_cpu.py) on the model's own
+    """sgns with the compiled per-pair loop (models/sgns_cpu.py) on the model's own
     weights: an epoch is one batch — its order of pairs — and one `sgns_epoch` call, whose
     learning rate decays over every pair of the run (`done` of `total`)."""
 
     name, unit = NAME, "pairs"
 
     def __init__(self, pairs, counts, cfg, p_pair, init):
-        from tasks.train.sgns_cpu import alias_table
+        from models.sgns_cpu import alias_table
 
         self.cfg, self.p_pair = cfg, p_pair
         model = SkipGramNS(len(counts), cfg.embed_size)
@@ -201,7 +201,7 @@ class KernelRecipe(Recipe):
         return [order[: self.per_epoch]]
 
     def train_step(self, compute, batch: np.ndarray, scale: float) -> tuple[torch.Tensor, int]:
-        from tasks.train.sgns_cpu import sgns_epoch
+        from models.sgns_cpu import sgns_epoch
 
         c, seed = self.cfg, self.cfg.seed + self.epoch
         mean = sgns_epoch(self.win, self.wout, self.centers, self.contexts, batch, self.noise,
