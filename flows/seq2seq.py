@@ -48,12 +48,14 @@ def fingerprint(config: Seq2SeqConfig) -> str:
     """What a model is trained on: the archives as read (each fetched and verified against
     its sha256, so a repacked or truncated one is refused here as `run` refuses it), the
     languages, the pair limit and, with data.incoming, the new pairs the incoming files add."""
-    from tasks.data import fetch, sha256_file
+    from tasks.data import fetch
     from tasks.engine.catalog import DATASETS
 
     d = config.data
     spec = DATASETS[d.dataset]
-    parts = [sha256_file(fetch(spec, name)) for name, _ in SPLITS.values()]
+    for name, _ in SPLITS.values():
+        fetch(spec, name)  # refuses a file whose sha256 is not the catalog's
+    parts = [spec.file(name).sha256 for name, _ in SPLITS.values()]
     parts += [d.src_lang, d.trg_lang, d.limit_train]
     added = incoming_report(config).fingerprint if d.incoming else ""
     if added:  # no new pair: the same data as a run without data.incoming
@@ -180,10 +182,10 @@ def seq2seq(
     tags = run_tags(fingerprint(config))
     with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
         rows = ingest_parallel(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
-        if d.incoming and incoming_files():
+        if d.incoming and (files := incoming_files()):
             from tasks.pairs import add_pairs
 
-            rows = add_pairs(PIPELINE, rows, incoming_files())
+            rows = add_pairs(PIPELINE, rows, files)
         tokens = tokenize_parallel(PIPELINE, rows, config.tokenize)
         vocab = build_vocabs(PIPELINE, tokens, config.vocab.min_freq)
         encoded = encode_parallel(PIPELINE, tokens, vocab)
