@@ -30,9 +30,8 @@ def autocast(device: torch.device | str, precision: str):
 
 def to_device(array: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Host array -> device tensor; to a GPU through pinned memory, without blocking."""
-    device = torch.device(device)
     tensor = torch.as_tensor(array)
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 

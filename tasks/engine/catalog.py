@@ -21,9 +21,8 @@ class DatasetSpec:
     columns: tuple[str, ...] = ()
 
     def file(self, name: str) -> SourceFile:
-        for f in self.files:
-            if f.name == name:
-                return f
+        if found := [f for f in self.files if f.name == name]:
+            return found[0]
         known = ", ".join(f.name for f in self.files)
         raise KeyError(f"dataset {self.folder!r} has no file {name!r} (known: {known})")
 

@@ -16,14 +16,6 @@ REPO = Path(__file__).resolve().parents[2]  # tasks/engine/lineage.py -> the che
 PACKAGES = ("tasks", "models", "flows")
 
 
-def _project_file(name: str) -> Path | None:
-    """The source file of project module `name`, or None (not ours, or not a module file)."""
-    if name.split(".")[0] not in PACKAGES:
-        return None
-    path = REPO.joinpath(*name.split(".")).with_suffix(".py")
-    return path if path.is_file() else None
-
-
 def _imports(path: Path) -> set[str]:
     """Project modules named by the import statements of a file (top level and in functions)."""
     found = set()
@@ -46,10 +38,8 @@ def code_parts(*modules: ModuleType) -> dict[str, str]:
         if path in seen:
             continue
         seen[path] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        for name in _imports(path):
-            dep = _project_file(name)
-            if dep is not None and dep.name != "__init__.py":
-                todo.append(dep)
+        deps = (REPO.joinpath(*n.split(".")).with_suffix(".py") for n in _imports(path))
+        todo += [d for d in deps if d.is_file() and d.name != "__init__.py"]  # modules, not names
     return {str(p.relative_to(REPO)): h for p, h in sorted(seen.items())}
 
 
@@ -122,14 +112,9 @@ def explain(stages: list[dict], earlier: list[tuple[str, list[dict]]]) -> list[s
         if s["cached"]:
             lines.append(f"{name} cached (key {s['key'][:12]})")
             continue
-        best = None
-        for run_id, entries in earlier:
-            for e in entries:
-                if e["stage"] != name:
-                    continue
-                diff = differences(name, s["parts"], e["parts"])
-                if best is None or len(diff) < len(best[1]):
-                    best = (run_id, diff)
+        same = [(r, e["parts"]) for r, entries in earlier for e in entries if e["stage"] == name]
+        diffs = [(r, differences(name, s["parts"], parts)) for r, parts in same]
+        best = min(diffs, key=lambda d: len(d[1]), default=None)  # the first of the fewest
         if best is None:
             lines.append(f"{name} ran: first run of this stage")
         elif not best[1] and s.get("always_runs"):

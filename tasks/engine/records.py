@@ -10,15 +10,12 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def pipeline_record(
     pipeline: str, profile: str, run_id: str, link: str, stages: list[StageOutput], metrics: dict
 ) -> str:
     """What ran, what came from cache, the key metrics and the MLflow link, as markdown."""
     hits = sum(s.cached for s in stages)
+    values = [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()]
     lines = [
         f"# {pipeline} ({profile})",
         "",
@@ -39,7 +36,7 @@ def pipeline_record(
         "",
         "## Metrics",
         "",
-        *_table(("metric", "value"), [(k, _fmt(v)) for k, v in metrics.items()]),
+        *_table(("metric", "value"), values),
     ]
     return "\n".join(lines)
 

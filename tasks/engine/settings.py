@@ -29,6 +29,5 @@ def use_mirror(path: str | os.PathLike | None) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"  # with a mirror nothing may touch the Hub
     nltk_data = folder / "nltk_data"
     if nltk_data.is_dir():
-        os.environ["NLTK_DATA"] = os.pathsep.join(
-            p for p in (str(nltk_data), os.environ.get("NLTK_DATA", "")) if p
-        )
+        old = os.environ.get("NLTK_DATA")
+        os.environ["NLTK_DATA"] = f"{nltk_data}{os.pathsep}{old}" if old else str(nltk_data)

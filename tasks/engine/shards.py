@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROWS_PER_SHARD = 8192
-COMPRESSION = "zstd"
 
 
 def dask_client():
@@ -41,8 +40,7 @@ def map_shards(fn, shards: int, **kwargs) -> Iterator:
     cluster: a Prefect task run per shard would cost more than tokenizing the shard."""
     client = dask_client() if shards else None
     if client is not None:
-        futures = client.map(fn, range(shards), pure=False, **kwargs)
-        for future in futures:
+        for future in client.map(fn, range(shards), pure=False, **kwargs):
             yield future.result()
             future.release()
         return
@@ -88,11 +86,10 @@ def write_shards(tables: Iterable[pa.Table], path: Path, rows: int = ROWS_PER_SH
     """Stream tables into one Parquet file in row groups of `rows` rows; returns the row count.
     An empty input still writes a file (with the first table's schema, or none at all)."""
     tables = iter(tables)
-    first = next(tables, None)
-    if first is None:
+    if (first := next(tables, None)) is None:
         return 0
     total = 0
-    with pq.ParquetWriter(path, first.schema, compression=COMPRESSION) as writer:
+    with pq.ParquetWriter(path, first.schema, compression="zstd") as writer:
         for chunk in rechunk(itertools.chain([first], tables), rows):
             writer.write_table(chunk, row_group_size=rows)
             total += chunk.num_rows
@@ -112,8 +109,7 @@ def scratch(out: Path) -> Path:
 
 
 def read_parts(parts: Path, shards: int) -> Iterator[pa.Table]:
-    for i in range(shards):
-        yield pq.read_table(part_path(parts, i))
+    return (pq.read_table(part_path(parts, i)) for i in range(shards))
 
 
 def merge_parts(parts: Path, shards: int, path: Path, rows: int = ROWS_PER_SHARD) -> int:

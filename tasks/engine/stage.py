@@ -29,8 +29,6 @@ from filelock import FileLock
 from tasks.engine.lineage import digest, key_parts
 from tasks.engine.settings import data_dir
 
-_fallback = logging.getLogger(__name__)
-
 
 def run_logger():
     """Prefect's run logger inside a flow or task (shown in the UI), else a plain logger."""
@@ -39,7 +37,7 @@ def run_logger():
 
         return get_run_logger()
     except Exception:
-        return _fallback
+        return logging.getLogger(__name__)
 
 
 MANIFEST = "manifest.json"
@@ -66,11 +64,8 @@ class StageOutput:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_manifest(folder: Path) -> dict:
@@ -110,60 +105,56 @@ def run_stage(
     (with the project modules it imports, tasks/engine/lineage.py).
     """
     key, parts = key_parts(inputs, params or {}, code or (sys.modules[build.__module__],), libs)
-    base = (root or data_dir()) / "stages" / pipeline / stage
+    root = root or data_dir()
+    base = root / "stages" / pipeline / stage
     final = base / key[:20]
-    manifest = _verify(final) if final.exists() else None
-    if manifest is not None:
-        run_logger().info("stage %s: cache hit, reusing %s", stage, final)
-        return StageOutput(stage, str(final), key, manifest["fingerprint"], True,
-                           manifest["stats"], parts)  # fmt: skip
-    base.mkdir(parents=True, exist_ok=True)
-    locks = (root or data_dir()) / "locks" / pipeline / stage
+
+    def reuse(manifest: dict, how: str) -> StageOutput:
+        run_logger().info("stage %s: %s, reusing %s", stage, how, final)
+        return StageOutput(
+            stage, str(final), key, manifest["fingerprint"], True, manifest["stats"], parts
+        )
+
+    if (manifest := _verify(final)) is not None:
+        return reuse(manifest, "cache hit")
+    locks = root / "locks" / pipeline / stage
     locks.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(locks / f"{key[:20]}.lock")  # one builder per key; a concurrent run waits
-    lock.acquire()
-    manifest = _verify(final) if final.exists() else None
-    if manifest is not None:  # the run we waited for built it
-        lock.release()
-        run_logger().info("stage %s: built by a concurrent run, reusing %s", stage, final)
-        return StageOutput(stage, str(final), key, manifest["fingerprint"], True,
-                           manifest["stats"], parts)  # fmt: skip
-    if final.exists():
-        run_logger().warning("stage %s: %s is incomplete or corrupted; rebuilding it", stage, final)
-    remove_stale_temps(base)
-    tmp = base / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        started = time.perf_counter()
-        stats = build(tmp)
-        files = {
-            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(tmp.iterdir())
-        }
-        fingerprint = digest({n: m["sha256"] for n, m in files.items()})
-        manifest = {
-            "pipeline": pipeline,
-            "stage": stage,
-            "key": key,
-            "parts": parts,
-            "fingerprint": fingerprint,
-            "files": files,
-            "stats": stats,
-            "seconds": round(time.perf_counter() - started, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if final.exists():  # a corrupted earlier output: move it aside, never read it again
-            shutil.rmtree(final)
+    with FileLock(locks / f"{key[:20]}.lock"):  # one builder per key; a concurrent run waits
+        if (manifest := _verify(final)) is not None:  # the run we waited for built it
+            return reuse(manifest, "built by a concurrent run")
+        if final.exists():
+            run_logger().warning(
+                "stage %s: %s is incomplete or corrupted; rebuilding it", stage, final
+            )
+        remove_stale_temps(base)
+        tmp = base / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
         try:
-            os.replace(tmp, final)
-        except OSError:  # another run finished the same key first; theirs is as good as ours
+            started = time.perf_counter()
+            stats = build(tmp)
+            files = {
+                p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                for p in sorted(tmp.iterdir())
+            }
+            fingerprint = digest({n: m["sha256"] for n, m in files.items()})
+            manifest = {
+                "pipeline": pipeline,
+                "stage": stage,
+                "key": key,
+                "parts": parts,
+                "fingerprint": fingerprint,
+                "files": files,
+                "stats": stats,
+                "seconds": round(time.perf_counter() - started, 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            if final.exists():  # a corrupted earlier output: move it aside, never read it again
+                shutil.rmtree(final)
+            with contextlib.suppress(OSError):  # another run finished the key first: theirs is good
+                os.replace(tmp, final)
+        finally:  # the temp folder is gone once renamed; else (an error, a lost race) it goes now
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
     run_logger().info("stage %s: computed in %.2fs -> %s", stage, manifest["seconds"], final)
     return StageOutput(stage, str(final), key, fingerprint, False, stats, parts)
 

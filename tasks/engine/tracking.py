@@ -29,14 +29,18 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI if set, else an embedded SQLite store in the data folder."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
+    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
         return uri
     data_dir().mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{data_dir() / 'mlflow.db'}"
 
 
 _sqlite_lock = threading.RLock()
+
+
+def _locked(fn, *args, **kwargs):
+    with _sqlite_lock:
+        return fn(*args, **kwargs)
 
 
 class _Serialized:
@@ -49,14 +53,7 @@ class _Serialized:
 
     def __getattr__(self, name):
         attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            with _sqlite_lock:
-                return attr(*args, **kwargs)
-
-        return call
+        return functools.partial(_locked, attr) if callable(attr) else attr
 
 
 @functools.cache  # once a process opened the store, its tables are there
@@ -83,8 +80,7 @@ def client() -> MlflowClient:
 
 def ensure_experiment(name: str) -> str:
     c = client()
-    found = c.get_experiment_by_name(name)
-    if found is not None:
+    if (found := c.get_experiment_by_name(name)) is not None:
         return found.experiment_id
     uri, location = tracking_uri(), None
     if uri.startswith(("sqlite:", "file:")) or "://" not in uri:  # else the server's own root
@@ -117,8 +113,7 @@ def redact(value: str) -> str:
 def start_run(experiment: str, params: dict, tags: dict, run_name: str | None = None) -> str:
     c = client()
     tags = {k: redact(str(v)) for k, v in tags.items()}  # a REST store takes strings only
-    run = c.create_run(ensure_experiment(experiment), run_name=run_name, tags=tags)
-    run_id = run.info.run_id
+    run_id = c.create_run(ensure_experiment(experiment), run_name=run_name, tags=tags).info.run_id
     items = [
         Param(k, redact(json.dumps(v) if isinstance(v, list | dict) else str(v)))
         for k, v in params.items()
@@ -154,33 +149,6 @@ def log_text(run_id: str, text: str, name: str) -> None:
 
 def log_figure(run_id: str, figure, name: str) -> None:
     client().log_figure(run_id, figure, name)
-
-
-def log_model(
-    run_id: str, model, registered_name: str, input_example, requirements: list[str], output=None
-):
-    """Log a torch model (pickle format, with a signature) and register a new version of it.
-    `output`: an example output, where model(input_example) is not the model's use."""
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
-    model.eval()
-    if output is None:
-        with torch.no_grad():
-            output = model(torch.as_tensor(input_example)).cpu().numpy()
-    signature = infer_signature(input_example, output)
-    client()
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model.cpu(),
-            name="model",
-            serialization_format="pickle",
-            signature=signature,
-            pip_requirements=requirements,
-            registered_model_name=registered_name,
-        )
-    return info.registered_model_version, info.model_uri
 
 
 def end_run(run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
@@ -237,11 +205,8 @@ def log_stages(run_id: str, stages: list, steps: list[dict] = ()) -> int:
     explain` reads), with `steps` (lineage.step_entry: training) after the stages; returns
     how many stages were cache hits."""
     hits = sum(s.cached for s in stages)
-    set_tags(
-        run_id,
-        {f"stage.{s.stage}.key": s.key[:20] for s in stages}
-        | {f"stage.{s.stage}.cached": s.cached for s in stages},
-    )
+    keys = {f"stage.{s.stage}.key": s.key[:20] for s in stages}
+    set_tags(run_id, keys | {f"stage.{s.stage}.cached": s.cached for s in stages})
     log_metrics(run_id, {"cache_hits": hits})
     entries = [{"stage": s.stage, "key": s.key, "cached": s.cached, "parts": s.parts}
                for s in stages]  # fmt: skip
@@ -263,8 +228,7 @@ def lineage(run_id: str) -> list[dict] | None:
 def _search(experiment: str, where: str, **kwargs) -> list:
     """Runs of an experiment matching the filter `where`, newest first."""
     c = client()
-    exp = c.get_experiment_by_name(experiment)
-    if exp is None:
+    if (exp := c.get_experiment_by_name(experiment)) is None:
         return []
     order = ["attributes.start_time DESC"]
     return list(c.search_runs([exp.experiment_id], where, order_by=order, **kwargs))
@@ -308,11 +272,10 @@ def version_score(name: str, version: int | str, metric: str | None) -> float | 
     tag `score.<metric>`), else the metric its run logged, else None."""
     if not metric:
         return None
-    c = client()
-    mv = c.get_model_version(name, str(version))
+    mv = client().get_model_version(name, str(version))
     if f"score.{metric}" in mv.tags:
         return float(mv.tags[f"score.{metric}"])
-    return c.get_run(mv.run_id).data.metrics.get(metric)
+    return get_run(mv.run_id).data.metrics.get(metric)
 
 
 def set_version_score(name: str, version: int | str, metric: str, score: float) -> None:
@@ -320,9 +283,8 @@ def set_version_score(name: str, version: int | str, metric: str, score: float) 
 
 
 def _data_of(name: str, version: int | str) -> str | None:
-    c = client()
-    run_id = c.get_model_version(name, str(version)).run_id
-    return c.get_run(run_id).data.tags.get("data_fingerprint")
+    run_id = client().get_model_version(name, str(version)).run_id
+    return get_run(run_id).data.tags.get("data_fingerprint")
 
 
 def promote(
@@ -357,8 +319,7 @@ def rollback_target(moves: list[dict]) -> int | None:
     stack: list[int] = []
     for m in moves:
         if m.get("rollback"):
-            if stack:
-                stack.pop()
+            del stack[-1:]  # pops one, if any
         elif m.get("from") is not None and m["from"] != m["to"]:
             stack.append(m["from"])
     return stack[-1] if stack else None
@@ -375,10 +336,8 @@ def model_version_of_run(name: str, run_id: str):
     c = client()
     found = c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if not found:
-        run = c.get_run(run_id)
-        children = c.search_runs([run.info.experiment_id],
-                                 f"tags.mlflow.parentRunId = '{run_id}'")  # fmt: skip
-        for child in children:
+        experiment_id = c.get_run(run_id).info.experiment_id
+        for child in c.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"):
             found += c.search_model_versions(f"name = '{name}' and run_id = '{child.info.run_id}'")
     return max(found, key=lambda v: int(v.version)) if found else None
 
@@ -398,23 +357,39 @@ def load_json(run_id: str, name: str):
 
 def run_link(run_id: str) -> str:
     """Where the run shows in the MLflow UI."""
-    run = client().get_run(run_id)
     uri = tracking_uri()
     base = redact(uri.rstrip("/")) if uri.startswith("http") else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{get_run(run_id).info.experiment_id}/runs/{run_id}"
 
 
 @task(name="register", cache_policy=NO_CACHE)
 def register_task(run_id: str, model, registered_name: str, example_ids, example_output=None):
-    """Log the trained model with a signature and register a new version of it; the first
-    version of a model becomes its champion."""
+    """Log the trained torch model (pickle format, with a signature) and register a new version
+    of it; the first version of a model becomes its champion. `example_output`: an example
+    output, where model(example_ids) is not the model's use."""
+    import mlflow.pytorch
     import numpy as np
+    import torch
+    from mlflow.models import infer_signature
 
     example = np.asarray(example_ids)
     if np.issubdtype(example.dtype, np.integer):
         example = example.astype(np.int64)
-    version, uri = log_model(run_id, model, registered_name, example, REQUIREMENTS, example_output)
-    return registered(run_id, registered_name, version, uri)
+    model.eval()
+    if example_output is None:
+        with torch.no_grad():
+            example_output = model(torch.as_tensor(example)).cpu().numpy()
+    client()
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model.cpu(),
+            name="model",
+            serialization_format="pickle",
+            signature=infer_signature(example, example_output),
+            pip_requirements=REQUIREMENTS,
+            registered_model_name=registered_name,
+        )
+    return registered(run_id, registered_name, info.registered_model_version, info.model_uri)
 
 
 def registered(run_id: str, registered_name: str, version, uri: str) -> dict:
