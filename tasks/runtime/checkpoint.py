@@ -80,9 +80,7 @@ def load(path: Path) -> dict:
 
 
 def latest(where: Path) -> tuple[Path, dict] | None:
-    """The newest readable checkpoint in `where`, or None."""
-    if not where.is_dir():
-        return None
+    """The newest readable checkpoint in `where` (which may not exist yet), or None."""
     remove_stale_temps(where)
     for path in sorted(where.glob("epoch-*.pt"), reverse=True):
         try:
@@ -92,10 +90,9 @@ def latest(where: Path) -> tuple[Path, dict] | None:
     return None
 
 
-def discard(where: Path | None) -> None:
+def discard(where: Path) -> None:
     """Remove a setup's checkpoints once its model is safely logged."""
-    if where is not None:
-        shutil.rmtree(where, ignore_errors=True)
+    shutil.rmtree(where, ignore_errors=True)
 
 
 def rng_state() -> dict:

@@ -18,14 +18,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from tasks.runtime import checkpoint, signals
-from tasks.runtime.loop import Build, Fitted, Metrics, Plan, Recipe, pick_device, resume, run_epochs
+from tasks.runtime import checkpoint, loop, signals
+from tasks.runtime.loop import Build, Fitted, Plan, Recipe, pick_device, resume, run_epochs
 
 ENV = ("SEQFLOW_DATA_DIR", "SEQFLOW_MIRROR", "MLFLOW_TRACKING_URI", "SEQFLOW_KERNELS",
        "SEQFLOW_KERNEL_CACHE", "HF_HUB_OFFLINE", "NLTK_DATA")  # fmt: skip
@@ -54,23 +55,8 @@ class Job:
     out: str  # rank 0 writes result.pt here
     env: dict
 
-    def to_json(self) -> str:
-        return json.dumps(vars(self) | {"build": self.build.to_json(), "plan": asdict(self.plan)})
 
-    @classmethod
-    def from_json(cls, text: str) -> "Job":
-        raw = json.loads(text)
-        return cls(**raw | {"build": Build.from_json(raw["build"]), "plan": Plan(**raw["plan"])})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, meta,
-           fitted: Fitted) -> Fitted:  # fmt: skip
+def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, meta) -> Fitted:
     """Train on plan.nproc ranks; returns rank 0's record, its weights loaded into `recipe`."""
     if not isinstance(build, Build):
         raise ValueError(f"{recipe.name}: train.nproc={plan.nproc} needs a Build (a recipe "
@@ -79,25 +65,24 @@ def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, 
     with tempfile.TemporaryDirectory(prefix="seqflow-ddp-") as tmp:
         job = Job(build, plan, str(checkpoints) if checkpoints else None, run_id, meta, tmp, env)
         job_file = Path(tmp) / "job.json"
-        job_file.write_text(job.to_json())
+        job_file.write_text(json.dumps(asdict(job), default=loop.json_default))
         (_torchrun if plan.launcher == "torchrun" else _spawn)(job_file, plan.nproc)
         result = torch.load(Path(tmp) / "result.pt", map_location="cpu", weights_only=True)
     recipe.model.load_state_dict(result["model"])
-    done = result["fitted"]
-    return Fitted(**done | {"resumed_from": fitted.resumed_from,
-                            "checkpoint": done["checkpoint"] or fitted.checkpoint})  # fmt: skip
+    return Fitted(**result["fitted"])
 
 
 def _spawn(job_file: Path, world: int) -> None:
     import torch.multiprocessing as mp
 
-    port = free_port()
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     ctx = mp.start_processes(_spawned, args=(str(job_file), world, port), nprocs=world,
                              start_method="spawn", join=False)  # fmt: skip
     try:
         while not ctx.join(timeout=0.5):
-            if signals.pending():
-                raise signals.Interrupted(signals.pending())
+            signals.check()
     except BaseException as err:
         for p in ctx.processes:
             if p.is_alive():
@@ -117,8 +102,7 @@ def _torchrun(job_file: Path, world: int) -> None:
     proc = subprocess.Popen(cmd, cwd=root, env=os.environ | {"PYTHONPATH": path})
     try:
         while proc.poll() is None:
-            if signals.pending():
-                raise signals.Interrupted(signals.pending())
+            signals.check()
             time.sleep(0.5)
     finally:
         if proc.poll() is None:
@@ -136,7 +120,8 @@ def _spawned(rank: int, job_file: str, world: int, port: int) -> None:
 
 def worker(job_file: str) -> None:
     """One rank (RANK, WORLD_SIZE, MASTER_ADDR/PORT from the environment, as torchrun sets)."""
-    job = Job.from_json(Path(job_file).read_text())
+    raw = json.loads(Path(job_file).read_text(), object_hook=loop.json_hook)
+    job = Job(**raw | {"build": Build(**raw["build"]), "plan": Plan(**raw["plan"])})
     os.environ.update(job.env)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = pick_device(job.plan.device)
@@ -147,20 +132,31 @@ def worker(job_file: str) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
     try:
         recipe = job.build()
-        fitted = Fitted(device=str(device))
         where = Path(job.checkpoints) if job.checkpoints else None
-        resume(recipe, where, fitted)
+        fitted, _ = resume(recipe, job.plan, where)
         net = nn.parallel.DistributedDataParallel(Forward(recipe.model, recipe.loss))
-        metrics = Metrics(job.run_id if rank == 0 else None)
-        lead_where = where if rank == 0 else None
-        fitted = run_epochs(recipe, job.plan, lead_where, metrics, job.meta, rank, world, net,
-                            fitted)  # fmt: skip
-        metrics.flush()
+        step = partial(_step, recipe, net, rank, world)
+        run_epochs(recipe, job.plan, where, job.run_id, job.meta, fitted, step, rank == 0)
         if rank == 0:
             result = {"model": recipe.model.state_dict(), "fitted": vars(fitted)}
             checkpoint.write(Path(job.out) / "result.pt", result)
     finally:
         dist.destroy_process_group()
+
+
+def _step(recipe: Recipe, net: nn.Module, rank: int, world: int, batch) -> tuple[torch.Tensor, int]:
+    """One step of a rank on its slice of the global batch: the local mean is rescaled so that
+    DDP's gradient average is the global batch's mean; the loss returned is the global
+    batch's."""
+    local = recipe.shard(batch, rank, world)
+    n_local = recipe.count(local)
+    counts = torch.tensor([float(n_local)])
+    dist.all_reduce(counts)
+    n_global = int(counts.item())
+    loss, n = recipe.train_step(net, local, n_local * world / n_global)
+    share = loss.detach().float().cpu() * (n / n_global)
+    dist.all_reduce(share)
+    return share, n_global
 
 
 if __name__ == "__main__":  # the torchrun entry

@@ -2,8 +2,6 @@
 
 import math
 
-import torch
-
 
 class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite; `epoch` and `step` are 1-based."""
@@ -20,7 +18,7 @@ class NonFiniteLoss(FloatingPointError):
 
 def check_finite(loss, epoch: int, step: int, where: str = "", kept=None) -> float:
     """The loss as a float; raises NonFiniteLoss (0-based epoch/step in, 1-based out)."""
-    value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
+    value = float(loss)  # a tensor's .item()
     if not math.isfinite(value):
         raise NonFiniteLoss(value, epoch + 1, step + 1, where, kept)
     return value

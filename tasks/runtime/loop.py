@@ -8,10 +8,9 @@ with RNG states and resume, the NaN/inf stop, SIGINT/SIGTERM, device and precisi
 """
 
 import importlib
-import json
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,13 +29,10 @@ from tasks.runtime.faults import check_finite
 
 def pick_device(name: str = "auto") -> torch.device:
     """cuda, then mps, then cpu; or the one named."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    if name == "auto":
+        mps = torch.backends.mps.is_available()
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    return torch.device(name)
 
 
 class Recipe:
@@ -113,21 +109,15 @@ class Build:
     def __call__(self) -> "Recipe":
         return _named(self.target)(**self.kwargs)
 
-    def to_json(self) -> str:
-        return json.dumps({"target": self.target, "kwargs": self.kwargs}, default=_encode)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Build":
-        return cls(**json.loads(text, object_hook=_decode))
-
 
 def _named(ref: str):
     module, name = ref.split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def _encode(value):
-    """What json cannot write itself: a pydantic model (tagged with its class) or a Path."""
+def json_default(value):
+    """What json cannot write itself (json.dumps's `default`): a pydantic model (tagged with
+    its class) or a Path."""
     if isinstance(value, BaseModel):
         cls = type(value)
         return {"__model__": f"{cls.__module__}:{cls.__qualname__}", "data": value.model_dump()}
@@ -136,7 +126,8 @@ def _encode(value):
     raise TypeError(f"{type(value).__name__} cannot travel in a Build")
 
 
-def _decode(obj: dict):
+def json_hook(obj: dict):
+    """json.loads's `object_hook`: a pydantic model `json_default` wrote, re-validated."""
     return _named(obj["__model__"]).model_validate(obj["data"]) if "__model__" in obj else obj
 
 
@@ -228,11 +219,13 @@ def _state(recipe: Recipe, epoch: int, fitted: Fitted, meta: dict | None) -> dic
     return state | {k: part.state_dict() for k, part in parts.items() if part is not None}
 
 
-def resume(recipe: Recipe, where: Path | None, fitted: Fitted) -> dict | None:
-    """Load the newest checkpoint in `where` into the recipe and `fitted`; its state, or None."""
+def resume(recipe: Recipe, plan: Plan, where: Path | None) -> tuple[Fitted, dict | None]:
+    """A record for training `recipe` by `plan`; with a checkpoint in `where`, the newest one
+    loaded into the recipe and the record. (The record, the checkpoint's state or None.)"""
+    fitted = Fitted(device=str(pick_device(plan.device)))
     found = checkpoint.latest(where) if where is not None else None
     if found is None:
-        return None
+        return fitted, None
     path, state = found
     for k in PARTS:
         if (part := getattr(recipe, k)) is not None:
@@ -241,110 +234,85 @@ def resume(recipe: Recipe, where: Path | None, fitted: Fitted) -> dict | None:
     checkpoint.restore_rng(state["rng"])
     for k in KEPT:
         setattr(fitted, k, state[k])
-    fitted.resumed_epochs, fitted.checkpoint = state["epoch"] + 1, str(path)
-    return state
-
-
-def _better(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value < best if mode == "min" else value > best)
+    fitted.resumed_epochs = state["epoch"] + 1
+    fitted.resumed_from = fitted.checkpoint = str(path)
+    return fitted, state
 
 
 def run_epochs(
     recipe: Recipe,
     plan: Plan,
     where: Path | None,
-    metrics: Metrics,
-    meta: dict | None = None,
-    rank: int = 0,
-    world: int = 1,
-    net: nn.Module | None = None,
-    fitted: Fitted | None = None,
-) -> Fitted:
-    """The epoch loop itself (one process, or one DDP rank: rank 0 checkpoints and logs)."""
-    fitted = fitted or Fitted()
-    ddp = world > 1
-    lead = rank == 0
-    device = pick_device(plan.device)
-    # a DDP-wrapped Forward's forward is the recipe's loss
-    compute = net if net is not None else partial(recipe.loss, recipe.model)
-    shown_at = time.monotonic()
-    for epoch in range(fitted.resumed_epochs, plan.epochs):
-        recipe.start_epoch(epoch)
-        if recipe.model is not None:
-            recipe.model.train()
-        batches = list(recipe.batches(epoch))
-        if plan.max_steps_per_epoch:
-            batches = batches[: plan.max_steps_per_epoch]
-        total = None  # running mean of the losses (a device tensor: no sync per step)
-        seen = 0
-        started = time.perf_counter()
-        off = {} if plan.progress and lead else {"disable": True}  # unset: TQDM_DISABLE=1 works
-        # delay: a bar only for an epoch still running after 1 s (3,000 short epochs would
-        # print 3,000 bars into a log)
-        bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
-                   leave=False, delay=1.0, **off)  # fmt: skip
-        for step, batch in enumerate(bar):
-            with autocast(device, plan.precision):
-                if ddp:
-                    loss, n = _ddp_step(recipe, compute, recipe.shard(batch, rank, world))
+    run_id: str | None,
+    meta: dict | None,
+    fitted: Fitted,
+    step: Callable | None = None,
+    lead: bool = True,
+) -> None:
+    """The epoch loop itself, recording into `fitted`, in one process or on one DDP rank
+    (`step`: the rank's step; only the `lead` rank checkpoints and logs). The resumed epochs
+    are logged to `run_id` again, then each new one."""
+    metrics = Metrics(run_id if lead else None)
+    for epoch, row in enumerate(fitted.history):
+        metrics.add(epoch, row)
+    step = step or (lambda batch: recipe.train_step(partial(recipe.loss, recipe.model), batch, 1.0))
+    try:
+        shown_at = time.monotonic()
+        for epoch in range(fitted.resumed_epochs, plan.epochs):
+            recipe.start_epoch(epoch)
+            if recipe.model is not None:
+                recipe.model.train()
+            batches = list(recipe.batches(epoch))[: plan.max_steps_per_epoch or None]
+            total, seen = 0.0, 0  # the losses' running mean (a device tensor: no sync per step)
+            started = time.perf_counter()
+            off = {} if plan.progress and lead else {"disable": True}  # unset: TQDM_DISABLE=1 works
+            # delay: a bar only for an epoch still running after 1 s (3,000 short epochs would
+            # print 3,000 bars into a log)
+            bar = tqdm(batches, desc=f"{recipe.name} {epoch + 1}/{plan.epochs}", unit="batch",
+                       leave=False, delay=1.0, **off)  # fmt: skip
+            for i, batch in enumerate(bar):
+                with autocast(fitted.device, plan.precision):
+                    loss, n = step(batch)
+                value = check_finite(loss, epoch, i, f"{recipe.name}: ", fitted.checkpoint)
+                fitted.step_losses.append(value)
+                seen += n
+                if recipe.report == "batch":
+                    total += value
                 else:
-                    loss, n = recipe.train_step(compute, batch, 1.0)
-            value = check_finite(loss, epoch, step, f"{recipe.name}: ", fitted.checkpoint)
-            fitted.step_losses.append(value)
-            seen += n
-            if recipe.report == "batch":
-                total = value if total is None else total + value
-            else:
-                total = torch.zeros_like(loss) if total is None else total
-                total += (loss - total) * (n / seen)  # running mean: no overflow
-            signals.check(fitted.checkpoint)
-        seconds = time.perf_counter() - started
-        mean = float(total / max(len(batches), 1) if recipe.report == "batch" else total)
-        fitted.items += seen
-        fitted.seconds += seconds
-        rate = seen / seconds if seconds else 0.0
-        row = {"train_loss": mean, f"epoch_{recipe.unit}_per_sec": rate}
-        recipe.epoch_loss = mean
-        row |= recipe.evaluate(epoch)
-        fitted.history.append(row)
-        if recipe.select and recipe.select[0] in row:
-            key, mode = recipe.select
-            if _better(row[key], fitted.best_value, mode):
-                fitted.best_epoch, fitted.best_value = epoch, row[key]
+                    total += (loss - total) * (n / seen)  # running mean: no overflow
+                signals.check(fitted.checkpoint)
+            seconds = time.perf_counter() - started
+            mean = float(total / max(len(batches), 1) if recipe.report == "batch" else total)
+            fitted.items += seen
+            fitted.seconds += seconds
+            rate = seen / seconds if seconds else 0.0
+            row = {"train_loss": mean, f"epoch_{recipe.unit}_per_sec": rate}
+            recipe.epoch_loss = mean
+            row |= recipe.evaluate(epoch)
+            fitted.history.append(row)
+            key, mode = recipe.select or (None, None)
+            best, score = fitted.best_value, row.get(key)
+            if key in row and (best is None or (score < best if mode == "min" else score > best)):
+                fitted.best_epoch, fitted.best_value = epoch, score
                 weights = recipe.model.state_dict() if lead and recipe.model is not None else None
                 if weights is not None and where is not None:
-                    checkpoint.save_best(where, weights, epoch, row[key])
+                    checkpoint.save_best(where, weights, epoch, score)
                 elif weights is not None:
                     fitted.best_state = {k: v.detach().clone() for k, v in weights.items()}
-        last = epoch == plan.epochs - 1
-        if lead and where is not None and (last or (epoch + 1) % plan.checkpoint_every == 0):
-            fitted.checkpoint = str(checkpoint.save(where, epoch, _state(recipe, epoch, fitted,
-                                                                        meta)))  # fmt: skip
-        if lead:
-            metrics.add(epoch, row)
-            if last or epoch == fitted.resumed_epochs or time.monotonic() - shown_at >= 2:
-                shown_at = time.monotonic()  # a line per epoch, at most one per 2 s
-                shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items())
-                run_logger().info("%s epoch %d/%d  %s", recipe.name, epoch + 1, plan.epochs,
-                                  shown)  # fmt: skip
-        signals.check(fitted.checkpoint)
-    return fitted
-
-
-def _ddp_step(recipe: Recipe, compute, local) -> tuple[torch.Tensor, int]:
-    """One step of a DDP rank: the local mean is rescaled so that DDP's gradient average is
-    the global batch's mean; the loss returned is the global batch's."""
-    import torch.distributed as dist
-
-    n_local = recipe.count(local)
-    counts = torch.tensor([float(n_local)])
-    dist.all_reduce(counts)
-    n_global = int(counts.item())
-    world = dist.get_world_size()
-    loss, n = recipe.train_step(compute, local, n_local * world / n_global)
-    share = loss.detach().float().cpu() * (n / n_global)
-    dist.all_reduce(share)
-    return share, n_global
+            last = epoch == plan.epochs - 1
+            if lead and where is not None and (last or (epoch + 1) % plan.checkpoint_every == 0):
+                fitted.checkpoint = str(checkpoint.save(where, epoch, _state(recipe, epoch, fitted,
+                                                                            meta)))  # fmt: skip
+            if lead:
+                metrics.add(epoch, row)
+                if last or epoch == fitted.resumed_epochs or time.monotonic() - shown_at >= 2:
+                    shown_at = time.monotonic()  # a line per epoch, at most one per 2 s
+                    shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items())
+                    run_logger().info("%s epoch %d/%d  %s", recipe.name, epoch + 1, plan.epochs,
+                                      shown)  # fmt: skip
+            signals.check(fitted.checkpoint)
+    finally:
+        metrics.flush()
 
 
 def seed_everything(seed: int) -> None:

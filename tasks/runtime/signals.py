@@ -11,7 +11,6 @@ import threading
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -23,7 +22,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 130)
+        return 128 + self.signum  # the shell's: 130 for SIGINT, 143 for SIGTERM
 
 
 _pending: list[int] = []  # signals received while a loop runs
@@ -41,12 +40,8 @@ def _handler(signum, frame) -> None:
 def handled():
     """Route SIGINT/SIGTERM to the handler above (from the main thread only; elsewhere the
     main thread's own `handled()`, e.g. the CLI's, does it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = {s: signal.getsignal(s) for s in SIGNALS}
-    for s in SIGNALS:
-        signal.signal(s, _handler)
+    main = threading.current_thread() is threading.main_thread()
+    before = {s: signal.signal(s, _handler) for s in SIGNALS} if main else {}
     try:
         yield
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tasks.engine.stage import run_logger
 from tasks.runtime import checkpoint, ddp, signals
-from tasks.runtime.loop import Fitted, Metrics, Plan, Recipe, pick_device, resume, run_epochs
+from tasks.runtime.loop import Fitted, Plan, Recipe, resume, run_epochs
 
 
 def fit(
@@ -24,25 +24,25 @@ def fit(
     With plan.nproc > 1, `build` must be picklable: each DDP rank builds its own recipe.
     Returns (the recipe, its model trained; with `select`, the best epoch's weights)."""
     recipe = build() if callable(build) and not isinstance(build, Recipe) else build
-    fitted = Fitted(device=str(pick_device(plan.device)))
-    state = resume(recipe, checkpoints, fitted)
+    fitted, state = resume(recipe, plan, checkpoints)
     if state is not None:
-        fitted.resumed_from = fitted.checkpoint
         run_logger().info("%s: resuming after epoch %d from %s", recipe.name,
                           fitted.resumed_epochs, fitted.checkpoint)  # fmt: skip
-        _note_resume(run_id, state.get("meta", {}), fitted, close_runs)
-    metrics = Metrics(run_id)
-    for epoch, row in enumerate(fitted.history):  # the resumed epochs, into this run too
-        metrics.add(epoch, row)
+        run_ids = state.get("meta", {}).get("run_ids") or [""]  # the first: the run that began
+        if run_id:
+            from tasks.engine import tracking
+
+            tracking.set_tags(run_id, {"resumed_from_epoch": fitted.resumed_epochs,
+                                       "resumed_from_checkpoint": fitted.resumed_from,
+                                       "resumed_from_run": run_ids[0]})  # fmt: skip
+        old = [r for r in run_ids if r and r != run_id]
+        if old and close_runs is not None:
+            close_runs(old)
     with signals.training():
-        try:
-            if plan.nproc > 1 and fitted.resumed_epochs < plan.epochs:
-                metrics.flush()
-                fitted = ddp.launch(build, recipe, plan, checkpoints, run_id, meta, fitted)
-            else:
-                fitted = run_epochs(recipe, plan, checkpoints, metrics, meta, fitted=fitted)
-        finally:
-            metrics.flush()
+        if plan.nproc > 1 and fitted.resumed_epochs < plan.epochs:
+            fitted = ddp.launch(build, recipe, plan, checkpoints, run_id, meta)
+        else:
+            run_epochs(recipe, plan, checkpoints, run_id, meta, fitted)
     if recipe.select and fitted.best_epoch is not None and recipe.model is not None:
         best = checkpoint.load_best(checkpoints) if checkpoints is not None else None
         state = best["model"] if best is not None else fitted.best_state
@@ -50,19 +50,6 @@ def fit(
             recipe.model.load_state_dict(state)
     _summary(recipe, fitted, run_id)
     return recipe, fitted
-
-
-def _note_resume(run_id, meta: dict, fitted: Fitted, close_runs) -> None:
-    if run_id:
-        from tasks.engine import tracking
-
-        first = (meta.get("run_ids") or [""])[0]
-        tracking.set_tags(run_id, {"resumed_from_epoch": fitted.resumed_epochs,
-                                   "resumed_from_checkpoint": fitted.resumed_from,
-                                   "resumed_from_run": first})  # fmt: skip
-    old = [r for r in meta.get("run_ids", []) if r and r != run_id]
-    if old and close_runs is not None:
-        close_runs(old)
 
 
 def _summary(recipe: Recipe, fitted: Fitted, run_id: str | None) -> None:
