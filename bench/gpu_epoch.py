@@ -53,8 +53,8 @@ def main() -> None:
         total = time.perf_counter() - start
         print(
             f"{label}: batch {cfg.model_copy(update=update).batch_size}, {cfg.epochs} epochs in "
-            f"{total:.2f}s = {total / cfg.epochs:.2f}s/epoch, {result.pairs_per_sec:.0f} pairs/s, "
-            f"final loss {result.epoch_loss[-1]:.4f}",
+            f"{total:.2f}s = {total / cfg.epochs:.2f}s/epoch, {result.fitted.per_sec:.0f} pairs/s, "
+            f"final loss {result.fitted.train_loss[-1]:.4f}",
             flush=True,
         )
 

@@ -89,7 +89,7 @@ def main() -> None:
         if "a" not in skip:
             loop = notebook_train_pairs_per_sec(data, len(id2tok), n_pairs=args.loop_pairs)
             one = cfg.train.model_copy(update={"epochs": 1})
-            ours = train_word2vec(data, counts, one).pairs_per_sec
+            ours = train_word2vec(data, counts, one).fitted.per_sec
             results["a"] = {"seqflow_pairs_s": ours, "notebook_pairs_s": loop, "ratio": ours / loop}
             print(f"(a) training: seqflow {ours:.0f} pairs/s, notebook loop {loop:.0f}", flush=True)
 

@@ -87,8 +87,8 @@ def word2vec(
             scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
             model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
         metrics |= {
-            "final_train_loss": trained.epoch_loss[-1],
-            "pairs_per_sec": trained.pairs_per_sec,
+            "final_train_loss": trained.fitted.train_loss[-1],
+            "pairs_per_sec": trained.fitted.per_sec,
             "downstream_f1": scores["downstream_f1"],
             "model_version": model["version"],
         }

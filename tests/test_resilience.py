@@ -138,7 +138,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     pairs = read_pairs(stage_output(data_dir, "windows"))
     _, counts = read_vocab(stage_output(data_dir, "vocab"))
     cfg = load_config("word2vec", "quick", overrides).train
-    reference = train_word2vec(pairs, counts, cfg).epoch_loss
+    reference = train_word2vec(pairs, counts, cfg).fitted.train_loss
     history = store(data_dir).get_metric_history(run_id, "train_loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2, 3]
     logged = [m.value for m in sorted(history, key=lambda m: m.step)]
@@ -185,7 +185,8 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, reque
         fit(crashing, Plan.of(cfg), checkpoints=tmp_path)
     assert [p.name for p in tmp_path.glob("epoch-*.pt")] == ["epoch-0001.pt"]
     resumed = train_word2vec(pairs, counts, cfg, checkpoints=tmp_path)
-    assert resumed.fitted.resumed_epochs == 1 and resumed.epoch_loss == whole.epoch_loss
+    assert resumed.fitted.resumed_epochs == 1
+    assert resumed.fitted.train_loss == whole.fitted.train_loss
     assert resumed.fitted.items == whole.fitted.items
     for k, v in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v)

@@ -65,10 +65,10 @@ def test_each_model_and_kernel_learns_the_topics(overrides):
     pairs, counts = toy_pairs()
     cfg = load_config("word2vec", "parity").train.model_copy(update={"epochs": 4, **overrides})
     result = train_word2vec(pairs, counts, cfg)
-    assert len(result.epoch_loss) == 4 and all(np.isfinite(result.epoch_loss))
-    assert result.epoch_loss[-1] < result.epoch_loss[0]
+    assert len(result.fitted.train_loss) == 4 and all(np.isfinite(result.fitted.train_loss))
+    assert result.fitted.train_loss[-1] < result.fitted.train_loss[0]
     assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3
-    assert result.fitted.items == 4 * len(pairs) and result.pairs_per_sec > 0
+    assert result.fitted.items == 4 * len(pairs) and result.fitted.per_sec > 0
     assert [set(row) for row in result.fitted.history] == [{"train_loss",
                                                             "epoch_pairs_per_sec"}] * 4  # fmt: skip
 

@@ -12,7 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from models.transformer import Transformer
-from tasks.train.seq2seq import token_batches, token_bleu
+from tasks.train.seq2seq import bucket_batches, token_bleu
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_token_batches_cover_every_pair_once_within_budget():
     rng = np.random.default_rng(0)
     src = [np.arange(rng.integers(2, 30)) for _ in range(500)]
     trg = [np.arange(rng.integers(2, 30)) for _ in range(500)]
-    batches = token_batches(src, trg, 300, np.random.default_rng(1))
+    batches = bucket_batches(src, trg, 0, np.random.default_rng(1), max_tokens=300)
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(500))
     for b in batches:

@@ -14,8 +14,7 @@ from tasks.series import read_next, read_series, read_transform, read_windows, r
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     model.eval()
-    device = next(model.parameters()).device
-    return model(torch.from_numpy(x).to(device)).cpu().numpy()
+    return model(torch.from_numpy(x).to(next(model.parameters()).device)).cpu().numpy()
 
 
 class Evaluator:
@@ -75,8 +74,7 @@ class ForecastRecipe(Recipe):
     def evaluate(self, epoch: int) -> dict[str, float]:
         if epoch % self.cfg.eval_every and epoch != self.cfg.epochs - 1:
             return {}
-        train_rmse, test_rmse = self.evaluator(self.model)
-        return {"train_rmse": train_rmse, "test_rmse": test_rmse}
+        return dict(zip(("train_rmse", "test_rmse"), self.evaluator(self.model), strict=True))
 
     def state_dict(self) -> dict:
         return {"generator": self.gen.get_state()}

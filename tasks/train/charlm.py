@@ -14,39 +14,22 @@ from torch import nn
 from tasks.runtime.loop import Recipe, pick_device
 
 
-def build_model(kind: str, vocab_size: int, cfg) -> nn.Module:
-    from models.charlm import CharLM
-
-    layers = 2 if kind in ("lstm_deep", "lstm_bidir") else cfg.n_layers  # the notebook's 2
-    return CharLM(vocab_size, kind, hidden=cfg.hidden, n_layers=layers, dropout=cfg.dropout)
-
-
-def make_optimizer(model: nn.Module, cfg, kind: str) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adadelta":  # the notebook: lr 1 for the scratch RNN, 4 for the rest
-        lr = cfg.lr_rnn_scratch if kind == "rnn_scratch" else cfg.lr
-        return torch.optim.Adadelta(model.parameters(), lr=lr)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
 def _loss_sum(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy of predicting batch[:, 1:] from batch[:, :-1], and the count."""
     logits = model(batch[:, :-1])  # [B, T, V]
     target = batch[:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                           reduction="sum")  # fmt: skip
-    return loss, target.numel()
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum"), target.numel()
 
 
 @torch.no_grad()
 def perplexity(model: nn.Module, windows: np.ndarray, batch_size: int, device) -> float:
     """exp(mean cross-entropy over every held-out prediction), not one batch's loss."""
     model.eval()
-    total, count = 0.0, 0
+    total = 0.0
     for i in range(0, len(windows), batch_size):
         batch = torch.from_numpy(windows[i : i + batch_size].astype(np.int64)).to(device)
-        loss, n = _loss_sum(model, batch)
-        total, count = total + loss.item(), count + n
-    return math.exp(total / max(count, 1))
+        total += _loss_sum(model, batch)[0].item()
+    return math.exp(total / max(windows[:, 1:].size, 1))  # over every prediction
 
 
 class CharRecipe(Recipe):
@@ -57,21 +40,27 @@ class CharRecipe(Recipe):
     unit = "chars"
 
     def __init__(self, kind: str, train: np.ndarray, test: np.ndarray, vocab_size: int, cfg):
+        from models.charlm import CharLM
+
         self.name, self.cfg, self.clip = kind, cfg, cfg.clip
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(kind, vocab_size, cfg).to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg, kind)
+        layers = 2 if kind in ("lstm_deep", "lstm_bidir") else cfg.n_layers  # the notebook's 2
+        model = CharLM(vocab_size, kind, hidden=cfg.hidden, n_layers=layers, dropout=cfg.dropout)
+        self.model = model.to(self.device)
+        params = self.model.parameters()
+        if cfg.optimizer == "adadelta":  # the notebook: lr 1 for the scratch RNN, 4 for the rest
+            lr = cfg.lr_rnn_scratch if kind == "rnn_scratch" else cfg.lr
+            self.optimizer = torch.optim.Adadelta(params, lr=lr)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = torch.from_numpy(train.astype(np.int64))
         self.test = test
-        self.sums: list[torch.Tensor] = []  # this epoch's summed losses (no sync per step)
-        self.chars = 0
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        order = torch.from_numpy(self.rng.permutation(len(self.data)))
-        bs = self.cfg.batch_size
-        return [order[s * bs : (s + 1) * bs] for s in range(math.ceil(len(self.data) / bs))]
+        order, bs = torch.from_numpy(self.rng.permutation(len(self.data))), self.cfg.batch_size
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
 
     def count(self, batch) -> int:
         return len(batch) * (self.data.shape[1] - 1)
@@ -83,12 +72,11 @@ class CharRecipe(Recipe):
         return total / n, n
 
     def start_epoch(self, epoch: int) -> None:
-        self.sums, self.chars = [], 0
+        self.sums, self.chars = [], 0  # this epoch's summed losses (no sync per step), items
 
     def evaluate(self, epoch: int) -> dict[str, float]:
-        total = 0.0
-        for value in torch.stack(self.sums).tolist() if self.sums else []:
-            total += value  # in step order, in float64 (not sum(): it compensates)
+        # in step order, in float64: cumsum adds left to right (np.sum and sum() do not)
+        total = float(np.cumsum(torch.stack(self.sums).tolist())[-1]) if self.sums else 0.0
         count = self.chars
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             both = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
@@ -130,9 +118,8 @@ def continue_text(
     for _ in range(n):
         logits = model(torch.tensor([ids]))[0, -1]
         if temperature <= 0:
-            nxt = int(logits.argmax())
+            ids.append(int(logits.argmax()))
         else:
             probs = torch.softmax(logits / temperature, dim=0)
-            nxt = int(torch.multinomial(probs, 1, generator=gen))
-        ids.append(nxt)
+            ids.append(int(torch.multinomial(probs, 1, generator=gen)))
     return "".join(vocab[i] for i in ids)

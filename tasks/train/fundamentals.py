@@ -17,22 +17,30 @@ from tasks.toy import encode_pairs
 KINDS = ("numpy_rnn", "numpy_lstm", "torch_lstm")
 
 
-class NumpyRecipe(Recipe):
+class _ValidatedFirst(Recipe):
+    """One sequence per step (train_loss the mean over steps), the training items as batches;
+    `start_epoch` sets val_loss before the epoch's updates and `evaluate` reports it."""
+
+    unit, report = "sequences", "batch"
+
+    def batches(self, epoch: int):
+        return self.train
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        return {"val_loss": self.val_loss}
+
+
+class NumpyRecipe(_ValidatedFirst):
     """The notebook's NumPy RNN or LSTM training cell: plain SGD on the model's own
     `update_parameters`, one clipped step per training sequence (hidden state reset to zeros),
     the loss of a sequence taken before its own update. No nn.Module: `train_step` is the
     notebook's update, and the parameters travel in `state_dict` as float64 tensors."""
 
-    unit, report = "sequences", "batch"  # one sequence per step: the mean over steps
-
     def __init__(self, kind: str, params, train, val, lr: float, notebook: bool = True):
-        if kind not in ("numpy_rnn", "numpy_lstm"):
-            raise ValueError(f"unknown NumPy model {kind!r}")
         self.name, self.params = kind, tuple(params)
-        self.train_pairs, self.val_pairs = train, val
+        self.train, self.val = train, val
         self.lr, self.notebook = lr, notebook
         self.zeros = np.zeros((self.params[0].shape[0], 1))
-        self.val_loss = float("nan")
 
     def _outputs(self, x):
         if self.name == "numpy_rnn":
@@ -51,19 +59,13 @@ class NumpyRecipe(Recipe):
         return float(sum(self.loss_and_grads(x, y)[0] for x, y in pairs) / len(pairs))
 
     def start_epoch(self, epoch: int) -> None:
-        self.val_loss = self.mean_loss(self.val_pairs)  # before the epoch's updates
-
-    def batches(self, epoch: int):
-        return self.train_pairs
+        self.val_loss = self.mean_loss(self.val)
 
     def train_step(self, compute, batch, scale: float):
         """The notebook's step; a NaN/inf loss stops the runtime's loop right after it."""
         loss, grads = self.loss_and_grads(*batch)
         numpy_rnn.update_parameters(self.params, grads, lr=self.lr)  # in place
         return loss, 1
-
-    def evaluate(self, epoch: int) -> dict[str, float]:
-        return {"val_loss": self.val_loss}
 
     def state_dict(self) -> dict:
         return {"params": [torch.from_numpy(p.copy()) for p in self.params]}
@@ -78,11 +80,11 @@ class NumpyRecipe(Recipe):
         return [int(np.argmax(p)) for p in probs]
 
 
-class TorchRecipe(Recipe):
+class TorchRecipe(_ValidatedFirst):
     """The notebook's PyTorch LSTM: Adam, cross-entropy, one sequence per step; the
     validation loss first in each epoch."""
 
-    name, unit, report = "torch_lstm", "sequences", "batch"
+    name = "torch_lstm"
 
     def __init__(self, vocab_size: int, train, val, cfg):
         torch.manual_seed(cfg.seed)
@@ -90,26 +92,18 @@ class TorchRecipe(Recipe):
         self.model = ToyLSTM(vocab_size, cfg.hidden).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.torch_lr)
         self.criterion = nn.CrossEntropyLoss()
-        self.train_tensors = [self._tensors(x, y) for x, y in train]
-        self.val_tensors = [self._tensors(x, y) for x, y in val]
-        self.val_loss = float("nan")
+        self.train, self.val = ([self._tensors(x, y) for x, y in p] for p in (train, val))
 
     def _tensors(self, x, y):  # one-hot [T, V, 1] -> [T, 1, V]; targets as indices
         return (torch.Tensor(x).permute(0, 2, 1).to(self.device),
                 torch.LongTensor(np.argmax(y[:, :, 0], axis=1)).to(self.device))  # fmt: skip
 
     def start_epoch(self, epoch: int) -> None:
-        self.val_loss = self.mean_loss(tensors=self.val_tensors)
-
-    def batches(self, epoch: int):
-        return self.train_tensors
+        self.val_loss = self.mean_loss(tensors=self.val)
 
     def loss(self, model, batch):
         x, y = batch
         return self.criterion(model(x), y), 1
-
-    def evaluate(self, epoch: int) -> dict[str, float]:
-        return {"val_loss": self.val_loss}
 
     @torch.no_grad()
     def mean_loss(self, pairs=None, tensors=None) -> float:

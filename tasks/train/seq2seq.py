@@ -4,7 +4,6 @@ decoding and corpus BLEU for evaluation."""
 
 import math
 import re
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 
 from models.seq2seq import Seq2Seq
 from tasks.engine.accel import compiled, to_device, use_cudnn
+from tasks.engine.stage import StageOutput
 from tasks.runtime.loop import Recipe, pick_device, seed_everything
 from tasks.translation import EOS, PAD, SOS, read_split
 
@@ -25,33 +25,25 @@ def pad_batch(seqs: list[np.ndarray], device, length: int | None = None) -> torc
 
 
 def bucket_batches(
-    src: list[np.ndarray], trg: list[np.ndarray], batch_size: int, rng: np.random.Generator | None
+    src: list, trg: list, batch_size: int, rng: np.random.Generator | None, max_tokens=None
 ) -> list[np.ndarray]:
-    """Index batches of similar lengths (sorted by source then target length, random order
-    among equals), the batches themselves shuffled; rng=None keeps a fixed order (evaluation)."""
+    """Index batches of similar lengths (random order among equals), the batches themselves
+    shuffled; rng=None keeps a fixed order (evaluation). Without max_tokens: batch_size
+    sentences sorted by source then target length; with it, sentences sorted by the longest
+    side's length are cut so that sentences x that length <= max_tokens."""
     n = len(src)
     tiebreak = rng.random(n) if rng is not None else np.arange(n)
-    order = np.lexsort((tiebreak, [len(t) for t in trg], [len(s) for s in src]))
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    if rng is not None:
-        rng.shuffle(batches)
-    return batches
-
-
-def token_batches(
-    src: list[np.ndarray], trg: list[np.ndarray], max_tokens: int, rng: np.random.Generator | None
-) -> list[np.ndarray]:
-    """Length-bucketed batches under a token budget: sentences sorted by length (random order
-    among equals) are cut so that sentences x the longest side's length <= max_tokens."""
-    n = len(src)
-    tiebreak = rng.random(n) if rng is not None else np.arange(n)
-    longest = np.maximum([len(s) for s in src], [len(t) for t in trg])
-    order = np.lexsort((tiebreak, longest))
-    batches, start = [], 0
-    for end in range(1, n + 1):
-        if end == n or (end + 1 - start) * longest[order[end]] > max_tokens:
-            batches.append(order[start:end])
-            start = end
+    if max_tokens:
+        longest = np.maximum([len(s) for s in src], [len(t) for t in trg])
+        order = np.lexsort((tiebreak, longest))
+        batches, start = [], 0
+        for end in range(1, n + 1):
+            if end == n or (end + 1 - start) * longest[order[end]] > max_tokens:
+                batches.append(order[start:end])
+                start = end
+    else:
+        order = np.lexsort((tiebreak, [len(t) for t in trg], [len(s) for s in src]))
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if rng is not None:
         rng.shuffle(batches)
     return batches
@@ -96,8 +88,7 @@ class Seq2SeqRecipe(Recipe):
 
     def __init__(self, train, valid, src_vocab: int, trg_vocab: int, cfg):
         self.cfg, self.clip = cfg, cfg.clip
-        self.src, self.trg = train
-        self.valid = valid
+        (self.src, self.trg), self.valid = train, valid
         # target tokens the loss averages, per sentence (trg[1:], never <pad>)
         self.tokens = np.array([int(np.count_nonzero(t[1:] != PAD)) for t in self.trg])
         self.device = pick_device(cfg.device)
@@ -121,19 +112,16 @@ class Seq2SeqRecipe(Recipe):
         self.fast_loss = compiled(self.model.loss, cfg.compile)
 
     def batches(self, epoch: int) -> list[Batch]:
-        bs = self.cfg.batch_size
-        if self.cfg.max_tokens:
-            order = token_batches(self.src, self.trg, self.cfg.max_tokens, self.rng)
-        elif self.cfg.bucket:
-            order = bucket_batches(self.src, self.trg, bs, self.rng)
+        bs, max_tokens = self.cfg.batch_size, self.cfg.max_tokens
+        if max_tokens or self.cfg.bucket:
+            order = bucket_batches(self.src, self.trg, bs, self.rng, max_tokens)
         else:
             order = random_batches(len(self.src), bs, self.rng)
         return [Batch(idx, max(len(self.src[i]) for i in idx), max(len(self.trg[i]) for i in idx))
                 for idx in order]  # fmt: skip
 
     def shard(self, batch: Batch, rank: int, world: int) -> Batch:
-        n = len(batch.idx)
-        return batch._replace(idx=batch.idx[n * rank // world : n * (rank + 1) // world])
+        return batch._replace(idx=super().shard(batch.idx, rank, world))
 
     def count(self, batch: Batch) -> int:
         return int(self.tokens[batch.idx].sum())
@@ -170,19 +158,9 @@ class Seq2SeqRecipe(Recipe):
         self.average = state.get("average", {})
 
 
-class _Folder:
-    """An encoded stage by its path (what read_split reads)."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def file(self, name: str) -> Path:
-        return Path(self.path) / name
-
-
 def recipe(encoded: str, src_vocab: int, trg_vocab: int, cfg) -> Seq2SeqRecipe:
     """The recipe of an encoded stage folder (`Build("tasks.train.seq2seq:recipe", ...)`)."""
-    folder = _Folder(encoded)
+    folder = StageOutput("encoded", encoded, "", "", True)  # what read_split reads: its path
     return Seq2SeqRecipe(read_split(folder, "train"), read_split(folder, "valid"), src_vocab,
                          trg_vocab, cfg)  # fmt: skip
 

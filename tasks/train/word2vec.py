@@ -4,7 +4,6 @@ and on the compiled CPU kernel (models/sgns_cpu.py) — with their losses, noise
 subsampling helpers, the warm start, and the flow's train task. `fit` trains them."""
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +47,8 @@ def noise_table(counts: np.ndarray, power: float, size: int = 1 << 22) -> torch.
 
 
 def keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
-    """word2vec's frequent-word subsampling: P(keep an occurrence of w), capped at 1."""
-    if sample <= 0:
-        return np.ones(len(counts))
+    """word2vec's frequent-word subsampling (sample > 0): P(keep an occurrence of w), capped
+    at 1."""
     threshold = sample * counts.sum()
     freq = np.maximum(counts.astype(np.float64), 1)
     return np.minimum((np.sqrt(freq / threshold) + 1) * threshold / freq, 1)
@@ -67,8 +65,7 @@ def pair_probability(
     """
     p = None
     if cfg.subsample > 0:
-        keep = keep_probability(counts, cfg.subsample)
-        p = keep[pairs[:, 0]] * keep[pairs[:, 1]]
+        p = keep_probability(counts, cfg.subsample)[pairs].prod(axis=1)  # both words kept
     if cfg.dynamic_window:
         if distance is None or len(distance) != len(pairs):
             raise ValueError(
@@ -146,11 +143,10 @@ class PairRecipe(Recipe):
         if self.p_pair is not None:  # subsampling / dynamic window, afresh each epoch
             keep = torch.rand(n, generator=self.gen, device=self.device) < self.p_pair[order]
             order = order[keep]
-        return [order[s * size : (s + 1) * size] for s in range(math.ceil(len(order) / size))]
+        return [order[i : i + size] for i in range(0, len(order), size)]
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
-        pair = self.data[batch]
-        center, context = pair[:, 0], pair[:, 1]
+        center, context = self.data[batch].T
         if self.cfg.model == "softmax":  # the notebook's direction: context predicts center
             return softmax_loss(model, center, context), len(batch)
         draw = torch.randint(len(self.table), (len(batch), self.cfg.negatives),
@@ -175,14 +171,12 @@ class KernelRecipe(Recipe):
         from models.sgns_cpu import alias_table
 
         self.cfg, self.p_pair = cfg, p_pair
-        model = SkipGramNS(len(counts), cfg.embed_size)
+        self.model = model = SkipGramNS(len(counts), cfg.embed_size)
         self.warm_tokens = init(model) if init else None
-        self.model = model
         # NumPy views of the weights: the kernel updates them in place, a resume copies into them
         self.win, self.wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()
         self.noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
-        self.centers = np.ascontiguousarray(pairs[:, 0], dtype=np.int32)
-        self.contexts = np.ascontiguousarray(pairs[:, 1], dtype=np.int32)
+        self.centers, self.contexts = np.ascontiguousarray(pairs.T, dtype=np.int32)
         self.rng = np.random.default_rng(cfg.seed)
         self.per_epoch = len(pairs) if p_pair is None else int(p_pair.sum())
         if cfg.max_steps_per_epoch:
@@ -292,19 +286,11 @@ def check_ddp(cfg) -> None:
 
 @dataclass
 class Trained:
-    """A trained model and the runtime's record of its training."""
+    """A trained model and the runtime's record of its training (`fitted.train_loss`: the
+    epochs' losses, `fitted.per_sec`: pairs per second)."""
 
     model: nn.Module
     fitted: Fitted
-    warm_tokens: int | None = None
-
-    @property
-    def epoch_loss(self) -> list[float]:
-        return self.fitted.train_loss
-
-    @property
-    def pairs_per_sec(self) -> float:
-        return self.fitted.per_sec
 
 
 def train_word2vec(
@@ -318,7 +304,7 @@ def train_word2vec(
     folder for one checkpoint per epoch, resumed after the newest one found there."""
     built = make_recipe(pairs, counts, cfg, distance)
     built, fitted = fit(built, Plan.of(cfg, nproc=1), checkpoints=checkpoints)
-    return Trained(built.model, fitted, built.warm_tokens)
+    return Trained(built.model, fitted)
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -334,7 +320,6 @@ def train_task(
     from tasks.vocab import read_vocab
 
     logger = run_logger()
-    check_ddp(cfg)
     id2tok, counts = read_vocab(vocab)
     champ = tracking.champion(NAME) if cfg.warm_start else None
     if cfg.warm_start and champ is None:
@@ -358,4 +343,4 @@ def train_task(
                         close_runs=lambda ids: tracking.close_interrupted(ids, run_id))  # fmt: skip
     if built.warm_tokens is not None:
         tracking.log_metrics(run_id, {"warm_start_tokens": built.warm_tokens})
-    return Trained(built.model, fitted, built.warm_tokens)
+    return Trained(built.model, fitted)
