@@ -12,42 +12,9 @@ import uuid
 import zlib
 from pathlib import Path, PurePosixPath
 
-CHUNK = 1 << 20
-MACOS_JUNK_DIR = "__MACOSX"
-
 
 class ArchiveError(RuntimeError):
     """An archive or an extracted file is unusable; the message says which and what to do."""
-
-
-def _member_path(archive: Path, name: str) -> PurePosixPath:
-    """The member's path relative to the destination, or ArchiveError if it would escape it."""
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise ArchiveError(
-            f"{archive}: member {name!r} has an absolute path or '..' and would be written "
-            "outside the destination; refusing to extract. Re-download the archive from its "
-            "source, or unpack it by hand after checking its contents."
-        )
-    return PurePosixPath(*[part for part in path.parts if part != "."])
-
-
-def _is_macos_junk(path: PurePosixPath) -> bool:
-    """macOS resource forks and Finder metadata, never real data."""
-    return bool(path.parts) and (path.parts[0] == MACOS_JUNK_DIR or path.name.startswith("._"))
-
-
-def _check_type(archive: Path, member: tarfile.TarInfo) -> None:
-    """Only regular files and directories may be extracted."""
-    if member.isfile() or member.isdir():
-        return
-    link = member.issym() or member.islnk()
-    kind = f"a link to {member.linkname!r}" if link else "a device, FIFO or other special file"
-    raise ArchiveError(
-        f"{archive}: member {member.name!r} is {kind}; only regular files and folders are "
-        "extracted. Re-download the archive from its source, or unpack it by hand after "
-        "checking its contents."
-    )
 
 
 def _extract_into(archive: Path, tmp: Path) -> list[str]:
@@ -56,12 +23,26 @@ def _extract_into(archive: Path, tmp: Path) -> list[str]:
     root = tmp.resolve()
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
-            rel = _member_path(archive, member.name)
-            if _is_macos_junk(rel):
-                continue
-            _check_type(archive, member)
+            rel = PurePosixPath(member.name)  # "." parts dropped
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ArchiveError(
+                    f"{archive}: member {member.name!r} has an absolute path or '..' and would be "
+                    "written outside the destination; refusing to extract. Re-download the "
+                    "archive from its source, or unpack it by hand after checking its contents."
+                )
+            if rel.parts[:1] == ("__MACOSX",) or rel.name.startswith("._"):
+                continue  # macOS resource forks and Finder metadata, never real data
+            if not (member.isfile() or member.isdir()):
+                kind = "a device, FIFO or other special file"
+                if member.issym() or member.islnk():
+                    kind = f"a link to {member.linkname!r}"
+                raise ArchiveError(
+                    f"{archive}: member {member.name!r} is {kind}; only regular files and folders "
+                    "are extracted. Re-download the archive from its source, or unpack it by hand "
+                    "after checking its contents."
+                )
             target = tmp.joinpath(*rel.parts)
-            # Belt and braces: no links exist in tmp, so this only catches what _member_path missed.
+            # Belt and braces: no links exist in tmp, so this only catches what the check missed.
             if not target.resolve().is_relative_to(root):
                 raise ArchiveError(
                     f"{archive}: member {member.name!r} resolves outside the destination; "
@@ -79,7 +60,7 @@ def _extract_into(archive: Path, tmp: Path) -> list[str]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
                 with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK)
+                    shutil.copyfileobj(source, out, 1 << 20)
             except OSError as exc:
                 raise ArchiveError(
                     f"{archive}: could not write member {member.name!r} ({exc}); check the "
@@ -97,16 +78,14 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True)
     try:
-        try:
-            names = _extract_into(archive, tmp)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        names = _extract_into(archive, tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-extracted stays, whatever went wrong
+        if isinstance(exc, (tarfile.TarError, EOFError, zlib.error, OSError)):
             raise ArchiveError(
                 f"{archive}: could not be read as a .tar.gz ({exc}); it is probably truncated "
                 f"or corrupt. Delete it, download it again, then retry extracting into {dest}."
             ) from exc
-    except BaseException:
-        # Nothing half-extracted may stay behind, whatever went wrong.
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
     # Rename dance: move any old dest aside, move tmp in, then drop the old one.
     old = None

@@ -9,12 +9,13 @@ import csv
 import io
 import logging
 import os
+import shutil
 import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 from prefect import task
@@ -26,8 +27,6 @@ from tasks.engine.shards import write_shards
 from tasks.engine.stage import StageOutput, run_logger, run_stage, sha256_file
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20
 
 
 class DataSourceError(RuntimeError):
@@ -42,14 +41,13 @@ def fetch(
     cache: Path | None = None,
     retries: int = 3,
     backoff: float = 1.0,
-    timeout: float = 60.0,
 ) -> Path:
     """Return a verified local path for file `name` of `spec`.
 
     Order: the mirror (if set: the file must be there), then the download cache, then the URL.
     """
     source = spec.file(name)
-    mirror = mirror if mirror is not None else mirror_dir()
+    mirror = mirror or mirror_dir()
     if mirror is not None:
         path = mirror / spec.folder / source.name
         if not path.is_file():
@@ -57,36 +55,31 @@ def fetch(
                 f"{path} is missing from the mirror {mirror}: point SEQFLOW_MIRROR/--mirror at a "
                 f"folder laid out like shared/datasets/, or unset it to download {source.url}"
             )
-        got = sha256_file(path)
-        if got != source.sha256:
+        if (got := sha256_file(path)) != source.sha256:
             raise DataSourceError(
                 f"mirror copy {path} has sha256 {got}, expected {source.sha256}: it is not the "
                 f"published file. Replace it with a fresh copy of {source.url}."
             )
         return path
 
-    cache = cache if cache is not None else data_dir() / "cache"
-    target = cache / spec.folder / source.name
+    target = (cache or data_dir() / "cache") / spec.folder / source.name
     if target.is_file():
         if sha256_file(target) == source.sha256:
             return target
         log.warning("cached %s does not match its sha256; downloading it again", target)
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
-    return download(source, target, retries=retries, backoff=backoff, timeout=timeout)
+    return download(source, target, retries=retries, backoff=backoff)
 
 
-def download(
-    source: SourceFile, target: Path, *, retries: int = 3, backoff: float = 1.0, timeout: float = 60
-) -> Path:
+def download(source: SourceFile, target: Path, *, retries: int = 3, backoff: float = 1.0) -> Path:
     """Download `source` to `target` atomically, retrying transient failures with backoff."""
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         try:
-            _stream(source.url, tmp, timeout)
-            got = sha256_file(tmp)
-            if got != source.sha256:
+            _stream(source.url, tmp)
+            if (got := sha256_file(tmp)) != source.sha256:
                 raise DataSourceError(
                     f"checksum mismatch for {source.url}: expected sha256 {source.sha256}, got "
                     f"{got}. The file changed upstream or the transfer was corrupted; nothing was "
@@ -102,7 +95,7 @@ def download(
                     "in tasks/engine/catalog.py, or use a mirror (SEQFLOW_MIRROR)."
                 ) from err
             last = err
-        except (urllib.error.URLError, OSError, _Truncated) as err:
+        except OSError as err:  # URLError, a refused connection, a truncated transfer
             last = err
         finally:
             tmp.unlink(missing_ok=True)
@@ -118,30 +111,23 @@ def download(
     )
 
 
-class _Truncated(Exception):
-    """A transfer that ended before the file did (retried)."""
-
-
-def _stream(url: str, tmp: Path, timeout: float) -> None:
+def _stream(url: str, tmp: Path) -> None:
+    """Write url's body to tmp; a transfer cut short is a ConnectionError (retried)."""
     request = urllib.request.Request(url, headers={"User-Agent": "seqflow"})
-    with urllib.request.urlopen(request, timeout=timeout) as resp, open(tmp, "wb") as out:
-        expected = resp.headers.get("Content-Length")
-        received = 0
+    with urllib.request.urlopen(request, timeout=60) as resp, open(tmp, "wb") as out:
         try:
-            for block in iter(lambda: resp.read(CHUNK), b""):
-                out.write(block)
-                received += len(block)
-        except Exception as err:  # a reset connection, http.client.IncompleteRead and similar
-            raise _Truncated(f"transfer interrupted after {received} bytes: {err!r}") from err
-        if expected is not None and received != int(expected):
-            raise _Truncated(f"transfer interrupted: got {received} of {expected} bytes")
+            shutil.copyfileobj(resp, out, 1 << 20)
+        except Exception as e:  # a reset connection, http.client.IncompleteRead and similar
+            raise ConnectionError(f"transfer interrupted after {out.tell()} bytes: {e!r}") from e
+        expected = resp.headers.get("Content-Length")
+        if expected is not None and out.tell() != int(expected):
+            raise ConnectionError(f"transfer interrupted: got {out.tell()} of {expected} bytes")
 
 
 # --- decoding --------------------------------------------------------------------------------
 
 
-@dataclass
-class DecodedText:
+class DecodedText(NamedTuple):
     text: str
     decode_errors: int
 
@@ -176,8 +162,7 @@ def _records(path: Path, reader):
             ) from None
 
 
-@dataclass
-class CsvTable:
+class CsvTable(NamedTuple):
     columns: dict[str, list[str]]
     decode_errors: int
     bad_rows: list[int]  # 1-based data row numbers holding a replaced sequence
@@ -196,8 +181,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
             "run again"
         )
     decoded = decode_utf8(raw)
-    text, decode_errors = decoded.text.removeprefix("\ufeff"), decoded.decode_errors
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(decoded.text.removeprefix("\ufeff"), newline=""), strict=True)
     records = _records(path, reader)
     header = next(records, (0, None))[1]
     if header is None:
@@ -211,8 +195,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
         )
     index = [header.index(c) for c in columns]
     out: dict[str, list[str]] = {c: [] for c in columns}
-    bad_rows: list[int] = []
-    lines: list[int] = []
+    bad_rows, lines = [], []
     for number, (line, record) in enumerate(records, start=1):
         if not record:
             continue  # a blank line is not a record
@@ -224,9 +207,9 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
             )
         for c, i in zip(columns, index, strict=True):
             out[c].append(record[i])
-        if decode_errors and any("\ufffd" in record[i] for i in index):
+        if decoded.decode_errors and any("\ufffd" in record[i] for i in index):
             bad_rows.append(number)
-    return CsvTable(out, decode_errors, bad_rows, lines)
+    return CsvTable(out, decoded.decode_errors, bad_rows, lines)
 
 
 # --- the ingest stage ------------------------------------------------------------------------
@@ -235,27 +218,22 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
 def incoming_files(pipeline: str, suffix: str = ".csv") -> list[Path]:
     """New data dropped for a pipeline: data/incoming/<pipeline>/*<suffix>, in name order
     (macOS `._*` metadata files skipped)."""
-    folder = data_dir() / "incoming" / pipeline
-    if not folder.is_dir():
-        return []
-    found = folder.glob(f"*{suffix}")
+    found = (data_dir() / "incoming" / pipeline).glob(f"*{suffix}")  # none: no folder
     return sorted(p for p in found if p.is_file() and not p.name.startswith("._"))
 
 
 def _read_rows(path: Path, spec: DatasetSpec, limit_rows: int | None = None) -> tuple:
     """(pyarrow table, decode_errors, bad_rows) of one CSV in the dataset's columns."""
     table = read_csv(path, spec.columns)
-    cols = {c: v[:limit_rows] if limit_rows else v for c, v in table.columns.items()}
-    arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    for name in ("id", "label"):  # integer columns where the dataset has them
-        if name in arrays:
-            try:
-                arrays[name] = arrays[name].cast(pa.int64())
-            except pa.ArrowInvalid as err:
-                raise DataSourceError(
-                    f"{path}: column {name!r} must hold integers ({err}); fix the file or move "
-                    "it out of the folder"
-                ) from None
+    arrays = {c: pa.array(v[: limit_rows or None], pa.string()) for c, v in table.columns.items()}
+    for name in filter(arrays.__contains__, ("id", "label")):  # integer columns it has
+        try:
+            arrays[name] = arrays[name].cast(pa.int64())
+        except pa.ArrowInvalid as err:
+            raise DataSourceError(
+                f"{path}: column {name!r} must hold integers ({err}); fix the file or move "
+                "it out of the folder"
+            ) from None
     return pa.table(arrays), table.decode_errors, table.bad_rows
 
 
@@ -277,15 +255,14 @@ def ingest_csv(
     incoming = [Path(p) for p in incoming]
 
     def build(out: Path) -> dict:
-        errors, rows_from, dropped = 0, {}, {}
+        stats = {"source": str(path), "decode_errors": 0, "rows_from": {}, "duplicate_rows": 0}
 
         def tables():  # one file in memory at a time
-            nonlocal errors
             for source, limit in [(path, limit_rows)] + [(p, None) for p in incoming]:
                 table, decode_errors, bad_rows = _read_rows(source, spec, limit)
                 if keep and source.name in keep and source != path:
                     flags = keep[source.name]
-                    dropped[source.name] = len(flags) - sum(flags)
+                    stats["duplicate_rows"] += flags.count(False)
                     table = table.filter(pa.array(flags, pa.bool_()))
                 if decode_errors:
                     logger.warning(
@@ -294,20 +271,15 @@ def ingest_csv(
                         decode_errors,
                         bad_rows,
                     )
-                errors += decode_errors
-                rows_from[source.name] = table.num_rows
+                stats["decode_errors"] += decode_errors
+                stats["rows_from"][source.name] = table.num_rows
                 yield table
 
-        rows = write_shards(tables(), out / "rows.parquet")  # row groups = the next stages' shards
+        stats["rows"] = write_shards(tables(), out / "rows.parquet")  # row groups = shards
         if incoming:
-            logger.info("ingest: %s", ", ".join(f"{n}: {r} rows" for n, r in rows_from.items()))
-        return {
-            "rows": rows,
-            "decode_errors": errors,
-            "source": str(path),
-            "rows_from": rows_from,
-            "duplicate_rows": sum(dropped.values()),
-        }
+            rows_from = stats["rows_from"].items()
+            logger.info("ingest: %s", ", ".join(f"{n}: {r} rows" for n, r in rows_from))
+        return stats
 
     return run_stage(
         pipeline,

@@ -61,6 +61,7 @@ class Report:
     files: list[FileReport]
     fingerprint: str  # of the set of new rows ("" = none): names and order play no part
     keep: dict[str, list[bool]]  # file name -> which of its rows to ingest
+    added: list = field(default_factory=list)  # seq2seq: the new (de, en) pairs, in order
 
 
 def _row_key(label: str, text: str) -> bytes:
@@ -72,27 +73,22 @@ def by_name(paths) -> list[Path]:
     return sorted(map(Path, paths), key=lambda p: p.name)
 
 
-def source_rows(dataset: str, file: str, limit_rows: int | None) -> tuple:
-    """(id -> row key, row keys, the label set) of the source rows a run reads."""
-    spec = DATASETS[dataset]
-    table = read_csv(fetch(spec, file), spec.columns).columns
-    cols = [table[c][:limit_rows] if limit_rows else table[c] for c in ("id", "label", "tweet")]
-    ids = {i.strip(): _row_key(lb.strip(), t) for i, lb, t in zip(*cols, strict=True)}
-    return ids, set(ids.values()), {lb.strip() for lb in table["label"]}
-
-
 def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file: str = "train.csv",
                    limit_rows: int | None = None, earlier: list[Path] = ()) -> Report:  # fmt: skip
     """Every fault of every file at once (IncomingError), else what each file adds. Files are
     taken in name order, after the `earlier` ones (files already in the incoming folder)."""
-    seen, contents, labels = source_rows(dataset, file, limit_rows)
+    spec = DATASETS[dataset]
+    src = read_csv(fetch(spec, file), spec.columns).columns
+    cols = [src[c][: limit_rows or None] for c in ("id", "label", "tweet")]  # the rows run reads
+    ids = {i.strip(): _row_key(lb.strip(), t) for i, lb, t in zip(*cols, strict=True)}
+    labels = {lb.strip() for lb in src["label"]}
     source = f"the source {file}" + (f" (first {limit_rows} rows)" if limit_rows else "")
-    where = dict.fromkeys([*seen, *contents], source)
-    faults: list[Fault] = []
-    reports, keep, new_keys = [], {}, []
+    # every id (str) and row key (bytes) seen so far -> where it was first seen
+    where = dict.fromkeys([*ids, *ids.values()], source)
+    faults, reports, keep, new_keys = [], [], {}, []
     for path in [*by_name(earlier), *by_name(files)]:
         try:
-            table = read_csv(path, DATASETS[dataset].columns)
+            table = read_csv(path, spec.columns)
         except DataSourceError as err:
             faults.append(Fault(str(path), 0, str(err)))
             continue
@@ -114,18 +110,16 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
             faults += [Fault(str(path), line, b) for b in bad]
             in_file.setdefault(i, line)
             key = _row_key(lb, text)
-            flags.append(not bad and key not in contents and i not in seen)
+            flags.append(not bad and key not in where and i not in where)
             if bad:
                 continue
-            if key in contents:  # the same row again: dropped, counted
+            if key in where:  # the same row again: dropped, counted
                 dups += 1
                 dup_of.add(where[key])
-            elif i in seen:
+            elif i in where:
                 faults.append(Fault(str(path), line, f"id {i} is already in {where[i]} with "
                                     "another label or text: give the row a new id"))  # fmt: skip
             else:
-                seen[i] = key
-                contents.add(key)
                 where[i] = where[key] = f"incoming {path.name}"
                 new_keys.append(key)
         keep[path.name] = flags
@@ -156,8 +150,7 @@ def content_fingerprint(
     if all(p.suffix == ".csv" for p in incoming):
         report = check_word2vec(incoming, dataset, file, limit_rows)
         return report.fingerprint, report.files
-    first: dict[str, str] = {}
-    reports = []
+    first, reports = {}, []  # sha256 -> the first file with it
     for p in incoming:
         sha = sha256_file(p)
         dup = [f"incoming {first[sha]}"] if sha in first else []

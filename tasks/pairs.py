@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine.stage import StageOutput, run_stage, write_table
+from tasks.engine.stage import StageOutput, run_stage, sha256_file, write_table
 from tasks.incoming import Fault, FileReport, IncomingError, Report, by_name
 
 MAX_CHARS = 1000  # a side; Multi30k's longest is under 300
@@ -61,17 +61,14 @@ def read_tsv(path: Path, faults: list[Fault]) -> list[tuple[int, str, str]]:
     return pairs
 
 
-def check_pairs(
-    files: list[Path], train: StageOutput, earlier: list[Path] = (), added: list | None = None
-) -> Report:
+def check_pairs(files: list[Path], train: StageOutput, earlier: list[Path] = ()) -> Report:
     """Every fault of every file at once (IncomingError), else what each file adds against
-    the ingested train split `train` (train.parquet: src, trg) and the `earlier` files.
-    added: a list that gets the new (de, en) pairs, in order."""
+    the ingested train split `train` (train.parquet: src, trg) and the `earlier` files; the
+    report's `added`: the new (de, en) pairs, in order."""
     table = pq.read_table(train.file("train.parquet"))
     known = dict.fromkeys(map(_key, table.column("src").to_pylist(),
                               table.column("trg").to_pylist()), "the train split")  # fmt: skip
-    faults: list[Fault] = []
-    reports, keep, new_keys = [], {}, []
+    faults, reports, keep, added = [], [], {}, {}
     names = {p.name for p in map(Path, files)}
     for path in by_name(earlier) + by_name(files):
         flags, dup_of = [], set()
@@ -82,32 +79,26 @@ def check_pairs(
                 dup_of.add(known[key])
                 continue
             known[key] = f"incoming {path.name}"
-            new_keys.append(key)
-            if added is not None:
-                added.append((de, en))
+            added[key] = (de, en)
         keep[path.name] = flags
         new = sum(flags)
         reports.append(FileReport(path.name, len(flags), new, len(flags) - new, sorted(dup_of)))
     if faults:
         raise IncomingError(faults)
-    fp = hashlib.sha256(b"".join(sorted(new_keys))).hexdigest() if new_keys else ""
+    fp = hashlib.sha256(b"".join(sorted(added))).hexdigest() if added else ""
     shown = [r for r in reports if r.name in names] if names else reports
-    return Report(shown, fp, keep)
+    return Report(shown, fp, keep, list(added.values()))
 
 
 @task(name="add_pairs", cache_policy=NO_CACHE)
 def add_pairs(pipeline: str, rows: StageOutput, files: list[Path]) -> StageOutput:
     """The ingested splits with the incoming files' new pairs appended to train.parquet."""
-    from tasks.data import sha256_file
-
-    files = by_name(files)
 
     def build(out: Path) -> dict:
-        added: list[tuple[str, str]] = []
-        report = check_pairs([], rows, files, added)
+        report = check_pairs([], rows, files)
         table = pq.read_table(rows.file("train.parquet"))
-        src = table.column("src").to_pylist() + [de for de, _ in added]
-        trg = table.column("trg").to_pylist() + [en for _, en in added]
+        src = table.column("src").to_pylist() + [de for de, _ in report.added]
+        trg = table.column("trg").to_pylist() + [en for _, en in report.added]
         write_table(pa.table({"src": src, "trg": trg}), out / "train.parquet")
         for split in ("valid", "test"):
             write_table(pq.read_table(rows.file(f"{split}.parquet")), out / f"{split}.parquet")

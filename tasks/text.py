@@ -30,16 +30,6 @@ def stopword_set(language: str) -> frozenset[str]:
     return frozenset(stopwords.words(language))
 
 
-def make_stemmer(name: str) -> Callable[[str], str]:
-    if name == "none":
-        return lambda token: token
-    if name == "snowball":
-        from nltk.stem.snowball import SnowballStemmer
-
-        return lru_cache(maxsize=None)(SnowballStemmer("english").stem)
-    raise ValueError(f"unknown stemmer {name!r}: use 'snowball' or 'none'")
-
-
 def tweet_tokenizer(
     *, drop_pattern: str, stopwords: str | None, stemmer: str, lowercase: bool = True
 ) -> Callable[[str], list[str]]:
@@ -49,14 +39,19 @@ def tweet_tokenizer(
     token is computed once.
     """
     drop = re.compile(drop_pattern)
-    spaces = re.compile(r" +")
     stop = stopword_set(stopwords) if stopwords else frozenset()
-    stem = make_stemmer(stemmer)
+    stem = str  # "none": the token itself
+    if stemmer == "snowball":
+        from nltk.stem.snowball import SnowballStemmer
+
+        stem = lru_cache(maxsize=None)(SnowballStemmer("english").stem)
+    elif stemmer != "none":
+        raise ValueError(f"unknown stemmer {stemmer!r}: use 'snowball' or 'none'")
 
     def tokenize(text: str) -> list[str]:
         if lowercase:
             text = text.lower()
-        words = spaces.split(drop.sub("", text))
+        words = drop.sub("", text).split(" ")  # runs of spaces leave "", dropped below
         return [stem(w) for w in words if w and w not in stop]
 
     return tokenize

@@ -25,10 +25,9 @@ def sliding_window_pairs(
     """
     if wsize < 1:
         raise ValueError(f"window size must be >= 1, got {wsize}")
-    n = len(ids)
     lengths = np.diff(offsets)
     doc_of = np.repeat(np.arange(len(lengths)), lengths)  # [n] document of each position
-    pos = np.arange(n)
+    pos = np.arange(len(ids))
     start = offsets[:-1][doc_of]  # [n] first position of each position's document
     end = offsets[1:][doc_of]  # [n] one past its last position
     deltas = np.array([d for d in range(-wsize, wsize + 1) if d != 0])
@@ -44,14 +43,11 @@ def sliding_window_pairs(
 
 
 def read_pairs(pairs: StageOutput) -> np.ndarray:
-    """All shards of a windows stage output as one int32 array [pairs, 2] (center, context)."""
+    """All shards of a windows stage output as one int32 array [pairs, 2] (center, context);
+    window_pairs writes at least one shard, of PAIR_SCHEMA."""
     shards = sorted(n for n in pairs.files if n.startswith("pairs-"))
-    if not shards:
-        return np.zeros((0, 2), dtype=np.int32)
     table = pa.concat_tables(pq.read_table(pairs.file(n)) for n in shards)
-    return np.stack(
-        [table.column("center").to_numpy(), table.column("context").to_numpy()], axis=1
-    ).astype(np.int32, copy=False)
+    return np.stack([table.column(c).to_numpy() for c in ("center", "context")], axis=1)
 
 
 def read_distances(pairs: StageOutput) -> np.ndarray:
@@ -68,8 +64,7 @@ def window_shard(shard: int, src: str, size: int, parts: str) -> int:
     """Row group `shard` of ids.parquet -> part file of its pairs (center, context, distance)."""
     ids, offsets = list_column(read_shard(src, shard, ["ids"]), "ids")
     pairs, distance = sliding_window_pairs(ids, offsets, size, with_distance=True)
-    table = pa.table({"center": pa.array(pairs[:, 0]), "context": pa.array(pairs[:, 1]),
-                      "distance": pa.array(distance)})  # fmt: skip
+    table = pa.table({"center": pairs[:, 0], "context": pairs[:, 1], "distance": distance})
     pq.write_table(table, part_path(parts, shard))
     return len(pairs)
 
