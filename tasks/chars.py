@@ -60,11 +60,8 @@ def chapters(body: str) -> list[str]:
 
 def windows(ids: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
     """All windows of `length` ids at `stride`, the notebook's range(0, n - length): [k, length]."""
-    n = len(ids) - length  # the notebook stops one short of the last full window
-    if n <= 0:
-        return np.zeros((0, length), dtype=ids.dtype)
-    starts = np.arange(0, n, stride)
-    return ids[starts[:, None] + np.arange(length)[None, :]]
+    n = len(ids) - length  # the notebook stops one short of the last full window (none: n <= 0)
+    return ids[np.arange(0, n, stride)[:, None] + np.arange(length)]
 
 
 MIN_LETTERS = 0.5  # an incoming text below this share of Spanish letters is refused
@@ -142,28 +139,24 @@ def book_text(book: StageOutput, notebook_text: bool) -> str:
     body = book.file("body.txt").read_text(encoding="utf-8")
     if not notebook_text:
         return body
-    first = CHAPTER.search(body)
-    start = first.end() if first else 0
+    start = first.end() if (first := CHAPTER.search(body)) else 0
     return body[start:] + book.file("licence.txt").read_text(encoding="utf-8")
 
 
 CHAPTERS_PER_SHARD = 32
 
 
-def _shard_chapters(shard: int, book: StageOutput, notebook_text: bool) -> list[str]:
+def encode_text(text: str, index: dict) -> np.ndarray:
+    """int8 ids of the characters of `text` that the vocabulary `index` holds (others dropped)."""
+    return np.fromiter((index[c] for c in text if c in index), np.int8)
+
+
+def chapter_shard(shard: int, book: StageOutput, notebook_text: bool, index: dict | None = None):
+    """A shard of the normalised chapters: its character counts in first-seen order, or, given
+    the vocabulary `index`, one id array per chapter."""
     chaps = chapters(book_text(book, notebook_text))
-    return [normalize(c) for c in chaps[shard * CHAPTERS_PER_SHARD : (shard + 1) *
-                                        CHAPTERS_PER_SHARD]]  # fmt: skip
-
-
-def count_chapters(shard: int, book: StageOutput, notebook_text: bool) -> Counter:
-    """Character counts of a shard of normalised chapters, in first-seen order."""
-    return Counter("".join(_shard_chapters(shard, book, notebook_text)))
-
-
-def encode_chapters(shard: int, book: StageOutput, notebook_text: bool, index: dict) -> list:
-    return [np.fromiter((index[c] for c in t), np.int8, len(t))
-            for t in _shard_chapters(shard, book, notebook_text)]  # fmt: skip
+    texts = [normalize(c) for c in chaps[shard * CHAPTERS_PER_SHARD :][:CHAPTERS_PER_SHARD]]
+    return Counter("".join(texts)) if index is None else [encode_text(t, index) for t in texts]
 
 
 @task(name="encode", cache_policy=NO_CACHE)
@@ -178,25 +171,23 @@ def encode_chars(pipeline: str, book: StageOutput, notebook_text: bool) -> Stage
         args = {"book": book, "notebook_text": notebook_text}
         # two passes over chapter shards (Dask workers under --runner dask): counts, merged in
         # shard order (the whole text's first-seen order), then ids with the vocabulary
-        counts = merge_counts(map_shards(count_chapters, shards, **args))
+        counts = merge_counts(map_shards(chapter_shard, shards, **args))
         vocab = by_count(counts)
         index = {c: i for i, c in enumerate(vocab)}
-        ids = [a for chunk in map_shards(encode_chapters, shards, index=index, **args)
+        ids = [a for chunk in map_shards(chapter_shard, shards, index=index, **args)
                for a in chunk]  # fmt: skip
-        extra = [normalize(t) for t in json.loads(book.file("incoming.json").read_text("utf-8"))]
-        kept = ["".join(c for c in t if c in index) for t in extra]
-        dropped = sum(map(len, extra)) - sum(map(len, kept))
+        texts = [normalize(t) for t in json.loads(book.file("incoming.json").read_text("utf-8"))]
+        extra = [encode_text(t, index) for t in texts]
+        dropped = sum(map(len, texts)) - sum(map(len, extra))
         if dropped:
             run_logger().warning("incoming texts: %d character(s) outside the book's vocabulary "
                                  "dropped", dropped)  # fmt: skip
-        extra_ids = [np.fromiter((index[c] for c in t), np.int8, len(t)) for t in kept]
         (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-        for name, arrays in (("chapters", ids), ("incoming", extra_ids)):
+        for name, arrays in (("chapters", ids), ("incoming", extra)):
             write_table(pa.table({"ids": pa.array(arrays, pa.list_(pa.int8()))}),
                         out / f"{name}.parquet")  # fmt: skip
-        chars = int(sum(map(len, ids)))
-        return {"vocab_size": len(vocab), "chars": chars, "chapters": len(ids),
-                "incoming_chars": sum(map(len, kept)), "incoming_dropped": dropped}  # fmt: skip
+        return {"vocab_size": len(vocab), "chars": int(sum(map(len, ids))), "chapters": len(ids),
+                "incoming_chars": sum(map(len, extra)), "incoming_dropped": dropped}  # fmt: skip
 
     return run_stage(pipeline, "encode", inputs={"body": book.fingerprint},
                      params={"notebook_text": notebook_text},
@@ -233,9 +224,8 @@ def split_windows(
             )
         train, test = every[: cfg.n_train], every[cfg.n_train : cfg.n_train + cfg.n_test]
         return np.concatenate([train, *more]), test
-    held = [i % cfg.test_every == cfg.test_every - 1 for i in range(len(chaps))]
-    train = [windows(c, width, stride) for c, h in zip(chaps, held, strict=True) if not h]
-    test = [windows(c, width, width) for c, h in zip(chaps, held, strict=True) if h]
+    train = [windows(c, width, stride) for i, c in enumerate(chaps, 1) if i % cfg.test_every]
+    test = [windows(c, width, width) for i, c in enumerate(chaps, 1) if not i % cfg.test_every]
     none = np.zeros((0, width), np.int8)
     train, test = np.concatenate([none, *train, *more]), np.concatenate([none, *test])
     if not len(train) or not len(test):

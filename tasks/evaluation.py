@@ -1,14 +1,12 @@
 """Evaluating word vectors: nearest neighbours, the loss curve, a downstream classifier."""
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from prefect import task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from tasks.engine.stage import StageOutput, run_logger  # noqa: E402
+from tasks.engine.stage import StageOutput, run_logger
+from tasks.vocab import encode_docs, read_encoded, read_vocab
 
 
 def nearest_words(
@@ -19,26 +17,22 @@ def nearest_words(
     tok2id = {t: i for i, t in enumerate(id2tok)}
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.where(norms == 0, 1, norms)
-    out: dict[str, list[str]] = {}
-    for word in words:
-        if word not in tok2id:
-            continue
-        idx = tok2id[word]
+
+    def nearest(idx: int) -> list[str]:
         dist = 1.0 - unit @ unit[idx]  # [V] cosine distances
         dist[idx] = np.inf
-        best = np.argsort(dist, kind="stable")[:k]
-        out[word] = [id2tok[i] for i in best]
-    return out
+        return [id2tok[i] for i in np.argsort(dist, kind="stable")[:k]]
+
+    return {word: nearest(tok2id[word]) for word in words if word in tok2id}
 
 
-def loss_figure(epoch_loss: list[float], title: str = "training loss"):
-    fig, ax = plt.subplots(figsize=(6, 4))
+def loss_figure(epoch_loss: list[float], title: str = "training loss") -> Figure:
+    """Not a pyplot figure: no backend to choose, nothing to close."""
+    fig = Figure(figsize=(6, 4), layout="tight")
+    ax = fig.subplots()
     ax.plot(np.arange(1, len(epoch_loss) + 1), epoch_loss, "r-o", label="loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean cross-entropy")
-    ax.set_title(title)
+    ax.set(xlabel="epoch", ylabel="mean cross-entropy", title=title)
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -71,11 +65,9 @@ def downstream_f1(
     x_tr, x_te, y_tr, y_te = train_test_split(
         features, labels, test_size=test_size, random_state=seed, stratify=labels
     )
-    clf = make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")
-    )
-    clf.fit(x_tr, y_tr)
-    return float(f1_score(y_te, clf.predict(x_te), pos_label=1))
+    model = LogisticRegression(max_iter=2000, class_weight="balanced")
+    pred = make_pipeline(StandardScaler(), model).fit(x_tr, y_tr).predict(x_te)
+    return float(f1_score(y_te, pred, pos_label=1))
 
 
 class EvaluationSplitError(ValueError):
@@ -115,8 +107,6 @@ def score_embeddings(
 ) -> float:
     """downstream_f1 of any model's vectors on the same token lists: each model encodes them
     with its own vocabulary, so models with different vocabularies are compared fairly."""
-    from tasks.vocab import encode_docs
-
     ids, offsets = encode_docs(docs, {t: i for i, t in enumerate(id2tok)})
     return downstream_f1(vectors, ids, offsets, labels, cfg.test_size, cfg.split_seed)
 
@@ -125,7 +115,6 @@ def score_embeddings(
 def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id: str) -> dict:
     """Neighbours of the probe words, the loss curve and downstream F1, logged to the run."""
     from tasks.engine import tracking
-    from tasks.vocab import read_encoded, read_vocab
 
     logger = run_logger()
     id2tok, _ = read_vocab(vocab)
@@ -140,8 +129,6 @@ def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id
     logger.info("downstream_f1 (hate class, logistic regression on mean vectors): %.4f", f1)
     tracking.log_json(run_id, id2tok, "vocab.json")
     tracking.log_json(run_id, neighbours, "neighbors.json")
-    fig = loss_figure(trained.epoch_loss)
-    tracking.log_figure(run_id, fig, "loss.png")
-    plt.close(fig)
+    tracking.log_figure(run_id, loss_figure(trained.fitted.train_loss), "loss.png")
     tracking.log_metrics(run_id, {"downstream_f1": f1})
     return {"neighbors": neighbours, "downstream_f1": f1}

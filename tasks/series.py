@@ -178,41 +178,38 @@ def window_series(pipeline: str, series: StageOutput, cfg) -> StageOutput:
             )
         tr = fit_transform(y, n_train, cfg.log, cfg.lag, cfg.scale)
         s = tr.forward(y)
-        parts = [("train", *windows(s, first, n_train, cfg.lookback)),
-                 ("test", *windows(s, n_train, len(y), cfg.lookback))]  # fmt: skip
-        cols = {"split": [], "x": [], "y": [], "t": []}
-        for name, x, yy, t in parts:
-            cols["split"] += [name] * len(t)
-            cols["x"] += list(x.astype(np.float32))
-            cols["y"] += list(yy.astype(np.float32))
-            cols["t"] += t.tolist()
+        train = windows(s, first, n_train, cfg.lookback)
+        test = windows(s, n_train, len(y), cfg.lookback)
+        x, yy, t = (np.concatenate(pair) for pair in zip(train, test, strict=True))
+        split = ["train"] * len(train[2]) + ["test"] * len(test[2])
+        x, yy = list(x.astype(np.float32)), list(yy.astype(np.float32))
+        cols = {"split": split, "x": x, "y": yy, "t": t.tolist()}
         write_table(pa.table(cols), out / "windows.parquet")
         months = np.arange(max(n_train, first + cfg.lookback), len(y))
         nxt = next_step_windows(s, months, cfg.lookback).astype(np.float32)
         write_table(pa.table({"t": months, "x": list(nxt)}), out / "next.parquet")
         (out / "transform.json").write_text(tr.to_json())
-        return {"train_windows": len(parts[0][3]), "test_windows": len(parts[1][3]),
+        return {"train_windows": len(train[2]), "test_windows": len(test[2]),
                 "n_train": n_train, "next_months": len(months)}  # fmt: skip
 
     return run_stage(pipeline, "windows", inputs={"series": series.fingerprint},
                      params=cfg.model_dump(), libs=("pyarrow", "numpy"), build=build)  # fmt: skip
 
 
+def _stacked(table: pa.Table, name: str) -> np.ndarray:
+    """A list<float> column of equal-length rows -> float32 [rows, length, 1]."""
+    return np.stack(table.column(name).to_pylist()).astype(np.float32)[..., None]
+
+
 def read_windows(stage: StageOutput, split: str) -> tuple[np.ndarray, ...]:
     """(x [k, lb, 1], y [k, lb, 1], t [k]) float32 of one split."""
-    t = pq.read_table(stage.file("windows.parquet"))
-    keep = np.asarray(t.column("split").to_pylist()) == split
-
-    def col(name):
-        return np.stack(t.column(name).to_pylist())[keep].astype(np.float32)[..., None]
-
-    return col("x"), col("y"), t.column("t").to_numpy()[keep]
+    t = pq.read_table(stage.file("windows.parquet"), filters=[("split", "==", split)])
+    return _stacked(t, "x"), _stacked(t, "y"), t.column("t").to_numpy()
 
 
 def read_next(stage: StageOutput) -> tuple[np.ndarray, np.ndarray]:
     t = pq.read_table(stage.file("next.parquet"))
-    x = np.stack(t.column("x").to_pylist()).astype(np.float32)[..., None]
-    return x, t.column("t").to_numpy()
+    return _stacked(t, "x"), t.column("t").to_numpy()
 
 
 def read_transform(stage: StageOutput) -> Transform:

@@ -23,6 +23,7 @@ from tasks.engine.stage import run_stage, write_table
 SEED = 2023
 UNK = "UNK"
 EOS = "EOS"
+SPLITS = ("train", "val", "test")
 
 
 class Vocab(dict):
@@ -34,9 +35,6 @@ class Vocab(dict):
 
     def __missing__(self, key):
         return self.default
-
-    def __reduce__(self):
-        return Vocab, (dict(self), self.default)
 
 
 def generate_data(num_seq=100, rng=None):
@@ -84,17 +82,9 @@ def create_datasets(sequences, p_train=0.8, p_val=0.1, p_test=0.1):
     return tuple([(s[:-1], s[1:]) for s in part] for part in parts)
 
 
-def one_hot_encode(idx, vocab_size):
-    """Vector of length ``vocab_size`` with a 1.0 at ``idx``."""
-    one_hot = np.zeros(vocab_size)
-    one_hot[idx] = 1.0
-    return one_hot
-
-
 def one_hot_encode_sequence(sequence, vocab_size, word_to_idx):
     """Array (len(sequence), vocab_size, 1): one column vector per word."""
-    encoding = np.array([one_hot_encode(word_to_idx[w], vocab_size) for w in sequence])
-    return encoding.reshape(len(sequence), vocab_size, 1)
+    return np.eye(vocab_size)[[word_to_idx[w] for w in sequence]][..., None]
 
 
 def encode_pairs(dataset, vocab_size, word_to_idx):
@@ -106,29 +96,22 @@ def encode_pairs(dataset, vocab_size, word_to_idx):
 # --- the data stage --------------------------------------------------------------------------
 
 
-def split_table(sequences, cfg):
-    """(pyarrow table split/tokens, word_to_idx, idx_to_word) of the notebook's split."""
-    word_to_idx, idx_to_word, _, _ = seqs_to_dicts(sequences)
-    parts = create_datasets(sequences, cfg.p_train, cfg.p_val, cfg.p_test)
-    rows = {"split": [], "inputs": [], "targets": []}
-    for name, part in zip(("train", "val", "test"), parts, strict=True):
-        for x, y in part:
-            rows["split"].append(name)
-            rows["inputs"].append(list(x))
-            rows["targets"].append(list(y))
-    return pa.table(rows), word_to_idx, idx_to_word
-
-
 @task(name="sequences", cache_policy=NO_CACHE)
 def make_sequences(pipeline: str, cfg, seed: int):
     """The notebook's toy data -> sequences.parquet (split, inputs, targets) + vocab.json."""
 
     def build(out):
         sequences = generate_data(cfg.num_seq, np.random.RandomState(seed))
-        table, _, idx_to_word = split_table(sequences, cfg)
-        write_table(table, out / "sequences.parquet")
+        idx_to_word = seqs_to_dicts(sequences)[1]
+        parts = create_datasets(sequences, cfg.p_train, cfg.p_val, cfg.p_test)
+        rows = {
+            "split": [name for name, part in zip(SPLITS, parts, strict=True) for _ in part],
+            "inputs": [x for part in parts for x, _ in part],
+            "targets": [y for part in parts for _, y in part],
+        }
+        write_table(pa.table(rows), out / "sequences.parquet")
         (out / "vocab.json").write_text(json.dumps(list(idx_to_word.values())))
-        counts = {s: table.column("split").to_pylist().count(s) for s in ("train", "val", "test")}
+        counts = dict(zip(SPLITS, map(len, parts), strict=True))
         return {"sequences": cfg.num_seq, "vocab_size": len(idx_to_word), **counts}
 
     return run_stage(pipeline, "sequences", inputs={}, params={**cfg.model_dump(), "seed": seed},
@@ -140,7 +123,6 @@ def read_sequences(stage) -> tuple[dict, dict, dict]:
     """(split -> list of (inputs, targets) token lists, word_to_idx, idx_to_word)."""
     word_to_idx, idx_to_word = vocabs(json.loads(stage.file("vocab.json").read_text()))
     t = pq.read_table(stage.file("sequences.parquet")).to_pydict()
-    parts = {"train": [], "val": [], "test": []}
-    for split, x, y in zip(t["split"], t["inputs"], t["targets"], strict=True):
-        parts[split].append((x, y))
+    rows = list(zip(t["split"], t["inputs"], t["targets"], strict=True))
+    parts = {split: [(x, y) for s, x, y in rows if s == split] for split in SPLITS}
     return parts, word_to_idx, idx_to_word

@@ -3,6 +3,8 @@
 Each split is one Parquet file per stage: train, valid, test.
 """
 
+import functools
+import itertools
 import json
 import shutil
 import tempfile
@@ -46,9 +48,7 @@ def ingest_parallel(
                 names = safe_extract(archives[split], Path(tmp) / split)
                 src = Path(tmp) / split / find_member(names, f"{stem}.{src_lang}")
                 trg = Path(tmp) / split / find_member(names, f"{stem}.{trg_lang}")
-                pairs = read_parallel(src, trg)
-                if split == "train" and limit_train:
-                    pairs = pairs[:limit_train]
+                pairs = read_parallel(src, trg)[: limit_train if split == "train" else None]
                 table = pa.table({"src": [p[0] for p in pairs], "trg": [p[1] for p in pairs]})
                 write_table(table, out / f"{split}.parquet")
                 stats[f"{split}_pairs"] = len(pairs)
@@ -64,6 +64,7 @@ def ingest_parallel(
     )
 
 
+@functools.cache  # per process: a worker loads each tokenizer once
 def load_tokenizer(name: str):
     """spaCy's rule-based tokenizer: a language code gives spacy.blank(code), which tokenizes
     as the small models do; a full model name (de_core_news_sm) loads that model."""
@@ -81,27 +82,19 @@ def load_tokenizer(name: str):
 
 
 def tokenize_texts(texts: list[str], tokenizer, lowercase: bool, reverse: bool) -> list[list[str]]:
-    out = []
-    for doc in tokenizer.pipe(texts, batch_size=2000):
-        toks = [t.text.lower() if lowercase else t.text for t in doc]
-        out.append(toks[::-1] if reverse else toks)
-    return out
-
-
-_TOKENIZERS: dict[str, object] = {}  # per process: a worker loads each tokenizer once
+    step = -1 if reverse else 1
+    docs = tokenizer.pipe(texts, batch_size=2000)
+    return [[t.text.lower() if lowercase else t.text for t in doc][::step] for doc in docs]
 
 
 def tokenize_shard(shard: int, src: str, parts: str, src_model: str, trg_model: str,
                    lowercase: bool, reverse_src: bool) -> int:  # fmt: skip
     """Rows shard*ROWS_PER_SHARD.. of a split -> part file (src_tokens, trg_tokens); returns
     the source token count. Runs in this process or on a Dask worker (tasks/engine/shards.py)."""
-    for name in (src_model, trg_model):
-        if name not in _TOKENIZERS:
-            _TOKENIZERS[name] = load_tokenizer(name)
     table = pq.read_table(src).slice(shard * ROWS_PER_SHARD, ROWS_PER_SHARD)
-    src_tok = tokenize_texts(table.column("src").to_pylist(), _TOKENIZERS[src_model], lowercase,
+    src_tok = tokenize_texts(table.column("src").to_pylist(), load_tokenizer(src_model), lowercase,
                              reverse_src)  # fmt: skip
-    trg_tok = tokenize_texts(table.column("trg").to_pylist(), _TOKENIZERS[trg_model], lowercase,
+    trg_tok = tokenize_texts(table.column("trg").to_pylist(), load_tokenizer(trg_model), lowercase,
                              False)  # fmt: skip
     result = pa.table({"src_tokens": pa.array(src_tok, pa.list_(pa.string())),
                        "trg_tokens": pa.array(trg_tok, pa.list_(pa.string()))})  # fmt: skip
@@ -213,11 +206,8 @@ def encode_parallel(pipeline: str, tokens: StageOutput, vocab: StageOutput) -> S
 
 
 def read_split(encoded: StageOutput, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from tasks.vocab import list_column
+
     table = pq.read_table(encoded.file(f"{split}.parquet"))
-    out = []
-    for name in ("src_ids", "trg_ids"):
-        col = table.column(name).combine_chunks()
-        flat = col.values.to_numpy(zero_copy_only=False)
-        offsets = col.offsets.to_numpy()
-        out.append([flat[offsets[i] : offsets[i + 1]] for i in range(len(col))])
-    return out[0], out[1]
+    columns = (list_column(table, name) for name in ("src_ids", "trg_ids"))
+    return tuple([flat[a:b] for a, b in itertools.pairwise(offsets)] for flat, offsets in columns)

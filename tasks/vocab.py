@@ -1,5 +1,6 @@
 """Vocabularies: counting tokens, filtering rare ones, mapping tokens to ids."""
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,10 +18,7 @@ from tasks.engine.stage import StageOutput, run_stage
 
 def count_tokens(docs: Iterable[Sequence[str]]) -> Counter:
     """Counts in first-occurrence order (a Counter keeps insertion order)."""
-    counts: Counter = Counter()
-    for doc in docs:
-        counts.update(doc)
-    return counts
+    return Counter(itertools.chain.from_iterable(docs))
 
 
 def merge_counts(parts: Iterable[dict]) -> Counter:
@@ -42,13 +40,9 @@ def encode_docs(
     docs: Iterable[Sequence[str]], tok2id: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop out-of-vocabulary tokens and encode: flat int32 ids plus row offsets (len = rows+1)."""
-    ids: list[int] = []
-    offsets = [0]
-    get = tok2id.get
-    for doc in docs:
-        ids.extend(i for i in map(get, doc) if i is not None)
-        offsets.append(len(ids))
-    return np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
+    rows = [[i for i in map(tok2id.get, doc) if i is not None] for doc in docs]
+    offsets = np.cumsum([0, *map(len, rows)], dtype=np.int64)
+    return np.fromiter(itertools.chain.from_iterable(rows), np.int32, offsets[-1]), offsets
 
 
 def read_vocab(vocab: StageOutput) -> tuple[list[str], np.ndarray]:
@@ -77,20 +71,16 @@ def read_encoded(encoded: StageOutput) -> tuple[np.ndarray, np.ndarray, pa.Table
     return *list_column(table, "ids"), table
 
 
-def count_shard(shard: int, src: str, parts: str) -> int:
+def count_shard(shard: int, src: str, parts: str) -> None:
     """Token counts of row group `shard` of tokens.parquet, in first-occurrence order -> part
     file (token, count). A file, not a returned dict: cheap to move off a Dask worker."""
     counts = count_tokens(read_shard(src, shard, ["tokens"]).column("tokens").to_pylist())
-    table = pa.table({"token": pa.array(list(counts), pa.string()),
-                      "count": pa.array(list(counts.values()), pa.int64())})  # fmt: skip
+    table = pa.table({"token": list(counts), "count": list(counts.values())})
     pq.write_table(table, part_path(parts, shard))
-    return len(counts)
 
 
 def read_counts(tables: Iterable[pa.Table]) -> Iterator[dict[str, int]]:
-    for table in tables:
-        yield dict(zip(table.column("token").to_pylist(), table.column("count").to_pylist(),
-                       strict=True))  # fmt: skip
+    return (dict(zip(*t.to_pydict().values(), strict=True)) for t in tables)
 
 
 @task(name="vocab", cache_policy=NO_CACHE)
@@ -123,10 +113,8 @@ def build_vocab(pipeline: str, tokens: StageOutput, min_count: int) -> StageOutp
 def drop_rare_shard(shard: int, src: str, vocab: str, parts: str) -> int:
     """Row group `shard` of tokens.parquet -> part file (id, label, ids list<int32>)."""
     table = read_shard(src, shard)
-    id2tok = json.loads(Path(vocab).read_text())["tokens"]
-    ids, offsets = encode_docs(
-        table.column("tokens").to_pylist(), {t: i for i, t in enumerate(id2tok)}
-    )
+    tok2id = {t: i for i, t in enumerate(json.loads(Path(vocab).read_text())["tokens"])}
+    ids, offsets = encode_docs(table.column("tokens").to_pylist(), tok2id)
     column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids))
     keep = [c for c in ("id", "label") if c in table.column_names]
     pq.write_table(table.select(keep).append_column("ids", column), part_path(parts, shard))
