@@ -89,7 +89,7 @@ def main() -> None:
         if "a" not in skip:
             loop = notebook_train_pairs_per_sec(data, len(id2tok), n_pairs=args.loop_pairs)
             one = cfg.train.model_copy(update={"epochs": 1})
-            ours = train_word2vec(data, counts, one).fitted.per_sec
+            ours = train_word2vec(data, counts, one)[1].per_sec
             results["a"] = {"seqflow_pairs_s": ours, "notebook_pairs_s": loop, "ratio": ours / loop}
             print(f"(a) training: seqflow {ours:.0f} pairs/s, notebook loop {loop:.0f}", flush=True)
 
@@ -130,9 +130,9 @@ def versus_gensim(data, distance, counts, id2tok, ids, offsets, labels) -> dict:
     _, load_s = timed(warm)
     ours, ours_s = timed(train_word2vec, data, counts, t, distance)
     f1 = {
-        name: downstream_f1(vec, ids, offsets, labels, ev.test_size, ev.split_seed)
+        name: downstream_f1(vec, ids, offsets, labels, ev)
         for name, vec in (
-            ("seqflow", ours.model.word_vectors().numpy()),
+            ("seqflow", ours[0].model.word_vectors().numpy()),
             ("gensim", gensim_vectors),
         )
     }

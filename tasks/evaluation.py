@@ -26,44 +26,34 @@ def nearest_words(
     return {word: nearest(tok2id[word]) for word in words if word in tok2id}
 
 
-def loss_figure(epoch_loss: list[float], title: str = "training loss") -> Figure:
+def loss_figure(epoch_loss: list[float]) -> Figure:
     """Not a pyplot figure: no backend to choose, nothing to close."""
     fig = Figure(figsize=(6, 4), layout="tight")
     ax = fig.subplots()
     ax.plot(np.arange(1, len(epoch_loss) + 1), epoch_loss, "r-o", label="loss")
-    ax.set(xlabel="epoch", ylabel="mean cross-entropy", title=title)
+    ax.set(xlabel="epoch", ylabel="mean cross-entropy", title="training loss")
     ax.legend()
     return fig
 
 
-def mean_pooled(vectors: np.ndarray, ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """One vector per document: the mean of its tokens' vectors (zeros for an empty one)."""
-    lengths = np.diff(offsets)
-    doc_of = np.repeat(np.arange(len(lengths)), lengths)
-    sums = np.zeros((len(lengths), vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, doc_of, vectors[ids])
-    return sums / np.maximum(lengths, 1)[:, None]
-
-
 def downstream_f1(
-    vectors: np.ndarray,
-    ids: np.ndarray,
-    offsets: np.ndarray,
-    labels: np.ndarray,
-    test_size: float,
-    seed: int,
+    vectors: np.ndarray, ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray, cfg
 ) -> float:
     """F1 of the positive (hate) class: logistic regression on mean-pooled document vectors,
-    trained and scored on a fixed stratified split of the labelled rows."""
+    trained and scored on a fixed stratified split of the labelled rows (cfg: the evaluate
+    section, its test_size and split_seed)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = mean_pooled(vectors, ids, offsets)
+    lengths = np.diff(offsets)  # a document's vector: the mean of its tokens' (0 for none)
+    sums = np.zeros((len(lengths), vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, np.repeat(np.arange(len(lengths)), lengths), vectors[ids])
+    features = sums / np.maximum(lengths, 1)[:, None]
     x_tr, x_te, y_tr, y_te = train_test_split(
-        features, labels, test_size=test_size, random_state=seed, stratify=labels
+        features, labels, test_size=cfg.test_size, random_state=cfg.split_seed, stratify=labels
     )
     model = LogisticRegression(max_iter=2000, class_weight="balanced")
     pred = make_pipeline(StandardScaler(), model).fit(x_tr, y_tr).predict(x_te)
@@ -108,27 +98,27 @@ def score_embeddings(
     """downstream_f1 of any model's vectors on the same token lists: each model encodes them
     with its own vocabulary, so models with different vocabularies are compared fairly."""
     ids, offsets = encode_docs(docs, {t: i for i, t in enumerate(id2tok)})
-    return downstream_f1(vectors, ids, offsets, labels, cfg.test_size, cfg.split_seed)
+    return downstream_f1(vectors, ids, offsets, labels, cfg)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(trained, vocab: StageOutput, encoded: StageOutput, cfg, run_id: str) -> dict:
+def evaluate_task(
+    model, fitted, vocab: StageOutput, encoded: StageOutput, cfg, run_id: str
+) -> dict:
     """Neighbours of the probe words, the loss curve and downstream F1, logged to the run."""
     from tasks.engine import tracking
 
     logger = run_logger()
     id2tok, _ = read_vocab(vocab)
-    vectors = trained.model.word_vectors().float().cpu().numpy()
+    vectors = model.word_vectors().float().cpu().numpy()
     neighbours = nearest_words(vectors, id2tok, cfg.words, cfg.k)
     for word in cfg.words:
         logger.info("%s: %s", word, neighbours.get(word, "(not in the vocabulary)"))
     ids, offsets, table = read_encoded(encoded)
-    f1 = downstream_f1(
-        vectors, ids, offsets, table.column("label").to_numpy(), cfg.test_size, cfg.split_seed
-    )
+    f1 = downstream_f1(vectors, ids, offsets, table.column("label").to_numpy(), cfg)
     logger.info("downstream_f1 (hate class, logistic regression on mean vectors): %.4f", f1)
     tracking.log_json(run_id, id2tok, "vocab.json")
     tracking.log_json(run_id, neighbours, "neighbors.json")
-    tracking.log_figure(run_id, loss_figure(trained.fitted.train_loss), "loss.png")
+    tracking.log_figure(run_id, loss_figure(fitted.train_loss), "loss.png")
     tracking.log_metrics(run_id, {"downstream_f1": f1})
     return {"neighbors": neighbours, "downstream_f1": f1}

@@ -85,12 +85,7 @@ def differences(stage: str, new: dict, old: dict) -> list[str]:
     params = [_flat(p, stage) for p in pair("params")]
     out = [f"parameter {k} changed ({_v(a)} -> {_v(b)})" for k, a, b in _changed(*params, "unset")]
     out += [f"input {k} changed" for k, _, _ in _changed(*pair("inputs"))]
-    new_c, old_c = pair("code")
-    if not isinstance(new_c, dict) or not isinstance(old_c, dict):  # keys from before lineage
-        changed = ["?"] if new_c != old_c else []
-    else:
-        changed = [f for f, _, _ in _changed(new_c, old_c)]
-    if changed:
+    if changed := [f for f, _, _ in _changed(*pair("code"))]:
         out.append(f"code changed ({', '.join(changed)})")
     return out + [f"library {lib} changed ({a} -> {b})" for lib, a, b in _changed(*pair("libs"))]
 
@@ -106,23 +101,22 @@ def explain(stages: list[dict], earlier: list[tuple[str, list[dict]]]) -> list[s
     stages: the run's lineage entries {stage, key, cached, parts}; earlier: (run id, its
     lineage entries), newest first.
     """
-    lines = []
-    for s in stages:
-        name = s["stage"]
-        if s["cached"]:
-            lines.append(f"{name} cached (key {s['key'][:12]})")
-            continue
-        same = [(r, e["parts"]) for r, entries in earlier for e in entries if e["stage"] == name]
-        diffs = [(r, differences(name, s["parts"], parts)) for r, parts in same]
-        best = min(diffs, key=lambda d: len(d[1]), default=None)  # the first of the fewest
-        if best is None:
-            lines.append(f"{name} ran: first run of this stage")
-        elif not best[1] and s.get("always_runs"):
-            lines.append(f"{name} ran: it always runs; nothing it depends on changed since run "
-                         f"{best[0][:8]}")  # fmt: skip
-        elif not best[1]:
-            lines.append(f"{name} ran: same key as run {best[0][:8]}, whose output was missing "
-                         "or corrupted here")  # fmt: skip
-        else:
-            lines.append(f"{name} ran: {'; '.join(best[1])} (vs run {best[0][:8]})")
-    return lines
+    return [_why(s, earlier) for s in stages]
+
+
+def _why(s: dict, earlier: list[tuple[str, list[dict]]]) -> str:
+    name = s["stage"]
+    if s["cached"]:
+        return f"{name} cached (key {s['key'][:12]})"
+    same = [(r, e["parts"]) for r, entries in earlier for e in entries if e["stage"] == name]
+    diffs = [(r, differences(name, s["parts"], parts)) for r, parts in same]
+    best = min(diffs, key=lambda d: len(d[1]), default=None)  # the first of the fewest
+    if best is None:
+        return f"{name} ran: first run of this stage"
+    if not best[1] and s.get("always_runs"):
+        return (f"{name} ran: it always runs; nothing it depends on changed since run "
+                f"{best[0][:8]}")  # fmt: skip
+    if not best[1]:
+        return (f"{name} ran: same key as run {best[0][:8]}, whose output was missing "
+                "or corrupted here")  # fmt: skip
+    return f"{name} ran: {'; '.join(best[1])} (vs run {best[0][:8]})"

@@ -63,7 +63,7 @@ def report(pipeline: str, checks: list[Check], got: dict) -> tuple[str, list[str
 
 
 @task(name="parity", cache_policy=NO_CACHE)
-def check_parity(run_id: str, pipeline: str, checks: list[Check], got: dict, strict: bool) -> int:
+def check_parity(run_id: str, pipeline: str, checks: list[Check], got: dict, strict: bool) -> None:
     """Log parity.md and parity_failures; raise ParityError when a check fails and `strict`."""
     markdown, failed = report(pipeline, checks, got)
     tracking.log_text(run_id, markdown, "parity.md")
@@ -78,4 +78,3 @@ def check_parity(run_id: str, pipeline: str, checks: list[Check], got: dict, str
         run_logger().warning("%s parity check failed (strict_parity off): %s", pipeline, detail)
     else:
         run_logger().info("%s: all %d parity checks pass", pipeline, len(checks))
-    return len(failed)

@@ -14,14 +14,13 @@ def pipeline_record(
     pipeline: str, profile: str, run_id: str, link: str, stages: list[StageOutput], metrics: dict
 ) -> str:
     """What ran, what came from cache, the key metrics and the MLflow link, as markdown."""
-    hits = sum(s.cached for s in stages)
     values = [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()]
     lines = [
         f"# {pipeline} ({profile})",
         "",
         f"MLflow run [`{run_id}`]({link})",
         "",
-        f"## Stages ({hits} of {len(stages)} from cache)",
+        f"## Stages ({sum(s.cached for s in stages)} of {len(stages)} from cache)",
         "",
         *_table(
             ("stage", "cached", "key"),

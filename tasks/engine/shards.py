@@ -82,16 +82,17 @@ def rechunk(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
         yield pa.concat_tables(buffer).combine_chunks()
 
 
-def write_shards(tables: Iterable[pa.Table], path: Path, rows: int = ROWS_PER_SHARD) -> int:
-    """Stream tables into one Parquet file in row groups of `rows` rows; returns the row count.
-    An empty input still writes a file (with the first table's schema, or none at all)."""
+def write_shards(tables: Iterable[pa.Table], path: Path) -> int:
+    """Stream tables into one Parquet file in row groups of ROWS_PER_SHARD rows (the shards);
+    returns the row count. An empty input still writes a file (with the first table's schema,
+    or none at all)."""
     tables = iter(tables)
     if (first := next(tables, None)) is None:
         return 0
     total = 0
     with pq.ParquetWriter(path, first.schema, compression="zstd") as writer:
-        for chunk in rechunk(itertools.chain([first], tables), rows):
-            writer.write_table(chunk, row_group_size=rows)
+        for chunk in rechunk(itertools.chain([first], tables), ROWS_PER_SHARD):
+            writer.write_table(chunk, row_group_size=ROWS_PER_SHARD)
             total += chunk.num_rows
     return total
 
@@ -112,9 +113,9 @@ def read_parts(parts: Path, shards: int) -> Iterator[pa.Table]:
     return (pq.read_table(part_path(parts, i)) for i in range(shards))
 
 
-def merge_parts(parts: Path, shards: int, path: Path, rows: int = ROWS_PER_SHARD) -> int:
+def merge_parts(parts: Path, shards: int, path: Path) -> int:
     """Stream the part files, in shard order, into one file; then drop the parts."""
     try:
-        return write_shards(read_parts(parts, shards), path, rows)
+        return write_shards(read_parts(parts, shards), path)
     finally:
         shutil.rmtree(parts, ignore_errors=True)

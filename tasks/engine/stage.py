@@ -122,10 +122,11 @@ def run_stage(
     with FileLock(locks / f"{key[:20]}.lock"):  # one builder per key; a concurrent run waits
         if (manifest := _verify(final)) is not None:  # the run we waited for built it
             return reuse(manifest, "built by a concurrent run")
-        if final.exists():
+        if final.exists():  # an incomplete or corrupted earlier output: never read it again
             run_logger().warning(
                 "stage %s: %s is incomplete or corrupted; rebuilding it", stage, final
             )
+            shutil.rmtree(final)
         remove_stale_temps(base)
         tmp = base / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
@@ -136,27 +137,24 @@ def run_stage(
                 p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                 for p in sorted(tmp.iterdir())
             }
-            fingerprint = digest({n: m["sha256"] for n, m in files.items()})
             manifest = {
                 "pipeline": pipeline,
                 "stage": stage,
                 "key": key,
                 "parts": parts,
-                "fingerprint": fingerprint,
+                "fingerprint": digest({n: m["sha256"] for n, m in files.items()}),
                 "files": files,
                 "stats": stats,
                 "seconds": round(time.perf_counter() - started, 3),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            if final.exists():  # a corrupted earlier output: move it aside, never read it again
-                shutil.rmtree(final)
             with contextlib.suppress(OSError):  # another run finished the key first: theirs is good
                 os.replace(tmp, final)
         finally:  # the temp folder is gone once renamed; else (an error, a lost race) it goes now
             shutil.rmtree(tmp, ignore_errors=True)
     run_logger().info("stage %s: computed in %.2fs -> %s", stage, manifest["seconds"], final)
-    return StageOutput(stage, str(final), key, fingerprint, False, stats, parts)
+    return StageOutput(stage, str(final), key, manifest["fingerprint"], False, stats, parts)
 
 
 def remove_stale_temps(folder: Path, max_age_s: float = 6 * 3600) -> int:

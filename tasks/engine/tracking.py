@@ -200,18 +200,16 @@ def child_run(parent_id: str, experiment: str, name: str, params: dict, tags: di
     return tracked_run(experiment, params, {"mlflow.parentRunId": parent_id, **(tags or {})}, name)
 
 
-def log_stages(run_id: str, stages: list, steps: list[dict] = ()) -> int:
-    """Stage keys as tags, the parts of each key as artifact `lineage.json` (what `seqflow
-    explain` reads), with `steps` (lineage.step_entry: training) after the stages; returns
-    how many stages were cache hits."""
-    hits = sum(s.cached for s in stages)
+def log_stages(run_id: str, stages: list, steps: list[dict] = ()) -> None:
+    """Stage keys as tags, the cache hits as metric `cache_hits`, the parts of each key as
+    artifact `lineage.json` (what `seqflow explain` reads), with `steps` (lineage.step_entry:
+    training) after the stages."""
     keys = {f"stage.{s.stage}.key": s.key[:20] for s in stages}
     set_tags(run_id, keys | {f"stage.{s.stage}.cached": s.cached for s in stages})
-    log_metrics(run_id, {"cache_hits": hits})
+    log_metrics(run_id, {"cache_hits": sum(s.cached for s in stages)})
     entries = [{"stage": s.stage, "key": s.key, "cached": s.cached, "parts": s.parts}
                for s in stages]  # fmt: skip
     log_json(run_id, {"stages": entries + list(steps)}, LINEAGE)
-    return hits
 
 
 LINEAGE = "lineage.json"
@@ -319,7 +317,7 @@ def rollback_target(moves: list[dict]) -> int | None:
     stack: list[int] = []
     for m in moves:
         if m.get("rollback"):
-            del stack[-1:]  # pops one, if any
+            stack = stack[:-1]  # pops one, if any
         elif m.get("from") is not None and m["from"] != m["to"]:
             stack.append(m["from"])
     return stack[-1] if stack else None
@@ -363,10 +361,9 @@ def run_link(run_id: str) -> str:
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(run_id: str, model, registered_name: str, example_ids, example_output=None):
-    """Log the trained torch model (pickle format, with a signature) and register a new version
-    of it; the first version of a model becomes its champion. `example_output`: an example
-    output, where model(example_ids) is not the model's use."""
+def register_task(run_id: str, model, registered_name: str, example_ids):
+    """Log the trained torch model (pickle format, with a signature: model(example_ids)) and
+    register a new version of it; the first version of a model becomes its champion."""
     import mlflow.pytorch
     import numpy as np
     import torch
@@ -376,9 +373,8 @@ def register_task(run_id: str, model, registered_name: str, example_ids, example
     if np.issubdtype(example.dtype, np.integer):
         example = example.astype(np.int64)
     model.eval()
-    if example_output is None:
-        with torch.no_grad():
-            example_output = model(torch.as_tensor(example)).cpu().numpy()
+    with torch.no_grad():
+        example_output = model(torch.as_tensor(example)).cpu().numpy()
     client()
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
