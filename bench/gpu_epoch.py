@@ -49,12 +49,12 @@ def main() -> None:
     train_word2vec(pairs, counts, cfg.model_copy(update={"epochs": 1}))  # warm-up
     for label, update in (("parity", {}), ("parity-1024", {"batch_size": 1024, "lr": 0.01})):
         start = time.perf_counter()
-        result = train_word2vec(pairs, counts, cfg.model_copy(update=update))
+        _, fitted = train_word2vec(pairs, counts, cfg.model_copy(update=update))
         total = time.perf_counter() - start
         print(
             f"{label}: batch {cfg.model_copy(update=update).batch_size}, {cfg.epochs} epochs in "
-            f"{total:.2f}s = {total / cfg.epochs:.2f}s/epoch, {result.fitted.per_sec:.0f} pairs/s, "
-            f"final loss {result.fitted.train_loss[-1]:.4f}",
+            f"{total:.2f}s = {total / cfg.epochs:.2f}s/epoch, {fitted.per_sec:.0f} pairs/s, "
+            f"final loss {fitted.train_loss[-1]:.4f}",
             flush=True,
         )
 

@@ -7,7 +7,6 @@ ingest (validated monthly CSV) -> windows (Parquet) -> train the LSTM forecaster
 
 import hashlib
 import json
-from functools import partial
 
 import matplotlib
 
@@ -73,7 +72,6 @@ def train_task(config: AirlineConfig, ev: Evaluator, run_id: str, where) -> dict
             checkpoints=where,
             run_id=run_id,
             meta={"run_ids": [run_id]},
-            close_runs=partial(tracking.close_interrupted, by=run_id),
         )
     finally:
         torch.set_num_threads(threads)

@@ -70,7 +70,6 @@ def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_f
             checkpoints=where,
             run_id=run_id,
             meta=meta,
-            close_runs=lambda old: tracking.close_interrupted(old, run_id),
         )
         model = recipe.model.cpu()
         final = perplexity(model, recipe.test, cfg.batch_size, "cpu")

@@ -6,7 +6,6 @@ sequences (Parquet) -> numpy_rnn | numpy_lstm | torch_lstm: train, losses, predi
 
 import hashlib
 import json
-from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -86,7 +85,6 @@ def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent
                 checkpoints=where,
                 run_id=run_id,
                 meta={"run_ids": [run_id, parent]},
-                close_runs=partial(tracking.close_interrupted, by=run_id),
             )
             final = _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word)
     finally:

@@ -44,7 +44,8 @@ def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[
 
         report = incoming_report(load_config("seq2seq", "parity", list(overrides)), files)
         added = {f.name: {"pairs": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
-                          "duplicate_of": f.duplicate_of} for f in report.files}  # fmt: skip
+                          "duplicate_of": f.duplicate_of}
+                 for f in report.files if f.name in names}  # fmt: skip
     else:
         from tasks.chars import check_incoming
 

@@ -94,12 +94,8 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
     kwargs = {"encoded": encoded.path, "src_vocab": len(src_vocab),
               "trg_vocab": len(trg_vocab), "cfg": cfg}  # fmt: skip
     where = Path(checkpoints) if checkpoints else None
-
-    def close_runs(ids: list[str]) -> None:  # the runs a kill left RUNNING: KILLED
-        tracking.close_interrupted(ids, run_id)
-
     build = Build("tasks.train.seq2seq:recipe", kwargs)
-    recipe, fitted = fit(build, Plan.of(cfg), where, run_id, meta, close_runs)
+    recipe, fitted = fit(build, Plan.of(cfg), where, run_id, meta)
     n_params = count_parameters(recipe.model)
     kept = (f"best epoch {fitted.best_epoch + 1}" if fitted.best_epoch is not None
             else f"the last epoch{'s averaged' if cfg.average_last > 1 else ''}")  # fmt: skip

@@ -83,14 +83,14 @@ def word2vec(
         meta = {"profile": config.profile, "params": flatten(config)}
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
             owned_ckpt = str(ckpt) if owned else None  # train.nproc > 1: rank 0 writes them
-            trained = train_task(pairs, vocab, config.train, run_id, owned_ckpt, meta)
-            scores = evaluate_task(trained, vocab, encoded, config.evaluate, run_id)
-            model = tracking.register_task(run_id, trained.model, PIPELINE, example_ids=[0, 1, 2])
+            model, fitted = train_task(pairs, vocab, config.train, run_id, owned_ckpt, meta)
+            scores = evaluate_task(model, fitted, vocab, encoded, config.evaluate, run_id)
+            version = tracking.register_task(run_id, model, PIPELINE, example_ids=[0, 1, 2])
         metrics |= {
-            "final_train_loss": trained.fitted.train_loss[-1],
-            "pairs_per_sec": trained.fitted.per_sec,
+            "final_train_loss": fitted.train_loss[-1],
+            "pairs_per_sec": fitted.per_sec,
             "downstream_f1": scores["downstream_f1"],
-            "model_version": model["version"],
+            "model_version": version["version"],
         }
         record = records.pipeline_record(
             PIPELINE, config.profile, run_id, tracking.run_link(run_id), stages, metrics

@@ -138,7 +138,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     pairs = read_pairs(stage_output(data_dir, "windows"))
     _, counts = read_vocab(stage_output(data_dir, "vocab"))
     cfg = load_config("word2vec", "quick", overrides).train
-    reference = train_word2vec(pairs, counts, cfg).fitted.train_loss
+    reference = train_word2vec(pairs, counts, cfg)[1].train_loss
     history = store(data_dir).get_metric_history(run_id, "train_loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2, 3]
     logged = [m.value for m in sorted(history, key=lambda m: m.step)]
@@ -170,7 +170,7 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, reque
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         request.addfinalizer(lambda: numba.set_num_threads(threads))
-    whole = train_word2vec(pairs, counts, cfg)
+    whole, whole_fitted = train_word2vec(pairs, counts, cfg)
 
     crashing = make_recipe(pairs, counts, cfg)
     start_epoch = crashing.start_epoch
@@ -184,10 +184,10 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, reque
     with pytest.raises(Crash):
         fit(crashing, Plan.of(cfg), checkpoints=tmp_path)
     assert [p.name for p in tmp_path.glob("epoch-*.pt")] == ["epoch-0001.pt"]
-    resumed = train_word2vec(pairs, counts, cfg, checkpoints=tmp_path)
-    assert resumed.fitted.resumed_epochs == 1
-    assert resumed.fitted.train_loss == whole.fitted.train_loss
-    assert resumed.fitted.items == whole.fitted.items
+    resumed, resumed_fitted = train_word2vec(pairs, counts, cfg, checkpoints=tmp_path)
+    assert resumed_fitted.resumed_epochs == 1
+    assert resumed_fitted.train_loss == whole_fitted.train_loss
+    assert resumed_fitted.items == whole_fitted.items
     for k, v in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v)
 

@@ -64,13 +64,12 @@ def same_topic_margin(vectors: np.ndarray) -> float:
 def test_each_model_and_kernel_learns_the_topics(overrides):
     pairs, counts = toy_pairs()
     cfg = load_config("word2vec", "parity").train.model_copy(update={"epochs": 4, **overrides})
-    result = train_word2vec(pairs, counts, cfg)
-    assert len(result.fitted.train_loss) == 4 and all(np.isfinite(result.fitted.train_loss))
-    assert result.fitted.train_loss[-1] < result.fitted.train_loss[0]
-    assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3
-    assert result.fitted.items == 4 * len(pairs) and result.fitted.per_sec > 0
-    assert [set(row) for row in result.fitted.history] == [{"train_loss",
-                                                            "epoch_pairs_per_sec"}] * 4  # fmt: skip
+    recipe, fitted = train_word2vec(pairs, counts, cfg)
+    assert len(fitted.train_loss) == 4 and all(np.isfinite(fitted.train_loss))
+    assert fitted.train_loss[-1] < fitted.train_loss[0]
+    assert same_topic_margin(recipe.model.word_vectors().numpy()) > 0.3
+    assert fitted.items == 4 * len(pairs) and fitted.per_sec > 0
+    assert [set(row) for row in fitted.history] == [{"train_loss", "epoch_pairs_per_sec"}] * 4
 
 
 def test_max_steps_per_epoch_cuts_epochs_short():
@@ -78,9 +77,9 @@ def test_max_steps_per_epoch_cuts_epochs_short():
     cfg = load_config("word2vec", "parity").train.model_copy(
         update={"epochs": 2, "batch_size": 100, "max_steps_per_epoch": 3}
     )
-    assert train_word2vec(pairs, counts, cfg).fitted.items == 2 * 3 * 100
+    assert train_word2vec(pairs, counts, cfg)[1].items == 2 * 3 * 100
     numba_cfg = cfg.model_copy(update={"model": "sgns", "kernel": "numba"})
-    assert train_word2vec(pairs, counts, numba_cfg).fitted.items == 2 * 3 * 100
+    assert train_word2vec(pairs, counts, numba_cfg)[1].items == 2 * 3 * 100
 
 
 def test_no_pairs_is_a_clear_error():
@@ -119,9 +118,9 @@ def test_best_profile_trains_on_fewer_pairs_with_the_same_signal():
     cfg = load_config("word2vec", "best").train.model_copy(
         update={"epochs": 4, "lr": 0.05, "embed_size": 16, "subsample": 0.0}
     )
-    result = train_word2vec(pairs, counts, cfg, distance=distance)
-    assert 0.55 * 4 * len(pairs) < result.fitted.items < 0.8 * 4 * len(pairs)  # E = 2/3
-    assert same_topic_margin(result.model.word_vectors().numpy()) > 0.3
+    recipe, fitted = train_word2vec(pairs, counts, cfg, distance=distance)
+    assert 0.55 * 4 * len(pairs) < fitted.items < 0.8 * 4 * len(pairs)  # E = 2/3
+    assert same_topic_margin(recipe.model.word_vectors().numpy()) > 0.3
 
 
 def test_warm_start_keeps_known_tokens_and_starts_new_ones_fresh():

@@ -45,14 +45,13 @@ class Forward(nn.Module):
 
 @dataclass
 class Job:
-    """What every rank needs, as JSON (job.json beside result.pt)."""
+    """What every rank needs, as JSON (job.json; rank 0 writes result.pt beside it)."""
 
     build: Build
     plan: Plan
     checkpoints: str | None
     run_id: str | None
     meta: dict | None
-    out: str  # rank 0 writes result.pt here
     env: dict
 
 
@@ -63,11 +62,11 @@ def launch(build, recipe: Recipe, plan: Plan, checkpoints: Path | None, run_id, 
                          "factory every rank can call), not a recipe")  # fmt: skip
     env = {k: os.environ[k] for k in ENV if k in os.environ}
     with tempfile.TemporaryDirectory(prefix="seqflow-ddp-") as tmp:
-        job = Job(build, plan, str(checkpoints) if checkpoints else None, run_id, meta, tmp, env)
+        job = Job(build, plan, str(checkpoints) if checkpoints else None, run_id, meta, env)
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(asdict(job), default=loop.json_default))
         (_torchrun if plan.launcher == "torchrun" else _spawn)(job_file, plan.nproc)
-        result = torch.load(Path(tmp) / "result.pt", map_location="cpu", weights_only=True)
+        result = torch.load(job_file.with_name("result.pt"), map_location="cpu", weights_only=True)
     recipe.model.load_state_dict(result["model"])
     return Fitted(**result["fitted"])
 
@@ -139,7 +138,7 @@ def worker(job_file: str) -> None:
         run_epochs(recipe, job.plan, where, job.run_id, job.meta, fitted, step, rank == 0)
         if rank == 0:
             result = {"model": recipe.model.state_dict(), "fitted": vars(fitted)}
-            checkpoint.write(Path(job.out) / "result.pt", result)
+            checkpoint.write(Path(job_file).with_name("result.pt"), result)
     finally:
         dist.destroy_process_group()
 

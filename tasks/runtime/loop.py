@@ -7,13 +7,13 @@ with RNG states and resume, the NaN/inf stop, SIGINT/SIGTERM, device and precisi
 (`plan.nproc`, see tasks/runtime/ddp.py) and best-checkpoint selection.
 """
 
-import importlib
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from pkgutil import resolve_name
 
 import numpy as np
 import torch
@@ -107,12 +107,7 @@ class Build:
     kwargs: dict = field(default_factory=dict)
 
     def __call__(self) -> "Recipe":
-        return _named(self.target)(**self.kwargs)
-
-
-def _named(ref: str):
-    module, name = ref.split(":")
-    return getattr(importlib.import_module(module), name)
+        return resolve_name(self.target)(**self.kwargs)
 
 
 def json_default(value):
@@ -128,7 +123,7 @@ def json_default(value):
 
 def json_hook(obj: dict):
     """json.loads's `object_hook`: a pydantic model `json_default` wrote, re-validated."""
-    return _named(obj["__model__"]).model_validate(obj["data"]) if "__model__" in obj else obj
+    return resolve_name(obj["__model__"]).model_validate(obj["data"]) if "__model__" in obj else obj
 
 
 @dataclass
@@ -180,12 +175,12 @@ class Fitted:
 
 class Metrics:
     """Per-epoch metrics to one MLflow run, sent in batches (a 3,000-epoch run would
-    otherwise wait on the store 3,000 times). A store that fails is warned about once;
-    training goes on, the checkpoints keep the model."""
+    otherwise wait on the store 3,000 times), the `earlier` (resumed) epochs' first. A store
+    that fails is warned about once; training goes on, the checkpoints keep the model."""
 
-    def __init__(self, run_id: str | None, every_s: float = 5.0):
+    def __init__(self, run_id: str | None, earlier: list[dict], every_s: float = 5.0):
         self.run_id, self.every_s = run_id, every_s
-        self.queue: list[tuple[int, dict]] = []
+        self.queue: list[tuple[int, dict]] = list(enumerate(earlier)) if run_id else []
         self.sent, self.down = time.monotonic(), None
 
     def add(self, step: int, metrics: dict) -> None:
@@ -252,9 +247,7 @@ def run_epochs(
     """The epoch loop itself, recording into `fitted`, in one process or on one DDP rank
     (`step`: the rank's step; only the `lead` rank checkpoints and logs). The resumed epochs
     are logged to `run_id` again, then each new one."""
-    metrics = Metrics(run_id if lead else None)
-    for epoch, row in enumerate(fitted.history):
-        metrics.add(epoch, row)
+    metrics = Metrics(run_id if lead else None, fitted.history)
     step = step or (lambda batch: recipe.train_step(partial(recipe.loss, recipe.model), batch, 1.0))
     try:
         shown_at = time.monotonic()

@@ -15,7 +15,6 @@ def fit(
     checkpoints: Path | None = None,
     run_id: str | None = None,
     meta: dict | None = None,
-    close_runs: Callable[[list[str]], None] | None = None,
 ) -> tuple[Recipe, Fitted]:
     """Train `build()`'s recipe by `plan`. With a `checkpoints` folder, resume after the
     newest checkpoint there and write one per `plan.checkpoint_every` epochs; per-epoch metrics
@@ -35,9 +34,8 @@ def fit(
             tracking.set_tags(run_id, {"resumed_from_epoch": fitted.resumed_epochs,
                                        "resumed_from_checkpoint": fitted.resumed_from,
                                        "resumed_from_run": run_ids[0]})  # fmt: skip
-        old = [r for r in run_ids if r and r != run_id]
-        if old and close_runs is not None:
-            close_runs(old)
+            # the runs a kill left RUNNING: KILLED
+            tracking.close_interrupted([r for r in run_ids if r and r != run_id], run_id)
     with signals.training():
         if plan.nproc > 1 and fitted.resumed_epochs < plan.epochs:
             fitted = ddp.launch(build, recipe, plan, checkpoints, run_id, meta)

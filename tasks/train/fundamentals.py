@@ -19,12 +19,16 @@ KINDS = ("numpy_rnn", "numpy_lstm", "torch_lstm")
 
 class _ValidatedFirst(Recipe):
     """One sequence per step (train_loss the mean over steps), the training items as batches;
-    `start_epoch` sets val_loss before the epoch's updates and `evaluate` reports it."""
+    `start_epoch` takes `mean_loss` of the validation pairs before the epoch's updates and
+    `evaluate` reports it."""
 
     unit, report = "sequences", "batch"
 
     def batches(self, epoch: int):
         return self.train
+
+    def start_epoch(self, epoch: int) -> None:
+        self.val_loss = self.mean_loss(self.val)
 
     def evaluate(self, epoch: int) -> dict[str, float]:
         return {"val_loss": self.val_loss}
@@ -58,9 +62,6 @@ class NumpyRecipe(_ValidatedFirst):
         """Mean over sequences of the notebook's per-sequence loss (no update)."""
         return float(sum(self.loss_and_grads(x, y)[0] for x, y in pairs) / len(pairs))
 
-    def start_epoch(self, epoch: int) -> None:
-        self.val_loss = self.mean_loss(self.val)
-
     def train_step(self, compute, batch, scale: float):
         """The notebook's step; a NaN/inf loss stops the runtime's loop right after it."""
         loss, grads = self.loss_and_grads(*batch)
@@ -92,23 +93,20 @@ class TorchRecipe(_ValidatedFirst):
         self.model = ToyLSTM(vocab_size, cfg.hidden).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.torch_lr)
         self.criterion = nn.CrossEntropyLoss()
-        self.train, self.val = ([self._tensors(x, y) for x, y in p] for p in (train, val))
+        self.train, self.val = [self._tensors(x, y) for x, y in train], val
 
     def _tensors(self, x, y):  # one-hot [T, V, 1] -> [T, 1, V]; targets as indices
         return (torch.Tensor(x).permute(0, 2, 1).to(self.device),
                 torch.LongTensor(np.argmax(y[:, :, 0], axis=1)).to(self.device))  # fmt: skip
-
-    def start_epoch(self, epoch: int) -> None:
-        self.val_loss = self.mean_loss(tensors=self.val)
 
     def loss(self, model, batch):
         x, y = batch
         return self.criterion(model(x), y), 1
 
     @torch.no_grad()
-    def mean_loss(self, pairs=None, tensors=None) -> float:
+    def mean_loss(self, pairs) -> float:
         self.model.eval()
-        tensors = tensors or [self._tensors(x, y) for x, y in pairs]
+        tensors = [self._tensors(x, y) for x, y in pairs]
         return sum(self.criterion(self.model(x), y).item() for x, y in tensors) / len(tensors)
 
     @torch.no_grad()

@@ -4,8 +4,6 @@ and on the compiled CPU kernel (models/sgns_cpu.py) — with their losses, noise
 subsampling helpers, the warm start, and the flow's train task. `fit` trains them."""
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -122,11 +120,10 @@ class PairRecipe(Recipe):
 
     name, unit = NAME, "pairs"
 
-    def __init__(self, pairs, counts, cfg, p_pair, init, device: torch.device):
+    def __init__(self, pairs, counts, cfg, p_pair, device: torch.device):
         self.cfg, self.device = cfg, device
         self.data = torch.from_numpy(pairs.astype(np.int64)).to(device)  # [N, 2]
         model = (Word2Vec if cfg.model == "softmax" else SkipGramNS)(len(counts), cfg.embed_size)
-        self.warm_tokens = init(model) if init else None
         self.model = model.to(device)
         if cfg.model == "softmax":
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
@@ -167,12 +164,11 @@ class KernelRecipe(Recipe):
 
     name, unit = NAME, "pairs"
 
-    def __init__(self, pairs, counts, cfg, p_pair, init):
+    def __init__(self, pairs, counts, cfg, p_pair):
         from models.sgns_cpu import alias_table
 
         self.cfg, self.p_pair = cfg, p_pair
         self.model = model = SkipGramNS(len(counts), cfg.embed_size)
-        self.warm_tokens = init(model) if init else None
         # NumPy views of the weights: the kernel updates them in place, a resume copies into them
         self.win, self.wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()
         self.noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
@@ -212,62 +208,55 @@ class KernelRecipe(Recipe):
 
 
 def make_recipe(
-    pairs: np.ndarray,
-    counts: np.ndarray,
-    cfg,
-    distance: np.ndarray | None = None,
-    init: Callable[[nn.Module], int] | None = None,
+    pairs: np.ndarray, counts: np.ndarray, cfg, distance: np.ndarray | None = None
 ) -> Recipe:
     """The recipe for `pairs` (int [N, 2] center, context) and token frequencies `counts`.
 
     cfg: the train section (model, embed_size, batch_size, lr, epochs, kernel, ...). distance:
-    each pair's window distance, needed by cfg.dynamic_window. init: called on the fresh model
-    (e.g. a warm start), returns how many tokens it carried over."""
+    each pair's window distance, needed by cfg.dynamic_window."""
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     if len(pairs) == 0:
         raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
     p_pair = pair_probability(pairs, counts, cfg, distance)
     if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
-        return KernelRecipe(pairs, counts, cfg, p_pair, init)
-    return PairRecipe(pairs, counts, cfg, p_pair, init, device)
+        return KernelRecipe(pairs, counts, cfg, p_pair)
+    return PairRecipe(pairs, counts, cfg, p_pair, device)
 
 
 def recipe(pairs: str, vocab: str, cfg, warm: dict | None = None) -> Recipe:
     """The recipe of a windows stage folder `pairs` and a vocab stage folder `vocab`: what
     `Build("tasks.train.word2vec:recipe", {...})` makes in the flow and on every DDP rank.
-    warm: {"name", "version", "run_id"} of the registered model to warm-start from."""
+    warm: {"version", "run_id"} of the registered model to warm-start from (the recipe's
+    `warm_tokens`: how many tokens it carried over; None without one)."""
     from tasks.vocab import read_vocab
     from tasks.windows import read_distances, read_pairs
 
     id2tok, counts = read_vocab(_stage("vocab", vocab))
     windows = _stage("windows", pairs)
     distance = read_distances(windows) if cfg.dynamic_window else None
-    init = _warm_init(warm, id2tok) if warm else None
-    return make_recipe(read_pairs(windows), counts, cfg, distance, init)
+    built = make_recipe(read_pairs(windows), counts, cfg, distance)
+    built.warm_tokens = _warm_start(built.model, warm, id2tok) if warm else None
+    return built
 
 
 def _stage(name: str, path: str) -> StageOutput:
     return StageOutput(name, str(path), "", "", True)
 
 
-def _warm_init(warm: dict, id2tok: list[str]) -> Callable[[nn.Module], int]:
-    """An `init` that copies the rows of tokens the model `warm` knows (loaded now, before
-    the seeded model is built)."""
+def _warm_start(model: nn.Module, warm: dict, id2tok: list[str]) -> int:
+    """Copy the rows of tokens the registered model `warm` knows into the fresh `model`;
+    how many tokens were carried over."""
     from tasks.engine import tracking
 
-    old = tracking.load_model(warm["name"], warm["version"])
+    old = tracking.load_model(NAME, warm["version"])
     old_vocab = tracking.load_json(warm["run_id"], "vocab.json")
-
-    def init(model: nn.Module) -> int:
-        carried = warm_start(model, old, old_vocab, id2tok)
-        log.info(
-            "warm start from %s version %s: %d of %d tokens keep their vectors, %d start fresh",
-            warm["name"], warm["version"], carried, len(id2tok), len(id2tok) - carried,
-        )  # fmt: skip
-        return carried
-
-    return init
+    carried = warm_start(model, old, old_vocab, id2tok)
+    log.info(
+        "warm start from %s version %s: %d of %d tokens keep their vectors, %d start fresh",
+        NAME, warm["version"], carried, len(id2tok), len(id2tok) - carried,
+    )  # fmt: skip
+    return carried
 
 
 def check_ddp(cfg) -> None:
@@ -284,38 +273,29 @@ def check_ddp(cfg) -> None:
 # -- training ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Trained:
-    """A trained model and the runtime's record of its training (`fitted.train_loss`: the
-    epochs' losses, `fitted.per_sec`: pairs per second)."""
-
-    model: nn.Module
-    fitted: Fitted
-
-
 def train_word2vec(
     pairs: np.ndarray,
     counts: np.ndarray,
     cfg,
     distance: np.ndarray | None = None,
     checkpoints: Path | None = None,
-) -> Trained:
-    """make_recipe + fit in this process (tests, benchmarks): no MLflow run. checkpoints: a
-    folder for one checkpoint per epoch, resumed after the newest one found there."""
+) -> tuple[Recipe, Fitted]:
+    """make_recipe + fit in this process (tests, benchmarks): no MLflow run; (the recipe, its
+    model trained; the record), as `fit` returns them. checkpoints: a folder for one
+    checkpoint per epoch, resumed after the newest one found there."""
     built = make_recipe(pairs, counts, cfg, distance)
-    built, fitted = fit(built, Plan.of(cfg, nproc=1), checkpoints=checkpoints)
-    return Trained(built.model, fitted)
+    return fit(built, Plan.of(cfg, nproc=1), checkpoints=checkpoints)
 
 
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(
     pairs: StageOutput, vocab: StageOutput, cfg, run_id: str, checkpoints: str | None = None,
     meta: dict | None = None,
-) -> Trained:  # fmt: skip
+) -> tuple[nn.Module, Fitted]:  # fmt: skip
     """Train on the Parquet pairs (train.nproc DDP ranks read them too); the runtime logs the
     per-epoch metrics to the MLflow run as they happen and resumes from `checkpoints`.
     meta: stored with each checkpoint, with the vocabulary, so `seqflow log-model` can log it
-    later."""
+    later. Returns (the trained model, the runtime's record of its training)."""
     from tasks.engine import tracking
     from tasks.vocab import read_vocab
 
@@ -324,13 +304,12 @@ def train_task(
     champ = tracking.champion(NAME) if cfg.warm_start else None
     if cfg.warm_start and champ is None:
         logger.info("warm start: no champion yet, training from scratch")
-    warm = None if champ is None else {"name": NAME, "version": str(champ.version),
-                                       "run_id": champ.run_id}  # fmt: skip
+    warm = None if champ is None else {"version": str(champ.version), "run_id": champ.run_id}
     logger.info("training %s on %s pairs, vocab %d, device %s%s", cfg.model,
                 pairs.stats.get("pairs", "?"), len(counts), pick_device(cfg.device),
                 f", {cfg.nproc} DDP ranks" if cfg.nproc > 1 else "")  # fmt: skip
     if warm:
-        tracking.set_tags(run_id, {"warm_start_from": f"{warm['name']}/{warm['version']}"})
+        tracking.set_tags(run_id, {"warm_start_from": f"{NAME}/{warm['version']}"})
     if cfg.nproc > 1:
         tracking.set_tags(run_id, {"ddp_world_size": cfg.nproc})
     meta = {"pipeline": NAME, "run_id": run_id, "run_ids": [run_id], "vocab": id2tok,
@@ -339,8 +318,7 @@ def train_task(
     build = Build("tasks.train.word2vec:recipe",
                   {"pairs": pairs.path, "vocab": vocab.path, "cfg": cfg, "warm": warm})  # fmt: skip
     built, fitted = fit(build, Plan.of(cfg), checkpoints=Path(checkpoints) if checkpoints else None,
-                        run_id=run_id, meta=meta,
-                        close_runs=lambda ids: tracking.close_interrupted(ids, run_id))  # fmt: skip
+                        run_id=run_id, meta=meta)  # fmt: skip
     if built.warm_tokens is not None:
         tracking.log_metrics(run_id, {"warm_start_tokens": built.warm_tokens})
-    return Trained(built.model, fitted)
+    return built.model, fitted
