@@ -49,7 +49,7 @@ def normalize(text: str) -> str:
 
 def by_count(counts: Counter) -> list[str]:
     """Keys by descending count, ties in the counter's (first-seen) order: a stable sort."""
-    return [c for c, _ in sorted(counts.items(), key=lambda kv: kv[1], reverse=True)]
+    return [c for c, _ in counts.most_common()]
 
 
 def chapters(body: str) -> list[str]:

@@ -88,14 +88,12 @@ def download(source: SourceFile, target: Path, *, retries: int = 3, backoff: flo
                 )
             os.replace(tmp, target)
             return target
-        except urllib.error.HTTPError as err:
-            if err.code < 500:  # 404 and friends will not get better by retrying
-                raise DataSourceError(
+        except OSError as err:  # HTTPError, URLError, a refused connection, a truncated transfer
+            if isinstance(err, urllib.error.HTTPError) and err.code < 500:
+                raise DataSourceError(  # 404 and friends will not get better by retrying
                     f"download of {source.url} failed: HTTP {err.code} {err.reason}. Check the URL "
                     "in tasks/engine/catalog.py, or use a mirror (SEQFLOW_MIRROR)."
                 ) from err
-            last = err
-        except OSError as err:  # URLError, a refused connection, a truncated transfer
             last = err
         finally:
             tmp.unlink(missing_ok=True)
@@ -226,7 +224,7 @@ def _read_rows(path: Path, spec: DatasetSpec, limit_rows: int | None = None) -> 
     """(pyarrow table, decode_errors, bad_rows) of one CSV in the dataset's columns."""
     table = read_csv(path, spec.columns)
     arrays = {c: pa.array(v[: limit_rows or None], pa.string()) for c, v in table.columns.items()}
-    for name in filter(arrays.__contains__, ("id", "label")):  # integer columns it has
+    for name in [c for c in ("id", "label") if c in arrays]:  # integer columns it has
         try:
             arrays[name] = arrays[name].cast(pa.int64())
         except pa.ArrowInvalid as err:

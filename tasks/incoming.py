@@ -15,7 +15,8 @@ Files are read in name order, as the ingest stage reads them.
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.data import DataSourceError, fetch, read_csv, sha256_file
@@ -53,7 +54,7 @@ class FileReport:
     rows: int  # data rows in the file
     new: int  # rows it adds
     duplicates: int  # rows already in the source or an earlier file
-    duplicate_of: list[str] = field(default_factory=list)  # where those rows were
+    duplicate_of: list[str]  # where those rows were
 
 
 @dataclass
@@ -61,7 +62,48 @@ class Report:
     files: list[FileReport]
     fingerprint: str  # of the set of new rows ("" = none): names and order play no part
     keep: dict[str, list[bool]]  # file name -> which of its rows to ingest
-    added: list = field(default_factory=list)  # seq2seq: the new (de, en) pairs, in order
+    added: list  # the new rows, in order (seq2seq: the (de, en) pairs add_pairs appends)
+
+
+class Ledger:
+    """Rows checked file after file: where each row's content key was first seen (the source,
+    or an incoming file) and what each file adds: which of its rows to keep, where its
+    duplicates were."""
+
+    def __init__(self, known: dict):  # content key (word2vec: and id) -> where it already is
+        self.where = dict(known)
+        self.keep: dict[str, list[bool]] = {}
+        self.dup_of: dict[str, set[str]] = {}
+        self.added: dict[bytes, object] = {}  # new content key -> its row
+
+    def files(self, files: list[Path], earlier: list[Path] = ()) -> Iterator[Path]:
+        """The `earlier` files (already in the incoming folder), then `files`, in name order."""
+        for path in [*by_name(earlier), *by_name(files)]:
+            self.keep[path.name], self.dup_of[path.name] = [], set()
+            yield path
+
+    def add(self, path: Path, key: bytes, row) -> bool:
+        """Whether a row of `path` is new (kept; its key now first seen there), else it is a
+        duplicate: dropped and counted."""
+        new = key not in self.where
+        self.keep[path.name].append(new)
+        if new:
+            self.where[key] = f"incoming {path.name}"
+            self.added[key] = row
+        else:
+            self.dup_of[path.name].add(self.where[key])
+        return new
+
+    def report(self, faults: list[Fault]) -> Report:
+        """Every fault at once (IncomingError), else what each file adds."""
+        if faults:
+            raise IncomingError(faults)
+        files = [
+            FileReport(name, len(flags), sum(flags), flags.count(False), sorted(self.dup_of[name]))
+            for name, flags in self.keep.items()
+        ]
+        fp = hashlib.sha256(b"".join(sorted(self.added))).hexdigest() if self.added else ""
+        return Report(files, fp, self.keep, list(self.added.values()))
 
 
 def _row_key(label: str, text: str) -> bytes:
@@ -83,17 +125,15 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
     ids = {i.strip(): _row_key(lb.strip(), t) for i, lb, t in zip(*cols, strict=True)}
     labels = {lb.strip() for lb in src["label"]}
     source = f"the source {file}" + (f" (first {limit_rows} rows)" if limit_rows else "")
-    # every id (str) and row key (bytes) seen so far -> where it was first seen
-    where = dict.fromkeys([*ids, *ids.values()], source)
-    faults, reports, keep, new_keys = [], [], {}, []
-    for path in [*by_name(earlier), *by_name(files)]:
+    seen = Ledger(dict.fromkeys([*ids, *ids.values()], source))  # ids (str) and row keys (bytes)
+    faults = []
+    for path in seen.files(files, earlier):
         try:
             table = read_csv(path, spec.columns)
         except DataSourceError as err:
             faults.append(Fault(str(path), 0, str(err)))
             continue
         in_file: dict[str, int] = {}
-        flags, dups, dup_of = [], 0, set()
         cols = (table.columns[c] for c in ("id", "label", "tweet"))
         for line, i, lb, text in zip(table.lines, *cols, strict=True):
             i, lb = i.strip(), lb.strip()
@@ -109,25 +149,15 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
                 bad.append(f"id {i} repeats line {in_file[i]} of this file: ids are unique")
             faults += [Fault(str(path), line, b) for b in bad]
             in_file.setdefault(i, line)
-            key = _row_key(lb, text)
-            flags.append(not bad and key not in where and i not in where)
             if bad:
                 continue
-            if key in where:  # the same row again: dropped, counted
-                dups += 1
-                dup_of.add(where[key])
-            elif i in where:
-                faults.append(Fault(str(path), line, f"id {i} is already in {where[i]} with "
+            key = _row_key(lb, text)
+            if key not in seen.where and i in seen.where:  # a new row under a known id
+                faults.append(Fault(str(path), line, f"id {i} is already in {seen.where[i]} with "
                                     "another label or text: give the row a new id"))  # fmt: skip
-            else:
-                where[i] = where[key] = f"incoming {path.name}"
-                new_keys.append(key)
-        keep[path.name] = flags
-        reports.append(FileReport(path.name, len(flags), sum(flags), dups, sorted(dup_of)))
-    if faults:
-        raise IncomingError(faults)
-    fp = hashlib.sha256(b"".join(sorted(new_keys))).hexdigest() if new_keys else ""
-    return Report(reports, fp, keep)
+            elif seen.add(path, key, (i, lb, text)):  # a new row: its id is now taken
+                seen.where[i] = seen.where[key]
+    return seen.report(faults)
 
 
 def _is_int(value: str) -> bool:
@@ -139,32 +169,27 @@ def _is_int(value: str) -> bool:
 
 
 def content_fingerprint(
-    incoming: list[Path], dataset: str = "tweets_hate_speech", file: str = "train.csv",
-    limit_rows: int | None = None,
-) -> tuple[str, list[FileReport]]:  # fmt: skip
+    incoming: list[Path], dataset: str, file: str, limit_rows: int | None
+) -> tuple[str, list[FileReport]]:
     """(fingerprint of what the incoming files add, "" when nothing; their reports). CSVs by
     their new rows (tasks/incoming.py's rules), other files by their distinct contents."""
-    incoming = by_name(incoming)
     if not incoming:
         return "", []
-    if all(p.suffix == ".csv" for p in incoming):
+    if all(Path(p).suffix == ".csv" for p in incoming):
         report = check_word2vec(incoming, dataset, file, limit_rows)
-        return report.fingerprint, report.files
-    first, reports = {}, []  # sha256 -> the first file with it
-    for p in incoming:
-        sha = sha256_file(p)
-        dup = [f"incoming {first[sha]}"] if sha in first else []
-        reports.append(FileReport(p.name, 1, 0 if dup else 1, 1 if dup else 0, dup))
-        first.setdefault(sha, p.name)
-    return hashlib.sha256("".join(sorted(first)).encode()).hexdigest(), reports
+    else:
+        seen = Ledger({})
+        for p in seen.files(incoming):  # a text file is one row: its contents
+            seen.add(p, sha256_file(p).encode(), p.name)
+        report = seen.report([])
+    return report.fingerprint, report.files
 
 
-def data_fingerprint(dataset: str, file: str, limit_rows: int | None,
-                     incoming: list[Path] = ()) -> str:  # fmt: skip
+def data_fingerprint(dataset: str, file: str, limit_rows: int | None, incoming: list[Path]) -> str:
     """What a model is trained on: the source file's sha256, the row limit and the content
     the incoming files add (not their names: a file dropped twice, or one whose rows are all
     in the source, changes nothing)."""
-    added, _ = content_fingerprint(list(incoming), dataset, file, limit_rows)
+    added, _ = content_fingerprint(incoming, dataset, file, limit_rows)
     parts = {"source": [dataset, file, DATASETS[dataset].file(file).sha256, limit_rows],
              "incoming": [added] if added else []}  # fmt: skip
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

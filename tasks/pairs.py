@@ -20,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine.stage import StageOutput, run_stage, sha256_file, write_table
-from tasks.incoming import Fault, FileReport, IncomingError, Report, by_name
+from tasks.incoming import Fault, Ledger, Report
 
 MAX_CHARS = 1000  # a side; Multi30k's longest is under 300
 
@@ -62,32 +62,17 @@ def read_tsv(path: Path, faults: list[Fault]) -> list[tuple[int, str, str]]:
 
 
 def check_pairs(files: list[Path], train: StageOutput, earlier: list[Path] = ()) -> Report:
-    """Every fault of every file at once (IncomingError), else what each file adds against
-    the ingested train split `train` (train.parquet: src, trg) and the `earlier` files; the
-    report's `added`: the new (de, en) pairs, in order."""
+    """Every fault of every file at once (IncomingError), else what each file (the `earlier`
+    ones, already in the incoming folder, first) adds against the ingested train split `train`
+    (train.parquet: src, trg) and the files before it; the report's `added`: the new (de, en)
+    pairs, in order."""
     table = pq.read_table(train.file("train.parquet"))
-    known = dict.fromkeys(map(_key, table.column("src").to_pylist(),
-                              table.column("trg").to_pylist()), "the train split")  # fmt: skip
-    faults, reports, keep, added = [], [], {}, {}
-    names = {p.name for p in map(Path, files)}
-    for path in by_name(earlier) + by_name(files):
-        flags, dup_of = [], set()
+    keys = map(_key, table.column("src").to_pylist(), table.column("trg").to_pylist())
+    seen, faults = Ledger(dict.fromkeys(keys, "the train split")), []
+    for path in seen.files(files, earlier):
         for _, de, en in read_tsv(path, faults):
-            key = _key(de, en)
-            flags.append(key not in known)
-            if key in known:
-                dup_of.add(known[key])
-                continue
-            known[key] = f"incoming {path.name}"
-            added[key] = (de, en)
-        keep[path.name] = flags
-        new = sum(flags)
-        reports.append(FileReport(path.name, len(flags), new, len(flags) - new, sorted(dup_of)))
-    if faults:
-        raise IncomingError(faults)
-    fp = hashlib.sha256(b"".join(sorted(added))).hexdigest() if added else ""
-    shown = [r for r in reports if r.name in names] if names else reports
-    return Report(shown, fp, keep, list(added.values()))
+            seen.add(path, _key(de, en), (de, en))
+    return seen.report(faults)
 
 
 @task(name="add_pairs", cache_policy=NO_CACHE)
@@ -102,9 +87,8 @@ def add_pairs(pipeline: str, rows: StageOutput, files: list[Path]) -> StageOutpu
         write_table(pa.table({"src": src, "trg": trg}), out / "train.parquet")
         for split in ("valid", "test"):
             write_table(pq.read_table(rows.file(f"{split}.parquet")), out / f"{split}.parquet")
-        new = sum(f.new for f in report.files)
         return {"train_pairs": len(src), "valid_pairs": rows.stats["valid_pairs"],
-                "test_pairs": rows.stats["test_pairs"], "new_pairs": new,
+                "test_pairs": rows.stats["test_pairs"], "new_pairs": len(report.added),
                 "duplicate_pairs": sum(f.duplicates for f in report.files)}  # fmt: skip
 
     return run_stage(

@@ -44,15 +44,15 @@ def parse_series(months: list[str], values: list[str], name: str) -> np.ndarray:
                 f"{name}, row {row + 1}: month {months[row]} {what} {months[row - 1]}; the "
                 "series must be monthly without gaps: add the missing month(s) or remove the row"
             )
-    out = np.empty(len(values))
+    out = []
     for row, v in enumerate(values, start=1):
         try:
-            out[row - 1] = float(v)
+            out.append(float(v))
         except ValueError:
             raise SeriesError(f"{name}, row {row}: value {v!r} is not a number; fix it") from None
-        if not np.isfinite(out[row - 1]) or out[row - 1] <= 0:
+        if not np.isfinite(out[-1]) or out[-1] <= 0:
             raise SeriesError(f"{name}, row {row}: value {v!r} must be a positive number")
-    return out
+    return np.array(out)
 
 
 def load_series(
@@ -134,19 +134,18 @@ def fit_transform(y: np.ndarray, n_train: int, log: bool, lag: int, scale: bool)
     return tr
 
 
-def windows(s: np.ndarray, start: int, stop: int, lookback: int) -> tuple[np.ndarray, ...]:
-    """The notebook's windows of s[start:stop]: (x [k, lb], y [k, lb], t [k]) where t is the
-    month index of each window's last target."""
-    idx = np.arange(start, stop - lookback)
-    x = s[idx[:, None] + np.arange(lookback)]
-    y = s[idx[:, None] + np.arange(1, lookback + 1)]
-    return x, y, idx + lookback
-
-
 def next_step_windows(s: np.ndarray, months: np.ndarray, lookback: int) -> np.ndarray:
     """For each month t, the `lookback` values before it (history before a split is known at
     forecast time): [len(months), lookback]."""
     return s[months[:, None] - lookback + np.arange(lookback)]
+
+
+def windows(s: np.ndarray, start: int, stop: int, lookback: int) -> tuple[np.ndarray, ...]:
+    """The notebook's windows of s[start:stop]: (x [k, lb], y [k, lb], t [k]) where t is the
+    month index of each window's last target: x the lookback values before t, y those before
+    t + 1 (x shifted by one)."""
+    t = np.arange(start + lookback, stop)
+    return next_step_windows(s, t, lookback), next_step_windows(s, t + 1, lookback), t
 
 
 def baselines(y: np.ndarray, n_train: int, season: int = 12) -> dict[str, np.ndarray]:

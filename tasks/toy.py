@@ -54,7 +54,7 @@ def seqs_to_dicts(sequences):
     Returns word_to_idx, idx_to_word, num_sentences, vocab_size, as the notebook.
     """
     counts = Counter(word for sequence in sequences for word in sequence)
-    words = [w for w, _ in sorted(counts.items(), key=lambda item: -item[1])] + [UNK]
+    words = [w for w, _ in counts.most_common()] + [UNK]
     return *vocabs(words), len(sequences), len(words)
 
 

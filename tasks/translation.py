@@ -87,15 +87,15 @@ def tokenize_texts(texts: list[str], tokenizer, lowercase: bool, reverse: bool) 
     return [[t.text.lower() if lowercase else t.text for t in doc][::step] for doc in docs]
 
 
-def tokenize_shard(shard: int, src: str, parts: str, src_model: str, trg_model: str,
-                   lowercase: bool, reverse_src: bool) -> int:  # fmt: skip
+def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> int:
     """Rows shard*ROWS_PER_SHARD.. of a split -> part file (src_tokens, trg_tokens); returns
-    the source token count. Runs in this process or on a Dask worker (tasks/engine/shards.py)."""
+    the source token count. cfg: the tokenize section. Runs in this process or on a Dask
+    worker (tasks/engine/shards.py)."""
     table = pq.read_table(src).slice(shard * ROWS_PER_SHARD, ROWS_PER_SHARD)
-    src_tok = tokenize_texts(table.column("src").to_pylist(), load_tokenizer(src_model), lowercase,
-                             reverse_src)  # fmt: skip
-    trg_tok = tokenize_texts(table.column("trg").to_pylist(), load_tokenizer(trg_model), lowercase,
-                             False)  # fmt: skip
+    src_tok = tokenize_texts(table.column("src").to_pylist(), load_tokenizer(cfg["src_model"]),
+                             cfg["lowercase"], cfg["reverse_src"])  # fmt: skip
+    trg_tok = tokenize_texts(table.column("trg").to_pylist(), load_tokenizer(cfg["trg_model"]),
+                             cfg["lowercase"], False)  # fmt: skip
     result = pa.table({"src_tokens": pa.array(src_tok, pa.list_(pa.string())),
                        "trg_tokens": pa.array(trg_tok, pa.list_(pa.string()))})  # fmt: skip
     pq.write_table(result, part_path(parts, shard))
@@ -115,8 +115,7 @@ def tokenize_parallel(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
             parts = scratch(out) / split
             parts.mkdir()
             counts = map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
-                                src_model=cfg.src_model, trg_model=cfg.trg_model,
-                                lowercase=cfg.lowercase, reverse_src=cfg.reverse_src)  # fmt: skip
+                                cfg=cfg.model_dump())  # fmt: skip
             stats[f"{split}_src_tokens"] = sum(counts)
             merge_parts(parts, shards, out / f"{split}.parquet")
         shutil.rmtree(scratch(out), ignore_errors=True)

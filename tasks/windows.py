@@ -14,14 +14,14 @@ from tasks.vocab import list_column
 
 
 def sliding_window_pairs(
-    ids: np.ndarray, offsets: np.ndarray, wsize: int, with_distance: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    ids: np.ndarray, offsets: np.ndarray, wsize: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every (center, context) pair within ±wsize positions of the same document, self excluded.
 
     `ids` holds all documents' token ids back to back; document r is ids[offsets[r]:offsets[r+1]].
     Pairs come out in the notebook's order: document, then center position, then offset
-    -wsize..wsize. Returns an int32 array of shape [pairs, 2] (center, context), and with
-    `with_distance` also each pair's |offset| (int8, 1..wsize).
+    -wsize..wsize. Returns an int32 array of shape [pairs, 2] (center, context) and each
+    pair's |offset| (int8, 1..wsize).
     """
     if wsize < 1:
         raise ValueError(f"window size must be >= 1, got {wsize}")
@@ -36,8 +36,6 @@ def sliding_window_pairs(
     centers = np.broadcast_to(ids[:, None], ctx.shape)[valid]
     contexts = ids[ctx[valid]]
     pairs = np.stack([centers, contexts], axis=1).astype(np.int32, copy=False)
-    if not with_distance:
-        return pairs
     distance = np.broadcast_to(np.abs(deltas).astype(np.int8)[None, :], ctx.shape)[valid]
     return pairs, distance
 
@@ -63,7 +61,7 @@ PAIR_SCHEMA = pa.schema([("center", pa.int32()), ("context", pa.int32()), ("dist
 def window_shard(shard: int, src: str, size: int, parts: str) -> int:
     """Row group `shard` of ids.parquet -> part file of its pairs (center, context, distance)."""
     ids, offsets = list_column(read_shard(src, shard, ["ids"]), "ids")
-    pairs, distance = sliding_window_pairs(ids, offsets, size, with_distance=True)
+    pairs, distance = sliding_window_pairs(ids, offsets, size)
     table = pa.table({"center": pairs[:, 0], "context": pairs[:, 1], "distance": distance})
     pq.write_table(table, part_path(parts, shard))
     return len(pairs)

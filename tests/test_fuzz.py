@@ -103,7 +103,7 @@ def test_word_vocab_order_counts_and_round_trip(ds, min_count):
 def test_window_pairs_stay_within_distance_and_document(ds, wsize):
     flat = np.array([t for d in ds for t in d], dtype=np.int32)
     offsets = np.cumsum([0] + [len(d) for d in ds])
-    pairs, distance = sliding_window_pairs(flat, offsets, wsize, with_distance=True)
+    pairs, distance = sliding_window_pairs(flat, offsets, wsize)
     expected = sum(min(i, wsize) + min(len(d) - 1 - i, wsize) for d in ds for i in range(len(d)))
     assert pairs.shape == (expected, 2) and distance.shape == (expected,)
     assert expected == 0 or (distance.min() >= 1 and distance.max() <= wsize)

@@ -24,7 +24,7 @@ def flat(docs):
 def test_notebook_example_every_good_dog():
     # "every good dog does fine", window 2
     every, good, dog, does, fine = range(5)
-    pairs = sliding_window_pairs(*flat([[every, good, dog, does, fine]]), wsize=2)
+    pairs, _ = sliding_window_pairs(*flat([[every, good, dog, does, fine]]), wsize=2)
     assert [tuple(p) for p in pairs[:5].tolist()] == [
         (every, good),
         (every, dog),
@@ -37,7 +37,7 @@ def test_notebook_example_every_good_dog():
 
 def test_edges_short_and_empty_documents():
     docs = [[], [7], [1, 2], [], [3, 4, 5]]
-    pairs = sliding_window_pairs(*flat(docs), wsize=3)
+    pairs, _ = sliding_window_pairs(*flat(docs), wsize=3)
     assert [tuple(p) for p in pairs.tolist()] == [
         (1, 2),
         (2, 1),
@@ -54,17 +54,16 @@ def test_windows_never_cross_documents_and_match_reference():
     rng = np.random.default_rng(0)
     docs = [rng.integers(0, 50, rng.integers(0, 12)).tolist() for _ in range(300)]
     for wsize in (1, 3, 5):
-        got = sliding_window_pairs(*flat(docs), wsize=wsize)
+        got, distance = sliding_window_pairs(*flat(docs), wsize=wsize)
         assert [tuple(p) for p in got.tolist()] == reference_pairs(docs, wsize)
         assert got.dtype == np.int32 and got.shape[1] == 2
-        pairs, distance = sliding_window_pairs(*flat(docs), wsize=wsize, with_distance=True)
         assert distance.dtype == np.int8
-        rows = [(c, o, d) for (c, o), d in zip(pairs.tolist(), distance.tolist(), strict=True)]
+        rows = [(c, o, d) for (c, o), d in zip(got.tolist(), distance.tolist(), strict=True)]
         assert rows == reference_pairs(docs, wsize, with_distance=True)
 
 
 def test_no_documents_gives_no_pairs():
-    assert sliding_window_pairs(*flat([]), wsize=3).shape == (0, 2)
+    assert sliding_window_pairs(*flat([]), wsize=3)[0].shape == (0, 2)
 
 
 def test_bad_window_size_is_rejected():
