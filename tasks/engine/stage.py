@@ -55,6 +55,11 @@ class StageOutput:
     stats: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)  # the named parts of `key` (tasks/engine/lineage.py)
 
+    @classmethod
+    def at(cls, stage: str, path: str | Path) -> "StageOutput":
+        """A stored stage output known by its folder alone (what a DDP rank is handed)."""
+        return cls(stage, str(path), "", "", True)
+
     def file(self, name: str) -> Path:
         return Path(self.path) / name
 

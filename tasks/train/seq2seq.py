@@ -160,7 +160,7 @@ class Seq2SeqRecipe(Recipe):
 
 def recipe(encoded: str, src_vocab: int, trg_vocab: int, cfg) -> Seq2SeqRecipe:
     """The recipe of an encoded stage folder (`Build("tasks.train.seq2seq:recipe", ...)`)."""
-    folder = StageOutput("encoded", encoded, "", "", True)  # what read_split reads: its path
+    folder = StageOutput.at("encoded", encoded)
     return Seq2SeqRecipe(read_split(folder, "train"), read_split(folder, "valid"), src_vocab,
                          trg_vocab, cfg)  # fmt: skip
 

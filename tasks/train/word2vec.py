@@ -232,16 +232,12 @@ def recipe(pairs: str, vocab: str, cfg, warm: dict | None = None) -> Recipe:
     from tasks.vocab import read_vocab
     from tasks.windows import read_distances, read_pairs
 
-    id2tok, counts = read_vocab(_stage("vocab", vocab))
-    windows = _stage("windows", pairs)
+    id2tok, counts = read_vocab(StageOutput.at("vocab", vocab))
+    windows = StageOutput.at("windows", pairs)
     distance = read_distances(windows) if cfg.dynamic_window else None
     built = make_recipe(read_pairs(windows), counts, cfg, distance)
     built.warm_tokens = _warm_start(built.model, warm, id2tok) if warm else None
     return built
-
-
-def _stage(name: str, path: str) -> StageOutput:
-    return StageOutput(name, str(path), "", "", True)
 
 
 def _warm_start(model: nn.Module, warm: dict, id2tok: list[str]) -> int:
