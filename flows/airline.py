@@ -11,21 +11,23 @@ import json
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows import recover  # noqa: E402
-from flows.config import AirlineConfig, flatten  # noqa: E402
-from flows.pipelines import resolve, run_tags  # noqa: E402
+from flows import champion, dashboard, forecasting, recover  # noqa: E402
+from flows.config import AirlineConfig  # noqa: E402
+from flows.pipelines import open_run, resolve, run_tags  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
+from tasks.plots import legend_outside, title  # noqa: E402
 from tasks.runtime.loop import Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
-from tasks.series import baselines, ingest_series, rmse, window_series  # noqa: E402
+from tasks.series import baselines, ingest_series, read_series, rmse, window_series  # noqa: E402
 from tasks.train.airline import Evaluator, ForecastRecipe  # noqa: E402
 
 PIPELINE = "airline"
@@ -40,20 +42,25 @@ def fingerprint(config: AirlineConfig) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def forecast_figure(ev: Evaluator, model, base: dict):
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot(ev.y, color="black", label="passengers")
+def forecast_figure(ev: Evaluator, model, base: dict, months: list[str], heading: str):
+    """The series by month (YYYY-MM, as ingested) with the model's fits beside the drift
+    baseline (heading: plots.title's)."""
+    dates = np.array(months, dtype="datetime64[M]").astype("datetime64[D]")
+    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    ax.plot(dates, ev.y, color="black", label="passengers")
     t, fit = ev.train_fit(model)
-    ax.plot(t, fit, color="tab:red", label="train fit (last step of each window)")
-    ax.plot(ev.next_t, ev.next_step(model), color="tab:green", label="test, one step ahead")
+    ax.plot(dates[t], fit, color="tab:red", label="model: train fit\n(last step of each window)")
+    ax.plot(dates[ev.next_t], ev.next_step(model), color="tab:green",
+            label="model: test, one step ahead")  # fmt: skip
     n_train = len(ev.y) - len(base["drift"])
-    ax.plot(np.arange(n_train, len(ev.y)), base["drift"], ":", color="tab:gray",
-            label="seasonal naive + drift")  # fmt: skip
-    ax.axvline(n_train - 0.5, color="tab:gray", lw=0.8)
-    ax.set_xlabel("month index")
-    ax.set_ylabel("passengers (thousands)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.plot(dates[n_train:], base["drift"], ":", color="tab:gray",
+            label="baseline: seasonal naive\n+ drift")  # fmt: skip
+    ax.axvline(dates[n_train], color="tab:gray", lw=0.8, label="first test month")
+    ax.set_xlim(dates[0], dates[-1])
+    ax.xaxis.set_major_locator(mdates.YearLocator())
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+    ax.set(xlabel="month", ylabel="passengers (thousands)", title=heading)
+    legend_outside(ax)
     return fig
 
 
@@ -81,17 +88,18 @@ def train_task(config: AirlineConfig, ev: Evaluator, run_id: str, where) -> dict
     return {"model": recipe.model, "fitted": fitted}
 
 
-@flow(name=PIPELINE)
+@flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def airline(
     config: AirlineConfig | None = None,
     profile: str | None = None,
     overrides: list[str] | None = None,
+    promote: bool | None = None,
 ) -> str:
     """Returns the MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
     tags = run_tags(fingerprint(config))
-    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+    with open_run(PIPELINE, config, tags) as run_id:
         series = ingest_series(PIPELINE, d.dataset, d.file, d.expected_rows)
         wins = window_series(PIPELINE, series, config.windows)
         stages = [series, wins]
@@ -102,7 +110,7 @@ def airline(
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:
             out = train_task(config, ev, run_id, ckpt if owned else None)
             model, fitted = out["model"], out["fitted"]
-            reg = tracking.register_task(run_id, model, PIPELINE, ev.split["test"][0][:1])
+            reg = forecasting.register_task(run_id, model, series, ev, config)
         n_train = wins.stats["n_train"]
         base = baselines(ev.y, n_train)
         test_y = ev.y[n_train:]
@@ -117,7 +125,9 @@ def airline(
             "train_seconds": fitted.seconds,
         }
         tracking.log_metrics(run_id, metrics, step=config.train.epochs)
-        fig = forecast_figure(ev, model, base)
+        heading = title("monthly passengers and forecasts", PIPELINE, config.profile, PIPELINE,
+                        reg["version"])  # fmt: skip
+        fig = forecast_figure(ev, model, base, read_series(series)[0], heading)
         tracking.log_figure(run_id, fig, "forecast.png")
         plt.close(fig)
         tracking.log_text(run_id, ev.tr.to_json(), "transform.json")
@@ -131,6 +141,7 @@ def airline(
             got |= {"final train_rmse": metrics["train_rmse"],
                     "final test_rmse": metrics["test_rmse"]}  # fmt: skip
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
+        champion.finish(PIPELINE, config, run_id, metrics, record, promote)
     return run_id
 
 

@@ -13,12 +13,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from flows import champion, dashboard, writer  # noqa: E402
 from flows.config import CharLMConfig, flatten  # noqa: E402
-from flows.pipelines import resolve, run_tags  # noqa: E402
+from flows.pipelines import open_run, resolve, run_tags  # noqa: E402
 from flows.recover import checkpoint_folder, keep_models  # noqa: E402
 from tasks.chars import encode_chars, ingest_book, read_chars, window_chars  # noqa: E402
 from tasks.data import incoming_files  # noqa: E402
@@ -26,6 +27,7 @@ from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
 from tasks.incoming import data_fingerprint  # noqa: E402
+from tasks.plots import integer_epochs, report_header, title  # noqa: E402
 from tasks.runtime.loop import Build, Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
 from tasks.train.charlm import continue_text, perplexity, read_split  # noqa: E402
@@ -93,34 +95,69 @@ def checkpoint_folders(config: CharLMConfig, wins, vocab_size: int) -> dict[str,
             for k in cfg.kinds}  # fmt: skip
 
 
-def perplexity_figure(results: list[dict]):
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in results:
+def perplexity_figure(results: list[dict], heading: str, registered: str | None = None,
+                      version=None):  # fmt: skip
+    """One panel per model kind (train solid, test dashed, one log scale for all), the
+    registered kind's panel framed in red and named so (heading: plots.title's)."""
+    cols = min(len(results), 4)
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(2.7 * cols, 6), 2.4 * rows + 1.3),
+                             sharey=True, squeeze=False, layout="constrained")  # fmt: skip
+    for ax, r in zip(axes.flat, results, strict=False):
         epochs = range(1, len(r["hist"]["train_ppl"]) + 1)
-        (line,) = ax.plot(epochs, r["hist"]["train_ppl"], label=f"{r['kind']} train")
-        ax.plot(epochs, r["hist"]["test_ppl"], "--", color=line.get_color(),
-                label=f"{r['kind']} test")  # fmt: skip
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("perplexity")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+        ax.plot(epochs, r["hist"]["train_ppl"], color="tab:blue", label="train")
+        ax.plot(epochs, r["hist"]["test_ppl"], "--", color="tab:orange", label="test")
+        name, color = f"{r['kind']}: test {r['test_ppl']:.2f}", "black"
+        if r["kind"] == registered:
+            name, color = f"{name}\nregistered, version {version}", "tab:red"
+            for spine in ax.spines.values():
+                spine.set(color=color, linewidth=2)
+        elif r["kind"] in DESCRIPTIONS:
+            name += "\nnot comparable"
+        ax.set_title(name, fontsize=9, color=color)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(LogFormatter())  # 30, not 3 x 10^1
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        integer_epochs(ax)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("perplexity (log scale)")
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    fig.suptitle(heading)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize=8)  # fmt: skip
     return fig
 
 
-def samples_markdown(results: list[dict]) -> str:
+def samples_markdown(results: list[dict], registered: str | None = None) -> str:
     lines = ["| model | prompt | greedy | sampled |", "|---|---|---|---|"]
     for r in results:
+        kind = f"**{r['kind']}** (registered)" if r["kind"] == registered else r["kind"]
         for prompt, s in r["samples"].items():
-            lines.append(f"| {r['kind']} | `{prompt}` | `{s['greedy']}` | `{s['sampled']}` |")
+            lines.append(f"| {kind} | `{prompt}` | `{s['greedy']}` | `{s['sampled']}` |")
     return "\n".join(lines) + "\n"
 
 
-@flow(name=PIPELINE)
+def log_reports(run_id: str, profile: str, results: list[dict], best: dict | None,
+                reg: dict | None) -> None:  # fmt: skip
+    """perplexity.png and samples.md, naming the registered kind (best) and its version."""
+    kind, version = (best["kind"], reg["version"]) if best else (None, None)
+    model = f"{PIPELINE} ({kind})" if kind else PIPELINE
+    what = "perplexity per epoch, one panel per model kind"
+    fig = perplexity_figure(results, title(what, PIPELINE, profile, model, version), kind, version)
+    tracking.log_figure(run_id, fig, "perplexity.png")
+    plt.close(fig)
+    score = best["test_ppl"] if best else None
+    head = report_header("samples", model, version, profile, PRIMARY_METRIC[0], score)
+    tracking.log_text(run_id, head + samples_markdown(results, kind), "samples.md")
+
+
+@flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def charlm(
     config: CharLMConfig | None = None,
     profile: str | None = None,
     overrides: list[str] | None = None,
+    promote: bool | None = None,
 ) -> str:
     """Returns the parent MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
@@ -128,7 +165,7 @@ def charlm(
     new_texts = incoming(config)
     data_fp = fingerprint(config)
     tags = run_tags(data_fp, incoming_files=len(new_texts))
-    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+    with open_run(PIPELINE, config, tags) as run_id:
         book = ingest_book(PIPELINE, d.dataset, d.file, new_texts)
         chars = encode_chars(PIPELINE, book, d.notebook_text)
         wins = window_chars(PIPELINE, chars, config.windows)
@@ -144,20 +181,16 @@ def charlm(
         with keep_models(folders, config.train.epochs) as where:
             results = [train_variant(k, wins, vocab, config, run_id, data_fp, where[k])
                        for k in config.train.kinds]  # fmt: skip
-            fig = perplexity_figure(results)
-            tracking.log_figure(run_id, fig, "perplexity.png")
-            plt.close(fig)
-            tracking.log_text(run_id, samples_markdown(results), "samples.md")
             causal = [r for r in results if r["kind"] != "lstm_bidir"]
+            best = reg = None
             if causal:
                 best = min(causal, key=lambda r: r["test_ppl"])
-                example = torch.zeros((1, config.windows.length), dtype=torch.long)
-                reg = tracking.register_task(best["run_id"], best["model"], PIPELINE,
-                                             example.numpy())  # fmt: skip
+                reg = writer.register_task(best["run_id"], best["model"], vocab, config)
                 tracking.log_json(best["run_id"], vocab, "vocab.json")
                 tracking.set_tags(run_id, {"best_kind": best["kind"]})
                 metrics |= {"test_ppl": best["test_ppl"], "model_version": reg["version"]}
                 tracking.log_metrics(run_id, {"test_ppl": best["test_ppl"]})
+        log_reports(run_id, config.profile, results, best, reg)
         metrics |= {f"test_ppl.{r['kind']}": r["test_ppl"] for r in results}
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
@@ -165,6 +198,7 @@ def charlm(
         if config.profile == "parity":
             got = {"vocab_size": len(vocab), "vocab": "".join(vocab)}
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
+        champion.finish(PIPELINE, config, run_id, metrics, record, promote)
     return run_id
 
 

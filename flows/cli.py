@@ -3,11 +3,14 @@
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+from flows import dashboard
 from flows.pipelines import NAMES as PIPELINES
 from tasks.runtime import signals
 
@@ -46,34 +49,65 @@ def interrupted(err: KeyboardInterrupt, pipeline: str, argv: list[str] | None) -
     return getattr(err, "exit_code", 130)
 
 
+def _promote_flag(args: argparse.Namespace) -> dict:
+    return {} if args.promote is None else {"promote": args.promote}
+
+
+def _failed_run_lines(pipeline: str, since_ms: int) -> list[str]:
+    """Where a failed run shows: its MLflow link and parity verdict, if it got that far."""
+    from tasks.engine import tracking
+
+    try:
+        found = tracking.pipeline_runs(pipeline, limit=1)
+    except Exception:  # the store itself is the fault: the error already says so
+        return []
+    if not found or found[0].info.start_time < since_ms:
+        return []
+    from flows.summary import parity_line
+
+    run = found[0]
+    return [f"MLflow run  {run.info.run_name} ({run.info.status}): "
+            f"{tracking.run_link(run.info.run_id)}", parity_line(run)]  # fmt: skip
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import time
+
     from flows import pipelines
 
+    if args.nproc is not None and args.nproc < 1:
+        print(f"seqflow: --nproc {args.nproc}: give 1 or more DDP ranks (or leave it out)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.nproc and args.nproc > 1 and args.pipeline not in DDP_PIPELINES:
         print(f"seqflow: --nproc: DDP training is built for {', '.join(DDP_PIPELINES)}; run "
               f"{args.pipeline} without --nproc", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.promote is not None and args.pipeline == "fundamentals":
+        print("seqflow: fundamentals registers no model: run it without --promote/--no-promote",
+              file=sys.stderr)  # fmt: skip
         return 2
     config = _config(args, [f"train.nproc={args.nproc}"] if args.nproc else [])
     if config is None:
         return 2
     from flows.runners import with_runner
-    from tasks.engine import tracking
 
-    flow = with_runner(pipelines.get(args.pipeline).flow, args.runner, args.dask_address,
-                       args.dask_workers)  # fmt: skip
+    spec = pipelines.get(args.pipeline)
+    flow = with_runner(spec.flow, args.runner, args.dask_address, args.dask_workers)
+    started = time.time()
     try:
         with signals.handled():
-            run_id = flow(config=config)
+            run_id = flow(config=config, **_promote_flag(args))
     except KeyboardInterrupt as err:  # SIGINT/SIGTERM: the runs are KILLED, checkpoints kept
         return interrupted(err, args.pipeline, args.argv)
     except Exception as err:  # the flow's logs hold the traceback; the run is marked FAILED
         print(f"seqflow: {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        for line in _failed_run_lines(args.pipeline, int(started * 1000)):
+            print(line, file=sys.stderr)
         return 1
-    run = tracking.get_run(run_id)
-    print(
-        f"MLflow run {run_id} ({run.info.status}) in experiment {args.pipeline} at "
-        f"{tracking.tracking_uri()}"
-    )
+    from flows.summary import lines
+
+    print("\n".join(lines(args.pipeline, run_id, spec.metric, time.time() - started)))
     return 0
 
 
@@ -89,6 +123,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                 profile=args.profile,
                 overrides=args.set or [],
                 warm_start=args.warm_start,
+                **_promote_flag(args),
             )
     except KeyboardInterrupt as err:
         return interrupted(err, f"retrain {args.pipeline}", args.argv)
@@ -98,6 +133,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         )
         return 1
     print(json.dumps(outcome, indent=2))
+    if run_id := outcome.get("challenger_run"):
+        from flows.pipelines import get
+        from flows.summary import lines
+
+        print("\n".join(lines(args.pipeline, run_id, get(args.pipeline).metric, 0.0)[1:]))
     print(f"retrain {args.pipeline}: {outcome['decision']}")
     return 0
 
@@ -224,10 +264,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
         print("seqflow: nothing to translate: give sentences or --file PATH (- = stdin)",
               file=sys.stderr)  # fmt: skip
         return 2
-    from flows.seq2seq import load_translator
-
     try:
-        model, version = load_translator(args.version)
+        with warnings.catch_warnings():  # MLflow's coloured type-hint advice is not for users
+            warnings.showwarning = lambda *a, **k: None  # MLflow forces its own filter "once"
+            from flows.seq2seq import load_translator
+
+            model, version = load_translator(args.version)
     except LookupError as err:
         print(f"seqflow: {err}", file=sys.stderr)
         return 1
@@ -260,6 +302,17 @@ def cmd_log_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_show(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if config is None:
+        return 2
+    from flows.config import describe
+
+    print(f"# {args.pipeline}, profile {config.profile} (default profile: {DEFAULT_PROFILE})")
+    print("\n".join(describe(config)))
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from tasks.engine import tracking
 
@@ -270,12 +323,26 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
-def _pipeline_args(p: argparse.ArgumentParser, profile: str) -> None:
+DEFAULT_PROFILE = "quick"  # the same for run, retrain and config show: fast, a model to try
+
+
+def _profiles_help() -> str:
+    from flows.config import PROFILES
+
+    each = "; ".join(f"{name}: {' | '.join(PROFILES[name])}" for name in PIPELINES)
+    return f"default: {DEFAULT_PROFILE}. Profiles per pipeline: {each}"
+
+
+def _pipeline_args(p: argparse.ArgumentParser, promote: bool = True) -> None:
     p.add_argument(
         "pipeline", choices=PIPELINES, metavar="PIPELINE", help=f"one of: {', '.join(PIPELINES)}"
     )
-    p.add_argument("--profile", default=profile,
-                   help="parity | quick | best (default: %(default)s)")  # fmt: skip
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help=_profiles_help())
+    if promote:
+        p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=None,
+                       help="make the new model champion (--promote) or keep the current one "
+                       "(--no-promote) whatever the scores; default: the champion policy "
+                       "(README, Champion)")  # fmt: skip
     p.add_argument(
         "--set",
         action="append",
@@ -304,7 +371,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"seqflow {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline end to end")
-    _pipeline_args(run, "parity")
+    _pipeline_args(run)
     run.add_argument("--runner", choices=("sequential", "dask"), default="sequential",
                      help="dask: preprocessing shards run on a Dask cluster")  # fmt: skip
     run.add_argument("--dask-address", metavar="ADDR",
@@ -314,7 +381,7 @@ def parser() -> argparse.ArgumentParser:
                      help="DDP ranks: word2vec, seq2seq, charlm (= train.nproc)")  # fmt: skip
     run.set_defaults(func=cmd_run)
     re = sub.add_parser("retrain", help="retrain on new data in data/incoming/<pipeline>/")
-    _pipeline_args(re, "quick")
+    _pipeline_args(re)
     re.add_argument("--warm-start", action="store_true", help="start from the champion's vectors")
     re.set_defaults(func=cmd_retrain)
     pr = sub.add_parser("promote", help="point alias champion at a model version (rollback)")
@@ -359,18 +426,26 @@ def parser() -> argparse.ArgumentParser:
     )
     lm.add_argument("--checkpoint", required=True, help="the .pt file a failed run named")
     lm.set_defaults(func=cmd_log_model)
+    co = sub.add_parser("config", help="the resolved config of a pipeline, key by key")
+    co_sub = co.add_subparsers(dest="action", required=True)
+    show = co_sub.add_parser("show", help="print the resolved config with each key's description")
+    _pipeline_args(show, promote=False)
+    show.set_defaults(func=cmd_config_show)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
+    dashboard.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    dashboard.configure_prefect()  # before Prefect reads its settings: the dashboard, if up
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv  # the command as typed, to say how to resume it
-    return args.func(args)
+    os.environ["SEQFLOW_COMMAND"] = shlex.join(["seqflow", *argv])  # a tag of the MLflow run
+    return dashboard.run_command(args)  # args.func(args); a stuck temporary server: one line
 
 
 if __name__ == "__main__":

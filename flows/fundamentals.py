@@ -16,12 +16,13 @@ import torch  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows import recover  # noqa: E402
+from flows import champion, dashboard, recover  # noqa: E402
 from flows.config import FundamentalsConfig, flatten  # noqa: E402
-from flows.pipelines import resolve, run_tags  # noqa: E402
+from flows.pipelines import open_run, resolve, run_tags  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
+from tasks.plots import integer_epochs, legend_outside, report_header, title  # noqa: E402
 from tasks.runtime.loop import Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
 from tasks.toy import make_sequences, read_sequences  # noqa: E402
@@ -43,15 +44,17 @@ def fingerprint(config: FundamentalsConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def loss_figure(kind: str, train: list[float], val: list[float]):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(train, "r", label="training")
-    ax.plot(val, "b", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(kind)
-    ax.legend()
-    fig.tight_layout()
+def loss_figure(kind: str, train: list[float], val: list[float], heading: str):
+    """Training and validation loss per epoch (heading: plots.title's)."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    epochs = range(1, len(train) + 1)
+    ax.plot(epochs, train, "r", label="training")
+    ax.plot(epochs, val, "b", label="validation")
+    unit = "mean per step" if kind == "torch_lstm" else "summed over the steps / 4"
+    ax.set_ylabel(f"cross-entropy, {unit} (nats)")
+    ax.set_title(heading)
+    integer_epochs(ax)
+    legend_outside(ax)
     return fig
 
 
@@ -86,7 +89,8 @@ def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent
                 run_id=run_id,
                 meta={"run_ids": [run_id, parent]},
             )
-            final = _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word)
+            final = _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word,
+                            config.profile)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     run_logger().info("%s: train %.4f, val %.4f, test %.4f", kind, *final.values())
@@ -94,30 +98,35 @@ def train_model(kind: str, parts: dict, pairs: dict, idx_to_word, config, parent
     return {"kind": kind, "run_id": run_id, **final, "history": history}
 
 
-def _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word) -> dict:
-    """The child run's final losses, loss curves and test predictions."""
+def _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word, profile) -> dict:
+    """The child run's final losses, loss curves and test predictions (no model is
+    registered: the reports say so)."""
     train_loss, val_loss = fitted.train_loss, fitted.series("val_loss")
     final = {"train_loss": train_loss[-1], "val_loss": val_loss[-1],
              "test_loss": trained.mean_loss(pairs["test"])}  # fmt: skip
     tracking.log_metrics(run_id, final, step=len(train_loss))
-    fig = loss_figure(kind, train_loss, val_loss)
+    heading = title("training and validation loss", PIPELINE, profile, kind)
+    fig = loss_figure(kind, train_loss, val_loss, heading)
     tracking.log_figure(run_id, fig, "loss.png")
     plt.close(fig)
-    md = predictions_markdown(trained, parts["test"], pairs["test"], idx_to_word)
+    md = report_header("test predictions", kind, None, profile, PRIMARY_METRIC[0],
+                       final["test_loss"])  # fmt: skip
+    md += predictions_markdown(trained, parts["test"], pairs["test"], idx_to_word)
     tracking.log_text(run_id, md, "predictions.md")
     return final
 
 
-@flow(name=PIPELINE)
+@flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def fundamentals(
     config: FundamentalsConfig | None = None,
     profile: str | None = None,
     overrides: list[str] | None = None,
+    promote: bool | None = None,
 ) -> str:
     """Returns the parent MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
     tags = run_tags(fingerprint(config))
-    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+    with open_run(PIPELINE, config, tags) as run_id:
         seqs = make_sequences(PIPELINE, config.data, config.train.seed)
         tracking.log_stages(run_id, [seqs])
         parts, word_to_idx, idx_to_word = read_sequences(seqs)
@@ -145,6 +154,7 @@ def fundamentals(
                     got[f"{r['kind']} train_loss@{e}"] = train
                     got[f"{r['kind']} val_loss@{e}"] = val
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
+        champion.finish(PIPELINE, config, run_id, metrics, record, promote)
     return run_id
 
 

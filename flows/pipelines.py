@@ -7,6 +7,7 @@ registered model version on fixed evaluation data) and PRIMARY_METRIC.
 
 import importlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,3 +50,75 @@ def run_tags(data_fingerprint: str, **extra) -> dict:
 
     return {"prefect_flow_run_id": flow_run.get_id() or "none",
             "data_fingerprint": data_fingerprint, **extra}  # fmt: skip
+
+
+def _short(key: str, value) -> str:
+    """`train.lr`, 0.0003 -> `lr3e-4`: a run-name part for one changed config value."""
+    text = f"{value:g}".replace("e-0", "e-") if isinstance(value, float) else str(value)
+    return (key.rsplit(".", 1)[-1] + text).replace(" ", "")[:24]
+
+
+def run_identity(pipeline: str, config) -> tuple[str, dict]:
+    """(run name, tags) telling runs apart: the values that differ from the profile's, a short
+    hash of the whole config, the command that started it."""
+    import hashlib
+    import json
+    import os
+    import re
+
+    from flows.config import ConfigError, flatten, load_config
+
+    params = flatten(config)
+    try:
+        base = flatten(load_config(pipeline, config.profile))
+    except ConfigError:
+        base = {}
+    changed = {k: v for k, v in params.items() if k != "profile" and base.get(k) != v}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    shown = [_short(k, v) for k, v in changed.items()][:4]
+    name = "-".join([pipeline, config.profile, *shown, digest[:6]])
+    name = re.sub(r"[^A-Za-z0-9_.=+-]", "", name)
+    command = os.environ.get("SEQFLOW_COMMAND") or f"{pipeline}(config=...) from Python"
+    tags = {"config_hash": digest[:16], "seqflow.command": command,
+            "seqflow.overrides": json.dumps(changed, default=str) if changed else "none",
+            "mlflow.source.name": command.split(" ")[0], "mlflow.source.type": "LOCAL"}  # fmt: skip
+    return name, tags
+
+
+def dataset_input(config) -> tuple[str, str] | None:
+    """(name, url) of the data a config reads, from the catalog."""
+    from tasks.engine.catalog import DATASETS
+
+    d = config.data
+    spec = DATASETS.get(getattr(d, "dataset", None) or "")
+    if spec is None:
+        return None
+    file = spec.file(d.file) if getattr(d, "file", None) else spec.files[0]
+    return spec.folder, file.url
+
+
+@contextmanager
+def open_run(pipeline: str, config, tags: dict):
+    """The pipeline's MLflow run (tracking.pipeline_run) with a name and tags that tell runs
+    apart, its input data logged, the experiment described, and a note when an earlier
+    finished run had the same config, data and code."""
+    import sys
+
+    from flows.config import flatten
+    from tasks.engine import tracking
+    from tasks.engine.stage import run_logger
+
+    name, extra = run_identity(pipeline, config)
+    tags = tags | extra
+    with tracking.pipeline_run(pipeline, config.profile, flatten(config), tags, name) as run_id:
+        doc = (sys.modules[f"flows.{pipeline}"].__doc__ or pipeline).strip()
+        tracking.describe_experiment(pipeline, doc)
+        if (source := dataset_input(config)) is not None:
+            tracking.log_dataset(run_id, source[0], source[1], tags["data_fingerprint"])
+        run = tracking.get_run(run_id)
+        if same := tracking.identical_runs(pipeline, run_id, run.data.tags):
+            first = same[-1]
+            tracking.set_tags(run_id, {"identical_to": first.info.run_id})
+            run_logger().info("identical to run %s (%s): same config, data and code",
+                              first.info.run_name, first.info.run_id)  # fmt: skip
+        yield run_id

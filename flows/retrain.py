@@ -6,7 +6,7 @@ The champion is the registered model version behind MLflow alias `champion`.
 
 from prefect import flow, get_run_logger
 
-from flows import pipelines
+from flows import champion, dashboard, pipelines
 from flows.config import load_config
 from tasks.engine import records, tracking
 
@@ -45,13 +45,14 @@ def check_incoming(pipeline: str, config) -> list[str]:
             f"{', '.join(r.duplicate_of)}" for r in reports if r.rows and not r.new]  # fmt: skip
 
 
-@flow(name="retrain")
+@flow(name="retrain", flow_run_name=dashboard.retrain_run_name)
 def retrain(
     pipeline: str = "word2vec",
     profile: str = "quick",
     overrides: list[str] | None = None,
     warm_start: bool = False,
     trigger: str | None = None,
+    promote: bool | None = None,
 ) -> dict:
     """Returns the outcome: decision, versions, scores, data fingerprints. `trigger`: what
     started it, when an event did (the deployment trigger passes the event's note)."""
@@ -100,38 +101,29 @@ def retrain(
         return outcome
 
     logger.info("new data %s (champion's: %s): training a challenger", data_fp, champ_fp)
-    run_id = spec.flow(config=config)
+    token = champion.CALLER.set("retrain")
+    try:
+        run_id = spec.flow(config=config, promote=promote)  # the flow applies flows/champion.py
+    finally:
+        champion.CALLER.reset(token)
     challenger = tracking.model_version_of_run(pipeline, run_id)
     outcome["challenger_version"] = int(challenger.version)
     outcome["challenger_run"] = run_id
-    if champ is None:  # another run may have registered a champion meanwhile
-        champ = tracking.champion(pipeline)
-        if champ is not None and champ.version == challenger.version:
-            champ = None
-    if champ is None:
-        outcome["decision"] = "first model: champion"
-    else:
-        new, old = spec.score(config, challenger.version), spec.score(config, champ.version)
-        outcome |= {"champion_version": int(champ.version), "metric": spec.metric,
-                    "challenger_score": new, "champion_score": old}  # fmt: skip
-        tracking.set_version_score(pipeline, challenger.version, spec.metric, new)
-        tracking.set_version_score(pipeline, champ.version, spec.metric, old)
-        if spec.better(new, old):
-            reason = f"retrain: {spec.metric} {new:.4f} vs {old:.4f}"
-            tracking.promote(pipeline, challenger.version, reason, metric=spec.metric)
-            outcome["decision"] = "promoted"
-        else:
-            outcome["decision"] = "kept champion"
-        logger.info(
-            "%s: challenger v%s %.4f vs champion v%s %.4f -> %s",
-            spec.metric, challenger.version, new, champ.version, old, outcome["decision"],
-        )  # fmt: skip
-        tracking.log_metrics(
-            run_id, {"retrain.challenger_score": new, "retrain.champion_score": old}
-        )
+    tags = tracking.get_run(run_id).data.tags
+    outcome["decision"] = tags.get("champion.decision", "not decided")
+    outcome["line"] = tags.get("champion.line", "")
+    if (before := tags.get("champion.before")) not in (None, "none"):
+        outcome["champion_version"] = int(before)
+    for key in ("challenger_score", "champion_score"):
+        if (value := tags.get(f"champion.{key}")) is not None:
+            outcome[key] = float(value)
+    if "champion_score" in outcome:
+        outcome["metric"] = spec.metric
+        scores = {f"retrain.{k}": outcome[k] for k in ("challenger_score", "champion_score")}
+        tracking.log_metrics(run_id, scores)
     tracking.set_tags(
         run_id,
-        {f"retrain.{k}": v for k, v in outcome.items() if not k.endswith("_score")},
+        {f"retrain.{k}": v for k, v in outcome.items() if not k.endswith("_score") and k != "line"},
     )
     outcome["mlflow_run"] = tracking.run_link(run_id)
     records.publish(f"{pipeline}-retrain", _record(pipeline, outcome), "retrain decision")

@@ -13,13 +13,14 @@ import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import recover
-from flows.config import Seq2SeqConfig, flatten
-from flows.pipelines import resolve, run_tags
+from flows import champion, dashboard, recover
+from flows.config import Seq2SeqConfig
+from flows.pipelines import open_run, resolve, run_tags
 from models.seq2seq import count_parameters
 from tasks.engine import records, tracking
 from tasks.engine.parity import Check, check_parity
 from tasks.engine.stage import StageOutput, run_logger
+from tasks.plots import report_header
 from tasks.runtime.loop import Build, Fitted, Plan
 from tasks.runtime.trainer import fit
 from tasks.train.seq2seq import (
@@ -112,12 +113,14 @@ def kept_val_loss(fitted: Fitted) -> float:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int, run_id: str) -> dict:
+def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
+                  run_id: str) -> tuple[dict, str]:  # fmt: skip
     """Test loss/perplexity, greedy and (for a model with beam search) beam translations of
     test2016, each scored three ways: sacreBLEU on detokenized text against the raw references
     (`test_bleu`), BLEU on lowercased spaCy tokens as the pytorch-seq2seq tutorials score
     (`test_bleu_tok`) and chrF (`test_chrf`). The unsuffixed metrics are the decoding the model
-    serves with (beam where it has it); `_greedy` ones are always greedy."""
+    serves with (beam where it has it); `_greedy` ones are always greedy. Returns (metrics,
+    the translations table the flow logs once the model's version is known)."""
     import pyarrow.parquet as pq
 
     logger = run_logger()
@@ -146,16 +149,21 @@ def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int, run
     metrics["beam_width"] = beam
     logger.info("test loss %.3f  ppl %.1f  BLEU %.2f (%s)", test_loss, metrics["test_ppl"],
                 metrics["test_bleu"], served)  # fmt: skip
-    cols = list(decoded)
-    lines = ["| source | reference | " + " | ".join(cols) + " |", "|---" * (2 + len(cols)) + "|"]
-    for i in range(min(cfg.examples, len(sources))):
-        lines.append(f"| {sources[i]} | {refs[i]} | " + " | ".join(decoded[c][i] for c in cols)
-                     + " |")  # fmt: skip
-    tracking.log_text(run_id, "\n".join(lines) + "\n", "translations.md")
+    table = translations_markdown(sources, refs, decoded, cfg.examples)
     tracking.log_json(run_id, src_vocab, "src_vocab.json")
     tracking.log_json(run_id, trg_vocab, "trg_vocab.json")
     tracking.log_metrics(run_id, metrics)
-    return metrics
+    return metrics, table
+
+
+def translations_markdown(sources: list, refs: list, decoded: dict, n: int) -> str:
+    """The first n test sentences: source, reference and each decoding's translation."""
+    cols = list(decoded)
+    lines = ["| source | reference | " + " | ".join(cols) + " |", "|---" * (2 + len(cols)) + "|"]
+    for i in range(min(n, len(sources))):
+        lines.append(f"| {sources[i]} | {refs[i]} | " + " | ".join(decoded[c][i] for c in cols)
+                     + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -166,17 +174,18 @@ def register_task(run_id: str, model, vocab: StageOutput, config: Seq2SeqConfig)
     return log_translator(run_id, model, *read_vocabs(vocab), config, PIPELINE)
 
 
-@flow(name=PIPELINE)
+@flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def seq2seq(
     config: Seq2SeqConfig | None = None,
     profile: str | None = None,
     overrides: list[str] | None = None,
+    promote: bool | None = None,
 ) -> str:
     """Returns the MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
     tags = run_tags(fingerprint(config))
-    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+    with open_run(PIPELINE, config, tags) as run_id:
         rows = ingest_parallel(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
         if d.incoming and (files := incoming_files()):
             from tasks.pairs import add_pairs
@@ -198,9 +207,13 @@ def seq2seq(
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
             model, fitted = train_task(encoded, vocab, config.train, run_id,
                                        str(ckpt) if owned else None, meta)  # fmt: skip
-            metrics |= evaluate_task(model, rows, tokens, encoded, vocab, config.evaluate,
-                                     config.train.batch_size, run_id)  # fmt: skip
+            scores, table = evaluate_task(model, rows, tokens, encoded, vocab, config.evaluate,
+                                          config.train.batch_size, run_id)  # fmt: skip
+            metrics |= scores
             reg = register_task(run_id, model, vocab, config)
+        head = report_header("test translations", PIPELINE, reg["version"], config.profile,
+                             PRIMARY_METRIC[0], scores[PRIMARY_METRIC[0]])  # fmt: skip
+        tracking.log_text(run_id, head + table, "translations.md")
         metrics |= {"final_train_loss": fitted.history[-1]["train_loss"],
                     "best_val_loss": kept_val_loss(fitted), "tokens_per_sec": fitted.per_sec,
                     "model_version": reg["version"]}  # fmt: skip
@@ -211,6 +224,7 @@ def seq2seq(
             got = {k: metrics[k] for k in ("src_vocab_size", "trg_vocab_size")}
             got["parameters"] = count_parameters(model)
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
+        champion.finish(PIPELINE, config, run_id, metrics, record, promote)
     return run_id
 
 

@@ -7,15 +7,16 @@ ingest -> tokenize -> vocab -> drop rare tokens -> sliding-window pairs (Parquet
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import recover
+from flows import champion, dashboard, embedder, recover
 from flows.config import Word2VecConfig, flatten
-from flows.pipelines import resolve, run_tags
+from flows.pipelines import open_run, resolve, run_tags
 from tasks.data import incoming_files, ingest_csv
 from tasks.engine import records, tracking
 from tasks.engine.lineage import step_entry
 from tasks.engine.parity import Check, check_parity
-from tasks.evaluation import check_evaluation_split, evaluate_task, score_embeddings
+from tasks.evaluation import check_evaluation_split, evaluate_task, loss_figure, score_embeddings
 from tasks.incoming import check_word2vec, data_fingerprint
+from tasks.plots import title
 from tasks.text import tokenize_tweets
 from tasks.train import word2vec as training
 from tasks.train.word2vec import check_ddp, train_task
@@ -47,11 +48,12 @@ def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = 
     return [rows, tokens, vocab, encoded, pairs]
 
 
-@flow(name=PIPELINE)
+@flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def word2vec(
     config: Word2VecConfig | None = None,
     profile: str | None = None,
     overrides: list[str] | None = None,
+    promote: bool | None = None,
 ) -> str:
     """Returns the MLflow run id. Give a whole `config`, or a `profile` name plus `--set`-style
     `overrides` (what deployments do); neither = the parity profile."""
@@ -63,7 +65,7 @@ def word2vec(
     report = check_word2vec(incoming, d.dataset, d.file, d.limit_rows) if incoming else None
     data_fp = data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
     tags = run_tags(data_fp, incoming_files=len(incoming))
-    with tracking.pipeline_run(PIPELINE, config.profile, flatten(config), tags) as run_id:
+    with open_run(PIPELINE, config, tags) as run_id:
         stages = preprocess(config, incoming, report.keep if report else None)
         rows, tokens, vocab, encoded, pairs = stages
         train_step = step_entry("train", {"pairs": pairs.fingerprint, "vocab": vocab.fingerprint},
@@ -84,8 +86,10 @@ def word2vec(
         with recover.keep_model(PIPELINE, ckpt, config.train.epochs) as owned:  # errors name it
             owned_ckpt = str(ckpt) if owned else None  # train.nproc > 1: rank 0 writes them
             model, fitted = train_task(pairs, vocab, config.train, run_id, owned_ckpt, meta)
-            scores = evaluate_task(model, fitted, vocab, encoded, config.evaluate, run_id)
-            version = tracking.register_task(run_id, model, PIPELINE, example_ids=[0, 1, 2])
+            scores = evaluate_task(model, vocab, encoded, config.evaluate, run_id)
+            version = embedder.register_task(run_id, model, vocab, scores["classifier"], config)
+        heading = title("training loss", PIPELINE, config.profile, PIPELINE, version["version"])
+        tracking.log_figure(run_id, loss_figure(fitted.train_loss, heading), "loss.png")
         metrics |= {
             "final_train_loss": fitted.train_loss[-1],
             "pairs_per_sec": fitted.per_sec,
@@ -102,6 +106,7 @@ def word2vec(
                    "tok2id[father]": id2tok.index("father") if "father" in id2tok else None,
                    "final_train_loss": metrics["final_train_loss"]}  # fmt: skip
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
+        champion.finish(PIPELINE, config, run_id, metrics, record, promote)
     return run_id
 
 

@@ -31,15 +31,16 @@ def stopword_set(language: str) -> frozenset[str]:
 
 
 def tweet_tokenizer(
-    *, drop_pattern: str, stopwords: str | None, stemmer: str, lowercase: bool = True
+    *, drop_pattern: str, stopwords: str | list | None, stemmer: str, lowercase: bool = True
 ) -> Callable[[str], list[str]]:
     """The notebook's split_tokens: lowercase, drop characters, split on spaces, filter, stem.
 
-    Stopwords are matched before stemming, as the notebook does; the stem of each distinct
-    token is computed once.
+    stopwords: an NLTK list's language, the words themselves (what a served model carries),
+    or None. Stopwords are matched before stemming, as the notebook does; the stem of each
+    distinct token is computed once.
     """
     drop = re.compile(drop_pattern)
-    stop = stopword_set(stopwords) if stopwords else frozenset()
+    stop = stopword_set(stopwords) if isinstance(stopwords, str) else frozenset(stopwords or ())
     stem = str  # "none" (the config allows no other): the token itself
     if stemmer == "snowball":
         from nltk.stem.snowball import SnowballStemmer

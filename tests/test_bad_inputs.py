@@ -16,6 +16,7 @@ from tasks.archive import ArchiveError, find_member, read_parallel, safe_extract
 from tasks.chars import TextFormatError, ingest_book, split_windows
 from tasks.data import DataSourceError, fetch, incoming_files, ingest_csv, read_csv
 from tasks.engine.catalog import DATASETS
+from tasks.engine.tracking import values
 from tasks.series import SeriesError, ingest_series, load_series, read_windows, window_series
 
 TWEET_COLS = ("id", "label", "tweet")
@@ -353,8 +354,8 @@ def test_the_same_file_under_two_names_is_new_data_once(prefect_server, data_dir
     first = drop_tweets(data_dir, "batch-001.csv", 601, 801)
     assert cli(["retrain", "word2vec", *SMALL]) == 0
     (run,) = parent_runs(data_dir, "word2vec")
-    rows = run.data.metrics["train_rows"]
-    assert rows == 600 + 200 - run.data.metrics["duplicate_rows"]
+    rows = values(run)["train_rows"]
+    assert rows == 600 + 200 - values(run)["duplicate_rows"]
 
     write(first.with_name("batch-002.csv"), first.read_bytes())  # read after it (name order)
     capsys.readouterr()
@@ -364,7 +365,7 @@ def test_the_same_file_under_two_names_is_new_data_once(prefect_server, data_dir
     assert "incoming batch-002.csv adds nothing: every row is already in incoming " \
            "batch-001.csv" in out  # fmt: skip
     assert len(parent_runs(data_dir, "word2vec")) == 1  # nothing trained again
-    assert parent_runs(data_dir, "word2vec")[0].data.metrics["train_rows"] == rows
+    assert values(parent_runs(data_dir, "word2vec")[0])["train_rows"] == rows
 
 
 def test_a_class_missing_from_the_evaluation_split_is_caught_before_training(prefect_server,

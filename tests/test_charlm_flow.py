@@ -9,6 +9,7 @@ from flows.charlm import charlm
 from flows.config import load_config
 from models.charlm import KINDS
 from tasks.chars import encode_chars, ingest_book, window_chars
+from tasks.engine.tracking import values
 from tasks.runtime.loop import Build, Plan
 from tasks.runtime.trainer import fit
 from tasks.train.charlm import perplexity
@@ -21,7 +22,7 @@ def test_charlm_flow_children_metrics_artifacts(prefect_server, data_dir):
     uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     p = c.get_run(parent)
-    assert p.info.status == "FINISHED" and p.data.metrics["vocab_size"] == 34
+    assert p.info.status == "FINISHED" and values(p)["vocab_size"] == 34
     exp = p.info.experiment_id
     children = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.data.params["model.kind"] for r in children) == sorted(KINDS)
@@ -31,7 +32,7 @@ def test_charlm_flow_children_metrics_artifacts(prefect_server, data_dir):
         per_epoch = [h.value for h in hist if h.step < 3]
         assert len(per_epoch) == 3 and all(math.isfinite(v) for v in per_epoch)
         assert per_epoch[-1] < per_epoch[0], kind  # a few epochs lower the test perplexity
-        assert r.data.metrics["chars_per_sec"] > 0
+        assert values(r)["chars_per_sec"] > 0
     bidir = next(r for r in children if r.data.params["model.kind"] == "lstm_bidir")
     assert "not a next-character model" in bidir.data.tags["mlflow.note.content"]
     artifacts = {a.path for a in c.list_artifacts(parent)}
@@ -39,9 +40,13 @@ def test_charlm_flow_children_metrics_artifacts(prefect_server, data_dir):
     champion = c.get_model_version_by_alias("charlm", "champion")
     assert champion.run_id != bidir.info.run_id
     best = c.get_run(champion.run_id)
-    assert best.data.metrics["test_ppl"] == min(
-        r.data.metrics["test_ppl"] for r in children if r.info.run_id != bidir.info.run_id
+    assert values(best)["test_ppl"] == min(
+        values(r)["test_ppl"] for r in children if r.info.run_id != bidir.info.run_id
     )
+    kind = best.data.params["model.kind"]
+    samples = open(c.download_artifacts(parent, "samples.md", str(data_dir))).read()
+    head = f"# samples: model charlm ({kind}), version {champion.version}, profile quick, test_ppl"
+    assert samples.startswith(head) and f"| **{kind}** (registered) |" in samples
 
 
 def test_charlm_retrain_on_new_text(prefect_server, data_dir):
@@ -67,9 +72,9 @@ def test_charlm_retrain_on_new_text(prefect_server, data_dir):
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     parent = c.get_run(out["challenger_run"])
     assert parent.data.tags["incoming_files"] == "1"
-    base = c.get_run(first["challenger_run"]).data.metrics
-    assert parent.data.metrics["train_windows"] > base["train_windows"]
-    assert parent.data.metrics["test_windows"] == base["test_windows"]
+    base = values(c.get_run(first["challenger_run"]))
+    assert values(parent)["train_windows"] > base["train_windows"]
+    assert values(parent)["test_windows"] == base["test_windows"]
     champ = c.get_model_version_by_alias("charlm", "champion")
     assert int(champ.version) == (2 if out["challenger_score"] < out["champion_score"] else 1)
 

@@ -7,6 +7,8 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tasks.engine.tracking import values
+
 SLICE = [
     "--set",
     "data.limit_rows=800",
@@ -33,16 +35,17 @@ def seqflow(*args, env):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_run_names_the_mlflow_run_on_its_last_line(env, data_dir):
+def test_run_names_the_mlflow_run_in_its_summary(env, data_dir):
     done = seqflow("run", "word2vec", "--profile", "quick", *SLICE, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("MLflow run ") and "(FINISHED)" in last
-    run_id = last.split()[2]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-7].startswith("word2vec quick: FINISHED in ")
+    assert lines[-6].startswith("MLflow run  word2vec-quick-")
+    run_id = lines[-6].split("(")[-1].rstrip(")")
     uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     run = MlflowClient(tracking_uri=uri).get_run(run_id)
     assert run.data.params["train.max_steps_per_epoch"] == "2"
-    assert run.data.metrics["train_rows"] == 800
+    assert values(run)["train_rows"] == 800
 
 
 def test_bad_override_exits_2_before_any_work(env, data_dir):
@@ -78,7 +81,7 @@ def test_version_help_and_a_whole_unknown_key(capsys):
         cli.main(["run", "--help"])
     helped = capsys.readouterr().out
     assert "PIPELINE" in helped and "one of: word2vec, seq2seq" in helped
-    assert "(default: parity)" in helped
+    assert "default: quick" in " ".join(helped.split())
     assert cli.main(["run", "word2vec", "--set", "no.such.key=1"]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'no.such.key'" in err and "has no field 'no'" in err

@@ -82,7 +82,11 @@ def tags(run: dict) -> dict:
 
 
 def metrics(run: dict) -> dict:
-    return {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+    """Metric values and counts (tags `count.<name>`) of a run as the REST API returns it."""
+    out = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+    counted = {t["key"][6:]: float(t["value"]) for t in run["data"].get("tags", [])
+               if t["key"].startswith("count.")}  # fmt: skip
+    return out | counted
 
 
 def test_deploy_run_retrain_on_real_servers(stack):

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from flows.cli import main as cli
 from flows.config import load_config
 from flows.word2vec import word2vec
+from tasks.engine.tracking import values
 
 SMOKE = ["data.limit_rows=1500", "train.max_steps_per_epoch=3", "train.epochs=2"]
 
@@ -40,7 +41,7 @@ def test_flow_logs_params_metrics_artifacts_and_registers(prefect_server, mlflow
     assert len(t["rows_fingerprint"]) == 64
     assert t["prefect_flow_run_id"] not in ("", "none")
 
-    m = r.data.metrics
+    m = values(r)
     assert m["train_rows"] == 1500 and m["decode_errors"] == 2  # counted over the file
     assert m["vocab_size"] > 100 and m["pairs"] > 10000
     assert m["cache_hits"] == 0
@@ -73,7 +74,7 @@ def explain(capsys, *args) -> list[str]:
 def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow_client, capsys):
     first = run()
     c = mlflow_client()
-    assert c.get_run(first).data.metrics["cache_hits"] == 0
+    assert values(c.get_run(first))["cache_hits"] == 0
     lines = explain(capsys)
     assert [line.split()[0:2] for line in lines] == [[s, "ran:"] for s in (*PREP, "train")]
     assert all(line.endswith("first run of this stage") for line in lines)
@@ -82,7 +83,7 @@ def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow
     tags = c.get_run(second).data.tags
     assert tags["stage.ingest.cached"] == "True"
     assert all(tags[f"stage.{s}.cached"] == "False" for s in PREP[1:])
-    assert c.get_run(second).data.metrics["cache_hits"] == 1
+    assert values(c.get_run(second))["cache_hits"] == 1
     lines = explain(capsys)
     assert lines[0].startswith("ingest cached")
     assert lines[1].startswith(
@@ -96,7 +97,7 @@ def test_tokenizer_change_recomputes_and_explain_says_why(prefect_server, mlflow
     assert first_lines == [f"{s} ran: first run of this stage" for s in (*PREP, "train")]
 
     third = run(["tokenize.stemmer=none"])
-    assert c.get_run(third).data.metrics["cache_hits"] == 5
+    assert values(c.get_run(third))["cache_hits"] == 5
     *prep, train = explain(capsys)
     assert [line.split()[:2] for line in prep] == [[s, "cached"] for s in PREP]
     assert train.startswith("train ran: it always runs; nothing it depends on changed since run")

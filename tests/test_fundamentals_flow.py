@@ -6,6 +6,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
 from flows.fundamentals import fundamentals
+from tasks.engine.tracking import values
 from tasks.toy import make_sequences
 
 # the notebook's printed epoch-0 losses (train, validation)
@@ -44,12 +45,14 @@ def test_fundamentals_flow(prefect_server, data_dir):
         if kind in NOTEBOOK_EPOCH0:
             assert (train[0], val[0]) == pytest.approx(NOTEBOOK_EPOCH0[kind], rel=1e-9)
         assert {"loss.png", "predictions.md"} <= {a.path for a in c.list_artifacts(r.info.run_id)}
-        assert r.data.metrics["test_loss"] > 0
+        assert values(r)["test_loss"] > 0
     md = c.download_artifacts(kinds["torch_lstm"].info.run_id, "predictions.md", str(data_dir))
     lines = open(md).read().splitlines()
-    assert lines[0] == "| input | target | predicted |" and len(lines) == 2 + 10
+    assert lines[0].startswith("# test predictions: model torch_lstm, version none (not regist")
+    assert "profile parity, test_loss " in lines[0]
+    assert lines[2] == "| input | target | predicted |" and len(lines) == 2 + 2 + 10
     # parity checks: the notebook's epoch-0 losses pass; later epochs were not trained
-    assert c.get_run(parent).data.metrics["parity_failures"] == 6
+    assert values(c.get_run(parent))["parity_failures"] == 6
     table = open(c.download_artifacts(parent, "parity.md", str(data_dir))).read()
     assert "| numpy_rnn train_loss@0 | 4.05047 ± 1e-06 | 4.05047 | pass |" in table
     assert "| numpy_lstm val_loss@0 | 4.49971 ± 1e-06 | 4.49971 | pass |" in table

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tasks.engine.tracking import values as run_values
+
 ROWS = [("910001", "0", "sunny day at the beach with friends"),
         ("910002", "1", "some hateful words about people here"),
         ("910003", "0", "coffee and a good book this morning"),
@@ -99,4 +101,4 @@ def test_every_mutant_is_refused_at_the_door_or_retrains_to_a_finished_run(
         outcome = retrain(profile="quick", overrides=SMALL)  # accepted: it must train through
         (run,) = parent_runs(data, "word2vec")
         assert run.info.status == "FINISHED" and outcome["decision"] == "first model: champion"
-        assert run.data.metrics["train_rows"] >= 600
+        assert run_values(run)["train_rows"] >= 600

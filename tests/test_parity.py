@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from flows.config import load_config
 from flows.word2vec import word2vec
 from tasks.engine.parity import Check, ParityError, report
+from tasks.engine.tracking import values
 
 
 def test_checks_compare_with_their_operator():
@@ -35,7 +36,7 @@ def test_word2vec_parity_run_passes_every_check(prefect_server, data_dir):
     c = MlflowClient(tracking_uri=uri)
     run = c.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["parity_failures"] == 0
+    assert values(run)["parity_failures"] == 0
     table = artifact(c, run_id, "parity.md")
     assert "4 of 4 checks pass" in table
     for row in ("| rows | 31,962 | 31,962 | pass |", "| vocab_size | 3,085 | 3,085 | pass |",
@@ -55,7 +56,7 @@ def test_a_broken_setting_fails_the_check_that_it_breaks(prefect_server, data_di
     [run] = c.search_runs([c.get_experiment_by_name("word2vec").experiment_id])
     assert run.info.status == "FAILED"
     assert "vocab_size: expected 3,085" in run.data.tags["failure_reason"]
-    assert run.data.metrics["parity_failures"] == 2  # vocab size and final loss
+    assert values(run)["parity_failures"] == 2  # vocab size and final loss
     table = artifact(c, run.info.run_id, "parity.md")
     assert "| rows | 31,962 | 31,962 | pass |" in table and "| vocab_size | 3,085 |" in table
     assert table.count("**FAIL**") == 2 and "| tok2id[father] | 1 | 1 | pass |" in table
@@ -63,4 +64,4 @@ def test_a_broken_setting_fails_the_check_that_it_breaks(prefect_server, data_di
     # strict_parity off: the same failures are logged, the run finishes
     run_id = word2vec(config=load_config("word2vec", "parity", [*BROKEN, "strict_parity=false"]))
     run = c.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.data.metrics["parity_failures"] == 2
+    assert run.info.status == "FINISHED" and values(run)["parity_failures"] == 2

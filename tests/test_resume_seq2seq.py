@@ -3,6 +3,7 @@ it resumes mid-training and ends with the metrics of an uninterrupted run."""
 
 import re
 
+from tasks.engine.tracking import values
 from tests.resume import assert_resumes_like_uninterrupted, checkpoints
 
 EPOCHS = 5
@@ -29,4 +30,4 @@ def test_killed_run_resumes_like_an_uninterrupted_one(prefect_server, tmp_path):
     assert "resuming after epoch" in (tmp_path / "resumed.log").read_text()
     assert not checkpoints(tmp_path / "killed", "seq2seq")  # the model is logged: they go
     for run in (reference, resumed):
-        assert run.data.metrics["best_epoch"] >= 1 and run.data.metrics["n_params"] > 0
+        assert values(run)["best_epoch"] >= 1 and values(run)["n_params"] > 0

@@ -10,6 +10,7 @@ from flows.cli import main as cli
 from flows.config import load_config
 from flows.retrain import retrain
 from flows.word2vec import word2vec
+from tasks.engine.tracking import values
 from tests.conftest import MIRROR
 
 SMOKE = ["data.limit_rows=1500", "train.max_steps_per_epoch=4", "train.epochs=2"]
@@ -68,12 +69,12 @@ def test_retrain_cycle(prefect_server, data_dir, capsys):
     assert r.data.tags["incoming_files"] == "1"
     # rows 1501-4500 repeat some tweets of the first 1500 (same label and text): those are
     # dropped and counted, not trained on twice
-    dups = r.data.metrics["duplicate_rows"]
-    assert 0 < dups < 300 and r.data.metrics["train_rows"] == 4500 - dups
-    assert r.data.metrics["retrain.challenger_score"] == pytest.approx(out["challenger_score"])
-    assert r.data.metrics["retrain.champion_score"] == pytest.approx(out["champion_score"])
+    dups = values(r)["duplicate_rows"]
+    assert 0 < dups < 300 and values(r)["train_rows"] == 4500 - dups
+    assert values(r)["retrain.challenger_score"] == pytest.approx(out["challenger_score"])
+    assert values(r)["retrain.champion_score"] == pytest.approx(out["champion_score"])
     assert r.data.tags["warm_start_from"] == "word2vec/1"
-    assert 0 < r.data.metrics["warm_start_tokens"] <= r.data.metrics["vocab_size"]
+    assert 0 < values(r)["warm_start_tokens"] <= values(r)["vocab_size"]
     assert r.data.params["data.incoming"] == "True"
 
     # the same data again: no training whatever the last decision was

@@ -15,6 +15,7 @@ from flows.cli import main as cli
 from flows.retrain import retrain
 from flows.seq2seq import seq2seq
 from tasks.data import DataSourceError
+from tasks.engine.tracking import values
 from tasks.incoming import IncomingError
 from tasks.pairs import check_pairs, read_tsv
 from tasks.translation import ingest_parallel
@@ -83,9 +84,9 @@ def test_retrain_on_new_pairs_decides_then_finds_nothing_new(
     assert 0 <= out["challenger_score"] <= 100 and 0 <= out["champion_score"] <= 100
     uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    m = c.get_run(out["challenger_run"]).data.metrics
+    m = values(c.get_run(out["challenger_run"]))
     assert m["train_pairs"] == 1100 and m["new_pairs"] == 500 and m["duplicate_pairs"] == 0
-    assert c.get_run(champion_run).data.metrics["train_pairs"] == 600
+    assert values(c.get_run(champion_run))["train_pairs"] == 600
     champion = str(c.get_model_version_by_alias("seq2seq", "champion").version)
     assert champion == ("2" if out["decision"] == "promoted" else "1")
 

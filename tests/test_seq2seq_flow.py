@@ -4,6 +4,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.cli import main as cli
 from flows.seq2seq import seq2seq
+from tasks.engine.tracking import values
 
 SMOKE = ["data.limit_train=600", "train.epochs=2", "train.max_steps_per_epoch=4",
          "evaluate.examples=5"]  # fmt: skip
@@ -15,7 +16,7 @@ def test_seq2seq_flow_logs_registers_and_translates(prefect_server, data_dir, ca
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     r = c.get_run(run_id)
     assert r.info.status == "FINISHED" and r.data.tags["pipeline"] == "seq2seq"
-    m = r.data.metrics
+    m = values(r)
     for key in (
         "src_vocab_size",
         "trg_vocab_size",
@@ -43,7 +44,9 @@ def test_seq2seq_flow_logs_registers_and_translates(prefect_server, data_dir, ca
     artifacts = {a.path for a in c.list_artifacts(run_id)}
     assert {"src_vocab.json", "trg_vocab.json", "translations.md"} <= artifacts
     text = open(c.download_artifacts(run_id, "translations.md", str(data_dir))).read()
-    assert text.count("\n") == 2 + 5
+    head = "# test translations: model seq2seq, version 1, profile quick, test_bleu "
+    assert text.startswith(head)
+    assert text.count("\n") == 2 + 2 + 5  # header, blank line, table head, 5 sentences
     assert c.get_model_version_by_alias("seq2seq", "champion").run_id == run_id
 
     capsys.readouterr()

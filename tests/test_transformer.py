@@ -12,6 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from models.transformer import Transformer
+from tasks.engine.tracking import values
 from tasks.train.seq2seq import bucket_batches, token_bleu
 
 
@@ -113,7 +114,7 @@ def test_best_profile_on_a_slice_serves_a_pyfunc(prefect_server, data_dir, capsy
     run_id = seq2seq(profile="best", overrides=TINY)
     uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    m = c.get_run(run_id).data.metrics
+    m = values(c.get_run(run_id))
     for key in ("test_bleu", "test_bleu_tok", "test_chrf", "test_bleu_greedy",
                 "test_bleu_tok_greedy", "test_chrf_greedy", "test_bleu_beam"):  # fmt: skip
         assert 0 <= m[key] <= 100, key
@@ -121,8 +122,9 @@ def test_best_profile_on_a_slice_serves_a_pyfunc(prefect_server, data_dir, capsy
     history = c.get_metric_history(run_id, "val_loss")
     assert [h.step for h in history] == [0, 1]
     text = open(c.download_artifacts(run_id, "translations.md", str(data_dir))).read()
-    assert text.splitlines()[0] == "| source | reference | greedy | beam |"
-    assert text.count("\n") == 2 + 4
+    assert text.startswith("# test translations: model seq2seq, version 1, profile best, ")
+    assert text.splitlines()[2] == "| source | reference | greedy | beam |"
+    assert text.count("\n") == 2 + 2 + 4
 
     model, version = load_translator()
     assert version == 1

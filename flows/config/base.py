@@ -107,7 +107,36 @@ def load_config(pipeline: str, profile: str = "parity", overrides: list[str] = (
     try:
         return CONFIGS[pipeline].model_validate(values)
     except ValidationError as err:
-        raise ConfigError(f"invalid config for {pipeline} ({profile}):\n{err}") from err
+        raise ConfigError(f"invalid config for {pipeline} ({profile}): {one_line(err)}") from None
+
+
+def one_line(err: ValidationError) -> str:
+    """`train.epochs = 0: Input should be greater than or equal to 1`, errors joined by '; '."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "the config"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" = {json.dumps(got, default=str)}"
+        parts.append(f"{key}{shown}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def describe(config: BaseModel) -> list[str]:
+    """`key = value  # description` for every field of a config, nested sections flattened."""
+    out: list[str] = []
+
+    def walk(prefix: str, model: BaseModel) -> None:
+        for name, field in type(model).model_fields.items():
+            value, key = getattr(model, name), f"{prefix}{name}"
+            if isinstance(value, BaseModel):
+                walk(f"{key}.", value)
+                continue
+            shown = json.dumps(value, default=str, ensure_ascii=False)
+            note = field.description or ""
+            out.append(f"{key} = {shown}" + (f"  # {note}" if note else ""))
+
+    walk("", config)
+    return out
 
 
 def flatten(config: BaseModel) -> dict[str, object]:

@@ -131,10 +131,33 @@ def log_metrics(run_id: str, metrics: dict, step: int = 0) -> None:
     log_steps(run_id, [(step, metrics)])
 
 
+# one-value counts: tags `count.<name>`, so the metrics tab leads with scores and losses
+COUNTERS = frozenset({
+    "cache_hits", "parity_failures", "beam_width", "n_params", "vocab_size", "src_vocab_size",
+    "trg_vocab_size", "train_rows", "decode_errors", "duplicate_rows", "pairs", "train_pairs",
+    "new_pairs", "duplicate_pairs", "train_windows", "test_windows", "warm_start_tokens",
+})  # fmt: skip
+
+
+def counts(run) -> dict[str, float]:
+    """A run's counts (logged by log_metrics as tags `count.<name>`)."""
+    return {k[6:]: float(v) for k, v in run.data.tags.items() if k.startswith("count.")}
+
+
+def values(run) -> dict[str, float]:
+    """A run's last metric values and its counts, in one dict."""
+    return run.data.metrics | counts(run)
+
+
 def log_steps(run_id: str, rows: list[tuple[int, dict]]) -> None:
-    """Metrics of several steps (step, {name: value}) in batches of 1,000 (MLflow's limit)."""
+    """Metrics of several steps (step, {name: value}) in batches of 1,000 (MLflow's limit);
+    COUNTERS become tags."""
     now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, step) for step, row in rows for k, v in row.items()]
+    found = {f"count.{k}": f"{v:g}" for _, row in rows for k, v in row.items() if k in COUNTERS}
+    if found:
+        set_tags(run_id, found)
+    metrics = [Metric(k, float(v), now, step) for step, row in rows for k, v in row.items()
+               if k not in COUNTERS]  # fmt: skip
     for i in range(0, len(metrics), 1000):
         client().log_batch(run_id, metrics=metrics[i : i + 1000])
 
@@ -189,10 +212,40 @@ def tracked_run(experiment: str, params: dict, tags: dict, name: str):
     end_run(run_id, "FINISHED")
 
 
-def pipeline_run(pipeline: str, profile: str, params: dict, tags: dict | None = None):
+def pipeline_run(
+    pipeline: str, profile: str, params: dict, tags: dict | None = None, name: str | None = None
+):
     """One MLflow run per pipeline run (a context manager yielding its id)."""
-    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": git_commit()} | (tags or {})
-    return tracked_run(pipeline, params, all_tags, f"{pipeline}-{profile}")
+    commit = git_commit()
+    all_tags = {"pipeline": pipeline, "profile": profile, "git_commit": commit,
+                "mlflow.source.git.commit": commit} | (tags or {})  # fmt: skip
+    return tracked_run(pipeline, params, all_tags, name or f"{pipeline}-{profile}")
+
+
+def log_dataset(run_id: str, name: str, url: str, digest: str, context: str = "training") -> None:
+    """The run's input data, shown in the MLflow UI's Datasets column."""
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    ds = MetaDataset(HTTPDatasetSource(url), name=name, digest=digest[:32])
+    tag = InputTag("mlflow.data.context", context)
+    client().log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), [tag])])
+
+
+def identical_runs(experiment: str, run_id: str, tags: dict) -> list:
+    """Earlier FINISHED runs whose config hash, data and commit equal this run's tags."""
+    where = " and ".join(f"tags.`{k}` = '{tags[k]}'"
+                         for k in ("config_hash", "data_fingerprint", "git_commit"))  # fmt: skip
+    found = _search(experiment, where + " and attributes.status = 'FINISHED'")
+    return [r for r in found if r.info.run_id != run_id]
+
+
+def describe_experiment(name: str, text: str) -> None:
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None and exp.tags.get("mlflow.note.content") != text:
+        c.set_experiment_tag(exp.experiment_id, "mlflow.note.content", text)
 
 
 def child_run(parent_id: str, experiment: str, name: str, params: dict, tags: dict | None = None):
@@ -308,6 +361,7 @@ def promote(
         "rollback": rollback,
     }
     c.set_registered_model_tag(name, f"{MOVE}{time.time_ns() // 1000:017d}", json.dumps(move))
+    c.update_registered_model(name, description=_history_markdown(name, alias_history(name)))
     return move
 
 
@@ -341,10 +395,16 @@ def model_version_of_run(name: str, run_id: str):
 
 
 def load_model(name: str, version: int | str):
+    """The torch module of a registered version: a raw-input pyfunc's (flows/serve_*.py:
+    its `.model`) or, for versions logged with mlflow.pytorch, the module itself."""
+    import mlflow.pyfunc
     import mlflow.pytorch
 
     client()
-    return mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu")
+    uri = f"models:/{name}/{version}"
+    if "pytorch" in mlflow.models.get_model_info(uri).flavors:
+        return mlflow.pytorch.load_model(uri, map_location="cpu")
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
 
 
 def load_json(run_id: str, name: str):
@@ -356,7 +416,8 @@ def load_json(run_id: str, name: str):
 def run_link(run_id: str) -> str:
     """Where the run shows in the MLflow UI."""
     uri = tracking_uri()
-    base = redact(uri.rstrip("/")) if uri.startswith("http") else "http://127.0.0.1:5000"
+    ui = os.environ.get("SEQFLOW_MLFLOW_UI", "http://127.0.0.1:5000")  # `seqflow server`'s
+    base = redact(uri.rstrip("/")) if uri.startswith("http") else ui.rstrip("/")
     return f"{base}/#/experiments/{get_run(run_id).info.experiment_id}/runs/{run_id}"
 
 
@@ -389,14 +450,37 @@ def register_task(run_id: str, model, registered_name: str, example_ids):
 
 
 def registered(run_id: str, registered_name: str, version, uri: str) -> dict:
-    """Tag the run with its new model version; the first version becomes the champion."""
+    """Tag the run with its new model version (flows/champion.py decides whether it serves)."""
     set_tags(run_id, {"registered_model": f"{registered_name}/{version}"})
-    logger = run_logger()
-    logger.info("registered model %s version %s (%s)", registered_name, version, uri)
-    if champion(registered_name) is None:
-        promote(registered_name, version, "first model")
-        logger.info("%s version %s is the first model: alias champion", registered_name, version)
+    run_logger().info("registered model %s version %s (%s)", registered_name, version, uri)
     return {"version": version, "uri": uri}
+
+
+def describe_version(name: str, version, text: str, tags: dict) -> None:
+    c = client()
+    c.update_model_version(name, str(version), description=redact(text))
+    for k, v in tags.items():
+        c.set_model_version_tag(name, str(version), k, redact(str(v)))
+
+
+def version_profile(name: str, version) -> str | None:
+    """The profile a version was trained with (its tag, else its run's)."""
+    mv = client().get_model_version(name, str(version))
+    return mv.tags.get("profile") or get_run(mv.run_id).data.tags.get("profile")
+
+
+def _history_markdown(name: str, moves: list[dict]) -> str:
+    rows = [f"| {m['at']} | {m['from'] or '-'} | {m['to']} | {m.get('metric') or '-'} | "
+            f"{_num(m.get('from_score'))} | {_num(m.get('to_score'))} | {m['reason']} |"
+            for m in moves]  # fmt: skip
+    head = [f"# {name}: champion history", "", "Alias `champion`, newest last.", "",
+            "| when | from | to | metric | from score | to score | reason |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    return "\n".join(head + rows)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 REQUIREMENTS = [f"torch=={__import__('torch').__version__.split('+')[0]}", "numpy"]

@@ -1,0 +1,70 @@
+"""What the raw-input pyfuncs share (flows/embedder.py, writer.py, forecasting.py): reading a
+request's column, checking its values and params, and refusing bad ones with MLflow's
+INVALID_PARAMETER_VALUE, which the scoring server answers with a 400 and the message.
+Inputs are counted from 1, as the translator does (flows/translator.py)."""
+
+import math
+from contextlib import contextmanager
+
+import numpy as np
+
+
+class BadInput(ValueError):
+    """A request the model cannot answer; the message names the input and the fix."""
+
+
+@contextmanager
+def refusing_bad_input():
+    """BadInput inside -> MlflowException(INVALID_PARAMETER_VALUE): a 400, not a 500."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    try:
+        yield
+    except BadInput as err:
+        raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from err
+
+
+def column(model_input, name: str, required: bool = True) -> list | None:
+    """The values of column `name`: a DataFrame's column, or a list / Series / single value
+    taken as that column. None when an optional column is absent."""
+    if hasattr(model_input, "columns"):
+        if name not in model_input.columns:
+            if not required:
+                return None
+            raise BadInput(f"the request has no column {name!r}: send records like "
+                           f'{{"{name}": ...}}')  # fmt: skip
+        model_input = model_input[name]
+    elif isinstance(model_input, str | int | float | dict):
+        model_input = [model_input]
+    values = model_input.tolist() if hasattr(model_input, "tolist") else list(model_input)
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def what(value) -> str:
+    return "null" if missing(value) else type(value).__name__
+
+
+def texts(values: list, name: str) -> list[str]:
+    """The values, each a string with something besides spaces."""
+    for i, v in enumerate(values, 1):
+        if not isinstance(v, str):
+            raise BadInput(f"input {i}: {name} is {what(v)}, not text; send a string")
+        if not v.strip():
+            raise BadInput(f"input {i}: {name} is empty; send some text")
+    return values
+
+
+def number(params: dict | None, name: str, default, low, high, whole: bool = False):
+    """Param `name` (else `default`), checked to lie in [low, high]."""
+    value = (params or {}).get(name, default)
+    if missing(value) or isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"param {name} is {what(value)}; send a number from {low} to {high}")
+    if not low <= value <= high or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise BadInput(f"param {name}={value} is out of range; send {kind} from {low} to {high}")
+    return int(value) if whole else float(value)
