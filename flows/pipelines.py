@@ -102,8 +102,6 @@ def open_run(pipeline: str, config, tags: dict):
     """The pipeline's MLflow run (tracking.pipeline_run) with a name and tags that tell runs
     apart, its input data logged, the experiment described, and a note when an earlier
     finished run had the same config, data and code."""
-    import sys
-
     from flows.config import flatten
     from tasks.engine import tracking
     from tasks.engine.stage import run_logger
@@ -111,7 +109,7 @@ def open_run(pipeline: str, config, tags: dict):
     name, extra = run_identity(pipeline, config)
     tags = tags | extra
     with tracking.pipeline_run(pipeline, config.profile, flatten(config), tags, name) as run_id:
-        doc = (sys.modules[f"flows.{pipeline}"].__doc__ or pipeline).strip()
+        doc = (importlib.import_module(f"flows.{pipeline}").__doc__ or pipeline).strip()
         tracking.describe_experiment(pipeline, doc)
         if (source := dataset_input(config)) is not None:
             tracking.log_dataset(run_id, source[0], source[1], tags["data_fingerprint"])

@@ -3,7 +3,6 @@ request's column, checking its values and params, and refusing bad ones with MLf
 INVALID_PARAMETER_VALUE, which the scoring server answers with a 400 and the message.
 Inputs are counted from 1, as the translator does (flows/translator.py)."""
 
-import math
 from contextlib import contextmanager
 
 import numpy as np
@@ -42,7 +41,10 @@ def column(model_input, name: str, required: bool = True) -> list | None:
 
 
 def missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, or the NaN pandas puts where a request left a value out."""
+    import pandas as pd
+
+    return value is None or (isinstance(value, float) and bool(pd.isna(value)))
 
 
 def what(value) -> str:

@@ -1,6 +1,7 @@
 """The `seqflow` command, run as a user runs it (a subprocess against the test Prefect server)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -28,6 +29,11 @@ def env(prefect_server, data_dir):
     out = dict(os.environ, SEQFLOW_DATA_DIR=str(data_dir), PREFECT_API_URL=PREFECT_API_URL.value())
     out.pop("MLFLOW_TRACKING_URI", None)
     return out
+
+
+def run_id_of(stdout: str) -> str:
+    """The MLflow run id in a run's summary (`MLflow run  NAME (ID)`)."""
+    return re.search(r"^MLflow run  \S+ \((\w{32})\)$", stdout, re.M).group(1)
 
 
 def seqflow(*args, env):

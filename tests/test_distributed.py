@@ -14,6 +14,7 @@ from tasks.runtime.trainer import fit
 from tasks.text import tokenize_tweets
 from tasks.vocab import build_vocab, drop_rare_tokens
 from tasks.windows import window_pairs
+from tests.test_cli import run_id_of
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_seqflow_run_nproc_2_trains_logs_and_registers(prefect_server, data_dir,
                  "train.max_steps_per_epoch=3"]  # fmt: skip
     args = ["run", "word2vec", "--profile", "quick", "--nproc", "2"]
     assert main([*args, *[a for o in overrides for a in ("--set", o)]]) == 0
-    run_id = capsys.readouterr().out.strip().splitlines()[-1].split()[2]
+    run_id = run_id_of(capsys.readouterr().out)
     run = tracking.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["ddp_world_size"] == "2"
     history = tracking.client().get_metric_history(run_id, "train_loss")

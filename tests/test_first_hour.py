@@ -8,7 +8,7 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_cli import env, seqflow  # noqa: F401  (env is a fixture)
+from tests.test_cli import env, run_id_of, seqflow  # noqa: F401  (env is a fixture)
 
 SLICES = {
     "word2vec": ["data.limit_rows=800", "train.max_steps_per_epoch=2", "train.epochs=1",
@@ -31,10 +31,6 @@ def sets(pipeline: str, *extra: str) -> list[str]:
 def store(data_dir) -> MlflowClient:
     uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def run_id_of(stdout: str) -> str:
-    return re.search(r"^MLflow run  \S+ \((\w{32})\)$", stdout, re.M).group(1)
 
 
 def champion(c, name: str) -> int:

@@ -23,6 +23,7 @@ from tasks.runtime import checkpoint
 from tasks.runtime.faults import NonFiniteLoss
 from tests.resume import environment
 from tests.servers import Stack
+from tests.test_cli import run_id_of
 
 QUICK = ["--profile", "quick"]
 TINY = ["data.limit_rows=800", "vocab.min_count=2", "train.epochs=1",
@@ -121,7 +122,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     assert killed.info.status == "RUNNING"  # it never got to say anything
 
     assert cli.main(args) == 0  # the same command again
-    run_id = capsys.readouterr().out.strip().splitlines()[-1].split()[2]
+    run_id = run_id_of(capsys.readouterr().out)
     resumed = store(data_dir).get_run(run_id)
     assert resumed.info.status == "FINISHED"
     assert 1 <= int(resumed.data.tags["resumed_from_epoch"]) <= 3

@@ -66,6 +66,10 @@ def report(pipeline: str, checks: list[Check], got: dict) -> tuple[str, list[str
 def check_parity(run_id: str, pipeline: str, checks: list[Check], got: dict, strict: bool) -> None:
     """Log parity.md and parity_failures; raise ParityError when a check fails and `strict`."""
     markdown, failed = report(pipeline, checks, got)
+    tags = tracking.get_run(run_id).data.tags
+    model = tags.get("registered_model", "none registered").replace("/", " version ")
+    about = f"Model {model}, profile {tags.get('profile', '?')}, MLflow run {run_id}.\n\n"
+    markdown = markdown.replace("\n\n", "\n\n" + about, 1)
     tracking.log_text(run_id, markdown, "parity.md")
     tracking.log_metrics(run_id, {"parity_failures": len(failed)})
     if failed:
