@@ -257,7 +257,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as err:
             print(f"seqflow: cannot read {name}: {err}", file=sys.stderr)
             return 2
-        lines = text.splitlines()
+        from flows.translator import input_lines
+
+        lines = input_lines(text)  # \n only: U+2028 and the like stay inside their line
         sentences += lines
         labels += [f"{name} line {i}" for i in range(1, len(lines) + 1)]
     if not args.text and not args.file:
@@ -280,6 +282,22 @@ def cmd_translate(args: argparse.Namespace) -> int:
         print(text)
     print(f"(seq2seq version {version})", file=sys.stderr)
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The champion (or --version) behind MLflow's scoring server, in the foreground."""
+    from flows.serve import ServeError, serve
+
+    try:
+        serve(args.pipeline, args.version, args.host, args.port)  # returns only on error
+    except ServeError as err:
+        print(f"seqflow: serve {args.pipeline}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the mlflow script itself could not be started
+        print(f"seqflow: serve {args.pipeline}: cannot start MLflow's scoring server: {err}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 1
 
 
 def cmd_log_model(args: argparse.Namespace) -> int:
@@ -420,6 +438,14 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--version", type=int, help="a registered version instead of the champion")
     tr.add_argument("--beam", type=int, help="beam width (1 = greedy; default: the model's)")
     tr.set_defaults(func=cmd_translate)
+    sv = sub.add_parser("serve", help="serve the champion over HTTP (MLflow's scoring server)")
+    sv.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE",
+                    help="whose model: word2vec, seq2seq, charlm or airline")  # fmt: skip
+    sv.add_argument("--version", type=int, help="a registered version instead of the champion")
+    sv.add_argument("--port", type=int, default=5001, help="default: 5001")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="default: 127.0.0.1 (0.0.0.0 serves every interface)")  # fmt: skip
+    sv.set_defaults(func=cmd_serve)
     lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
     lm.add_argument(
         "pipeline", choices=PIPELINES, metavar="PIPELINE", help="the checkpoint's pipeline"
