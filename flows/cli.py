@@ -30,6 +30,15 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
         return None
 
 
+def _storage_line(err: BaseException) -> str | None:
+    """One line for a run that stopped on a full, read-only or forbidden folder, else None."""
+    from tasks.engine import storage
+    from tasks.engine.settings import data_dir
+
+    known = storage.explained(err, data_dir())
+    return None if known is None else f"seqflow: {known}, then run the same command again"
+
+
 DDP_PIPELINES = ("word2vec", "seq2seq", "charlm")
 
 
@@ -101,6 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as err:  # SIGINT/SIGTERM: the runs are KILLED, checkpoints kept
         return interrupted(err, args.pipeline, args.argv)
     except Exception as err:  # the flow's logs hold the traceback; the run is marked FAILED
+        if line := _storage_line(err):  # its temporary files are gone; nothing half-written
+            print(line, file=sys.stderr)
+            return 1
         print(f"seqflow: {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr)
         for line in _failed_run_lines(args.pipeline, int(started * 1000)):
             print(line, file=sys.stderr)
@@ -128,6 +140,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as err:
         return interrupted(err, f"retrain {args.pipeline}", args.argv)
     except Exception as err:
+        if line := _storage_line(err):
+            print(line, file=sys.stderr)
+            return 1
         print(
             f"seqflow: retrain {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr
         )
