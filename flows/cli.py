@@ -223,6 +223,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if "new_rows" in a:
             what = "pairs" if args.pipeline == "seq2seq" else "rows"
             added = f", {a['new_rows']} new {what}, {a.get('duplicate_rows', 0)} duplicate {what}"
+        added += "".join(f", {note}" for note in a.get("notes", []))  # e.g. a header skipped
         print(f"{args.pipeline}: {a['name']} ({a['bytes']:,} bytes, sha256 {a['sha256'][:12]}"
               f"{added})")  # fmt: skip
     event = emit_arrival(args.pipeline, arrived)
