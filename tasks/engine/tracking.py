@@ -163,11 +163,19 @@ def end_run(run_id: str, status: str = "FINISHED", reason: str | None = None) ->
 
 
 def close_interrupted(run_ids: list[str], by: str | None) -> None:
-    """Runs a SIGKILL left RUNNING, now that run `by` resumed their checkpoint: KILLED."""
+    """Runs a SIGKILL left RUNNING, now that run `by` resumed their checkpoint: KILLED, and
+    their child runs left RUNNING with them (charlm's models that had no checkpoint yet)."""
     for old in run_ids:
         try:
-            if get_run(old).info.status == "RUNNING":
-                end_run(old, "KILLED", f"stopped mid-training; resumed by run {by}")
+            run = get_run(old)
+            if run.info.status != "RUNNING":
+                continue
+            where = f"tags.mlflow.parentRunId = '{old}' and attributes.status = 'RUNNING'"
+            for child in client().search_runs([run.info.experiment_id], where):
+                if child.info.run_id not in (by, *run_ids):  # those: resumed or closed here
+                    end_run(child.info.run_id, "KILLED", f"its parent run {old} was killed; "
+                            f"resumed by run {by}")  # fmt: skip
+            end_run(old, "KILLED", f"stopped mid-training; resumed by run {by}")
         except Exception as err:  # not in this store (another tracking URI): nothing to close
             run_logger().info("interrupted run %s not closed: %s", old, err)
 

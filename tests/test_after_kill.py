@@ -1,0 +1,43 @@
+"""What a SIGKILL leaves behind, and what the next command does with it: the killed run's
+child runs are marked KILLED with it."""
+
+import signal
+
+from tests import resume
+
+SETS = ['train.kinds=["gru", "lstm"]', "windows.n_train=4096", "windows.n_test=256",
+        "train.epochs=20", "train.checkpoint_every=20", "train.hidden=16",
+        "evaluate.n_chars=5"]  # fmt: skip
+CHARLM = ["run", "charlm", "--profile", "quick", *[a for s in SETS for a in ("--set", s)]]
+
+
+def test_the_killed_runs_child_runs_are_marked_killed_by_the_next_run(prefect_server, tmp_path):
+    data = tmp_path / "data"
+
+    def lstm_started_without_checkpoint(paths):  # gru done (its final checkpoint), lstm running
+        parents = resume.parent_runs(data, "charlm") if len({p.parent for p in paths}) == 1 else []
+        if not parents:
+            return False
+        return "lstm" in resume.children(data, parents[0].info.run_id, "charlm")
+
+    proc = resume.kill_when(data, "charlm", CHARLM, tmp_path / "killed.log",
+                            lstm_started_without_checkpoint)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL
+    (killed,) = resume.parent_runs(data, "charlm")
+    old = resume.children(data, killed.info.run_id, "charlm")
+    assert killed.info.status == old["lstm"].info.status == "RUNNING"  # the fault
+    assert old["gru"].info.status == "FINISHED"
+
+    assert resume.run(CHARLM, data, tmp_path / "again.log") == 0, (
+        tmp_path / "again.log"
+    ).read_text()
+    killed_now, again = resume.parent_runs(data, "charlm")
+    old = resume.children(data, killed.info.run_id, "charlm")
+    assert killed_now.info.status == "KILLED" and again.info.status == "FINISHED"
+    assert old["lstm"].info.status == "KILLED"  # not left RUNNING with no process behind it
+    resumed_by = resume.children(data, again.info.run_id, "charlm")["gru"].info.run_id
+    assert f"parent run {killed.info.run_id} was killed; resumed by run {resumed_by}" in (
+        old["lstm"].data.tags["failure_reason"])  # fmt: skip
+    assert old["gru"].info.status == "FINISHED"
+    everything = resume.store(data).search_runs([killed.info.experiment_id])
+    assert not [r.info.run_name for r in everything if r.info.status == "RUNNING"]
