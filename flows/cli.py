@@ -459,8 +459,7 @@ def parser() -> argparse.ArgumentParser:
                     help="whose model: word2vec, seq2seq, charlm or airline")  # fmt: skip
     sv.add_argument("--version", type=int, help="a registered version instead of the champion")
     sv.add_argument("--port", type=int, default=5001, help="default: 5001")
-    sv.add_argument("--host", default="127.0.0.1",
-                    help="default: 127.0.0.1 (0.0.0.0 serves every interface)")  # fmt: skip
+    sv.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
     sv.set_defaults(func=cmd_serve)
     lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
     lm.add_argument(
