@@ -1,5 +1,6 @@
 """What a SIGKILL leaves behind, and what the next command does with it: the killed run's
-child runs are marked KILLED with it."""
+child runs are marked KILLED with it, and a damaged newest checkpoint costs one epoch (the one
+before it is kept)."""
 
 import signal
 
@@ -9,6 +10,8 @@ SETS = ['train.kinds=["gru", "lstm"]', "windows.n_train=4096", "windows.n_test=2
         "train.epochs=20", "train.checkpoint_every=20", "train.hidden=16",
         "evaluate.n_chars=5"]  # fmt: skip
 CHARLM = ["run", "charlm", "--profile", "quick", *[a for s in SETS for a in ("--set", s)]]
+W2V = ["run", "word2vec", "--profile", "quick", "--set", "train.epochs=40",
+       "--set", "train.max_steps_per_epoch=20"]  # fmt: skip
 
 
 def test_the_killed_runs_child_runs_are_marked_killed_by_the_next_run(prefect_server, tmp_path):
@@ -41,3 +44,25 @@ def test_the_killed_runs_child_runs_are_marked_killed_by_the_next_run(prefect_se
     assert old["gru"].info.status == "FINISHED"
     everything = resume.store(data).search_runs([killed.info.experiment_id])
     assert not [r.info.run_name for r in everything if r.info.status == "RUNNING"]
+
+
+def test_a_damaged_newest_checkpoint_costs_one_epoch(prefect_server, tmp_path):
+    data = tmp_path / "data"
+
+    def third_epoch_written(paths):
+        return any(p.name >= "epoch-0003.pt" for p in paths)
+
+    proc = resume.kill_when(data, "word2vec", W2V, tmp_path / "killed.log", third_epoch_written)
+    assert proc.returncode == -signal.SIGKILL
+    kept = resume.checkpoints(data, "word2vec")
+    newest = int(kept[-1].stem.split("-")[1])
+    assert [p.name for p in kept] == [f"epoch-{newest - 1:04d}.pt", f"epoch-{newest:04d}.pt"]
+    with open(kept[-1], "r+b") as f:  # torn: the disk lost its second half
+        f.truncate(kept[-1].stat().st_size // 2)
+
+    log = tmp_path / "resumed.log"
+    assert resume.run(W2V, data, log) == 0, log.read_text()
+    assert f"resuming after epoch {newest - 1} from {kept[0]}" in log.read_text()
+    killed, resumed = resume.parent_runs(data, "word2vec")
+    assert killed.info.status == "KILLED" and resumed.info.status == "FINISHED"
+    assert int(resumed.data.tags["resumed_from_epoch"]) == newest - 1
