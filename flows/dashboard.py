@@ -211,17 +211,23 @@ def explain_ephemeral_failures() -> None:
 
 
 FLOW_COMMANDS = ("run", "retrain")  # they catch a flow's errors and print `failed: <error>`
+SERVER_COMMANDS = (*FLOW_COMMANDS, "ingest")  # they may start Prefect's temporary server
 
 
 def run_command(args: argparse.Namespace) -> int:
     """`args.func(args)`, a temporary Prefect server that did not start ending in one line
-    that names the fix (exit 1) instead of a traceback or the server's whole output."""
+    that names the fix (exit 1) instead of a traceback or the server's whole output; a
+    temporary server that goes when the command does, even killed (flows/ephemeral.py)."""
     if args.command in FLOW_COMMANDS:  # before Prefect is imported: a refusal takes seconds
         from flows.preflight import refusal
 
         if (line := refusal(args.pipeline, args.profile, args.set or [])) is not None:
             print(f"seqflow: {line}", file=sys.stderr)
             return 2
+    if args.command in SERVER_COMMANDS and not os.environ.get("PREFECT_API_URL"):
+        from flows import ephemeral
+
+        ephemeral.guard()
     if args.command in FLOW_COMMANDS:
         from tasks.engine import storage
 

@@ -1,8 +1,13 @@
 """What a SIGKILL leaves behind, and what the next command does with it: the killed run's
-child runs are marked KILLED with it, and a damaged newest checkpoint costs one epoch (the one
-before it is kept)."""
+child runs are marked KILLED with it, Prefect's temporary server does not outlive its command,
+and a damaged newest checkpoint costs one epoch (the one before it is kept)."""
 
+import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from tests import resume
 
@@ -12,6 +17,7 @@ SETS = ['train.kinds=["gru", "lstm"]', "windows.n_train=4096", "windows.n_test=2
 CHARLM = ["run", "charlm", "--profile", "quick", *[a for s in SETS for a in ("--set", s)]]
 W2V = ["run", "word2vec", "--profile", "quick", "--set", "train.epochs=40",
        "--set", "train.max_steps_per_epoch=20"]  # fmt: skip
+AIRLINE = ["run", "airline", "--profile", "quick", "--set", "train.epochs=2"]
 
 
 def test_the_killed_runs_child_runs_are_marked_killed_by_the_next_run(prefect_server, tmp_path):
@@ -66,3 +72,56 @@ def test_a_damaged_newest_checkpoint_costs_one_epoch(prefect_server, tmp_path):
     killed, resumed = resume.parent_runs(data, "word2vec")
     assert killed.info.status == "KILLED" and resumed.info.status == "FINISHED"
     assert int(resumed.data.tags["resumed_from_epoch"]) == newest - 1
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> command line of each live child of `pid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found[int(entry.name)] = cmd
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in ("Z", "X")
+
+
+def test_the_temporary_prefect_server_goes_when_its_command_is_killed(tmp_path):
+    data = tmp_path / "data"
+    cleared = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")  # Prefect's temporary server, our store
+    env = {k: v for k, v in os.environ.items() if k not in cleared}
+    env |= {"SEQFLOW_DATA_DIR": str(data), "OMP_NUM_THREADS": "1"}
+    with (tmp_path / "killed.log").open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *AIRLINE], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    servers, watchers = {}, []
+    try:  # the flow runs (a stage folder exists): the server is up, serving it
+        resume.wait_for(lambda: (data / "stages").exists(), 300, "a stage", proc)
+        kids = _children(proc.pid)
+        servers = {p: c for p, c in kids.items() if "prefect.server.api.server" in c}
+        watchers = [p for p, c in kids.items() if "flows.ephemeral" in c]
+        assert len(servers) == 1 and len(watchers) == 1, kids
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    try:
+        gone = time.monotonic()
+        resume.wait_for(lambda: not any(map(_alive, [*servers, *watchers])), 30, "server exit")
+        print(f"temporary server gone {time.monotonic() - gone:.1f} s after its command's SIGKILL")
+    finally:
+        for pid in [*servers, *watchers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
