@@ -13,11 +13,35 @@ import signal
 import subprocess
 import sys
 import time
-
-from flows.dashboard import _alive, _started
+from pathlib import Path
 
 POLL_S = 0.5
 GRACE_S = 10.0
+
+
+def _started(pid: int) -> str:
+    """The process's start time (clock ticks since boot; "?" without /proc): a pid's identity."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "?"
+    return stat[stat.rfind(")") + 2 :].split()[19]
+
+
+def _alive(pid: int, started: str) -> bool:
+    """Whether `pid` is still the process that started at `started` (and not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        if started != "?":
+            return False
+        try:  # no /proc (not Linux): the pid alone
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[0] not in ("Z", "X") and started in ("?", fields[19])
 
 
 def guard() -> None:
@@ -38,10 +62,11 @@ def guard() -> None:
 
 
 def watch(server: int) -> subprocess.Popen:
-    args = [str(os.getpid()), str(server), _started(server) or "?"]
+    args = [str(os.getpid()), str(server), _started(server)]
+    # its own session: Ctrl-C in the terminal is the command's to handle, not the watcher's
     return subprocess.Popen([sys.executable, "-m", "flows.ephemeral", *args],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
 
 def stop(server: int, started: str) -> None:
@@ -58,7 +83,6 @@ def stop(server: int, started: str) -> None:
 
 
 def main(parent: int, server: int, started: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
     while _alive(server, started):
         if os.getppid() != parent:  # the command is gone: this was reparented
             stop(server, started)
