@@ -7,9 +7,10 @@ check failed, or a `quick` version over a champion of another profile. One decis
 per pipeline (a file lock), and the run's tags say what was decided (`champion.line`).
 """
 
+from contextlib import contextmanager
 from contextvars import ContextVar
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from flows import pipelines
 from tasks.engine import tracking
@@ -20,10 +21,36 @@ QUICK = "quick"
 CALLER: ContextVar[str] = ContextVar("champion_caller", default="seqflow run")  # or "retrain"
 
 
+HELD: ContextVar[frozenset] = ContextVar("champion_locks_held", default=frozenset())
+
+
 def lock(pipeline: str) -> FileLock:
     folder = data_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     return FileLock(folder / f"{pipeline}.champion.lock")
+
+
+@contextmanager
+def one_at_a_time(pipeline: str, waiting: str):
+    """The pipeline's decision lock, taken once per context: a retrain holds it from its
+    check to its promotion, and the `decide` inside it (same context) does not take it again
+    (a second FileLock on the same file would wait for itself). `waiting`: logged when another
+    process holds it."""
+    if pipeline in HELD.get():
+        yield
+        return
+    held = lock(pipeline)
+    try:
+        held.acquire(timeout=0)
+    except Timeout:
+        run_logger().info("%s", waiting)
+        held.acquire()
+    token = HELD.set(HELD.get() | {pipeline})
+    try:
+        yield
+    finally:
+        HELD.reset(token)
+        held.release()
 
 
 def _fmt(value) -> str:
@@ -55,7 +82,8 @@ def decide(pipeline: str, config, run_id: str, version, promote: bool | None = N
     run = tracking.get_run(run_id)
     new_value = run.data.metrics.get(metric)
     parity_failed = bool(tracking.counts(run).get("parity_failures"))
-    with lock(pipeline):
+    waiting = f"another retrain or champion decision of {pipeline} is running; waiting"
+    with one_at_a_time(pipeline, waiting):
         champ = tracking.champion(pipeline)
         old = int(champ.version) if champ is not None else None
         out = {"version": version, "champion_version": old, "metric": metric}

@@ -30,6 +30,15 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
         return None
 
 
+def _storage_line(err: BaseException) -> str | None:
+    """One line for a run that stopped on a full, read-only or forbidden folder, else None."""
+    from tasks.engine import storage
+    from tasks.engine.settings import data_dir
+
+    known = storage.explained(err, data_dir())
+    return None if known is None else f"seqflow: {known}, then run the same command again"
+
+
 DDP_PIPELINES = ("word2vec", "seq2seq", "charlm")
 
 
@@ -101,6 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as err:  # SIGINT/SIGTERM: the runs are KILLED, checkpoints kept
         return interrupted(err, args.pipeline, args.argv)
     except Exception as err:  # the flow's logs hold the traceback; the run is marked FAILED
+        if line := _storage_line(err):  # its temporary files are gone; nothing half-written
+            print(line, file=sys.stderr)
+            return 1
         print(f"seqflow: {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr)
         for line in _failed_run_lines(args.pipeline, int(started * 1000)):
             print(line, file=sys.stderr)
@@ -128,6 +140,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as err:
         return interrupted(err, f"retrain {args.pipeline}", args.argv)
     except Exception as err:
+        if line := _storage_line(err):
+            print(line, file=sys.stderr)
+            return 1
         print(
             f"seqflow: retrain {args.pipeline} failed: {type(err).__name__}: {err}", file=sys.stderr
         )
@@ -208,6 +223,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if "new_rows" in a:
             what = "pairs" if args.pipeline == "seq2seq" else "rows"
             added = f", {a['new_rows']} new {what}, {a.get('duplicate_rows', 0)} duplicate {what}"
+        added += "".join(f", {note}" for note in a.get("notes", []))  # e.g. a header skipped
         print(f"{args.pipeline}: {a['name']} ({a['bytes']:,} bytes, sha256 {a['sha256'][:12]}"
               f"{added})")  # fmt: skip
     event = emit_arrival(args.pipeline, arrived)
@@ -257,7 +273,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as err:
             print(f"seqflow: cannot read {name}: {err}", file=sys.stderr)
             return 2
-        lines = text.splitlines()
+        from flows.translator import input_lines
+
+        lines = input_lines(text)  # \n only: U+2028 and the like stay inside their line
         sentences += lines
         labels += [f"{name} line {i}" for i in range(1, len(lines) + 1)]
     if not args.text and not args.file:
@@ -280,6 +298,22 @@ def cmd_translate(args: argparse.Namespace) -> int:
         print(text)
     print(f"(seq2seq version {version})", file=sys.stderr)
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The champion (or --version) behind MLflow's scoring server, in the foreground."""
+    from flows.serve import ServeError, serve
+
+    try:
+        serve(args.pipeline, args.version, args.host, args.port)  # returns only on error
+    except ServeError as err:
+        print(f"seqflow: serve {args.pipeline}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the mlflow script itself could not be started
+        print(f"seqflow: serve {args.pipeline}: cannot start MLflow's scoring server: {err}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 1
 
 
 def cmd_log_model(args: argparse.Namespace) -> int:
@@ -420,6 +454,13 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--version", type=int, help="a registered version instead of the champion")
     tr.add_argument("--beam", type=int, help="beam width (1 = greedy; default: the model's)")
     tr.set_defaults(func=cmd_translate)
+    sv = sub.add_parser("serve", help="serve the champion over HTTP (MLflow's scoring server)")
+    sv.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE",
+                    help="whose model: word2vec, seq2seq, charlm or airline")  # fmt: skip
+    sv.add_argument("--version", type=int, help="a registered version instead of the champion")
+    sv.add_argument("--port", type=int, default=5001, help="default: 5001")
+    sv.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
+    sv.set_defaults(func=cmd_serve)
     lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
     lm.add_argument(
         "pipeline", choices=PIPELINES, metavar="PIPELINE", help="the checkpoint's pipeline"

@@ -157,7 +157,10 @@ def configure_prefect(environ=os.environ) -> str | None:
         if profiles.is_file():  # the user's Prefect profiles stay in force
             environ.setdefault("PREFECT_PROFILES_PATH", str(profiles))
         environ["PREFECT_HOME"] = str(data_dir() / "prefect")
-        Path(environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect makes no parents
+        try:  # Prefect makes no parents
+            Path(environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only or full data folder: `run` names it (flows/preflight.py)
+            pass
     if _running(ui := read_state().get("mlflow")):  # run links point at the dashboard's UI
         environ.setdefault("SEQFLOW_MLFLOW_UI", ui["url"])
     if environ.get("PREFECT_API_URL"):
@@ -208,11 +211,27 @@ def explain_ephemeral_failures() -> None:
 
 
 FLOW_COMMANDS = ("run", "retrain")  # they catch a flow's errors and print `failed: <error>`
+SERVER_COMMANDS = (*FLOW_COMMANDS, "ingest")  # they may start Prefect's temporary server
 
 
 def run_command(args: argparse.Namespace) -> int:
     """`args.func(args)`, a temporary Prefect server that did not start ending in one line
-    that names the fix (exit 1) instead of a traceback or the server's whole output."""
+    that names the fix (exit 1) instead of a traceback or the server's whole output; a
+    temporary server that goes when the command does, even killed (flows/ephemeral.py)."""
+    if args.command in FLOW_COMMANDS:  # before Prefect is imported: a refusal takes seconds
+        from flows.preflight import refusal
+
+        if (line := refusal(args.pipeline, args.profile, args.set or [])) is not None:
+            print(f"seqflow: {line}", file=sys.stderr)
+            return 2
+    if args.command in SERVER_COMMANDS and not os.environ.get("PREFECT_API_URL"):
+        from flows import ephemeral
+
+        ephemeral.guard()
+    if args.command in FLOW_COMMANDS:
+        from tasks.engine import storage
+
+        storage.quiet_tracebacks()  # a full disk: its one line, not Prefect's tracebacks
     if args.command in FLOW_COMMANDS and not os.environ.get("PREFECT_API_URL"):
         explain_ephemeral_failures()
     try:

@@ -122,7 +122,7 @@ def log_embedder(run_id: str, model, id2tok: list[str], classifier, config, name
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-    from mlflow.types.schema import Array
+    from mlflow.types.schema import AnyType, Array
 
     from tasks.engine import tracking
     from tasks.text import stopword_set, tweet_tokenizer
@@ -132,7 +132,7 @@ def log_embedder(run_id: str, model, id2tok: list[str], classifier, config, name
     settings = {"model": config.train.model, "embed_size": config.train.embed_size,
                 "k": config.evaluate.k, "tokenize": tok}  # fmt: skip
     signature = ModelSignature(
-        Schema([ColSpec("string", "text")]),
+        Schema([ColSpec(AnyType(), "text")]),  # checked by predict(), in every payload form
         Schema([ColSpec(Array("string"), "tokens"), ColSpec(Array("string"), "unknown"),
                 ColSpec(Array("double"), "vector"), ColSpec(Array("string"), "neighbors"),
                 ColSpec("long", "label", required=False),

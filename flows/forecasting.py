@@ -136,7 +136,7 @@ def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
-    from mlflow.types.schema import Array
+    from mlflow.types.schema import AnyType, Array
 
     from tasks.engine import tracking
     from tasks.series import read_series
@@ -146,8 +146,10 @@ def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
     settings = {"lookback": config.windows.lookback, "transform": asdict(ev.tr),
                 "hidden": t.hidden, "n_layers": t.n_layers}  # fmt: skip
     signature = ModelSignature(
-        Schema([ColSpec("double", "horizon"), ColSpec(Array("double"), "history", required=False),
-                ColSpec("string", "last_month", required=False)]),
+        # Any: request() checks each value as sent, in every payload form (typed columns
+        # would let MLflow turn null into "None" and "3" into 3.0 before it)
+        Schema([ColSpec(AnyType(), "horizon"), ColSpec(AnyType(), "history", required=False),
+                ColSpec(AnyType(), "last_month", required=False)]),
         Schema([ColSpec(Array("string"), "months"), ColSpec(Array("double"), "forecast")]),
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

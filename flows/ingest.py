@@ -22,9 +22,13 @@ def resource_id(pipeline: str) -> str:
 def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[str, dict]:
     """Raise a clear error when a file would fail the pipeline's retrain or add nothing to it;
     else {file name: what it adds}. Every fault of every file is named at once."""
+    from tasks.filetype import problem
+
     for path in files:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
+        if why := problem(path):  # compressed or binary, whatever its extension
+            raise ValueError(f"{why}; nothing was copied")
         if path.suffix != SUFFIX[pipeline]:
             raise ValueError(f"{path}: {pipeline} takes {SUFFIX[pipeline]} files")
     names = [p.name for p in files]
@@ -36,7 +40,7 @@ def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[
 
         report = check_word2vec(files, earlier=earlier)
         added = {f.name: {"rows": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
-                          "duplicate_of": f.duplicate_of}
+                          "duplicate_of": f.duplicate_of, "notes": f.notes}
                  for f in report.files if f.name in names}  # fmt: skip
     elif pipeline == "seq2seq":
         from flows.config import load_config
@@ -44,7 +48,7 @@ def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[
 
         report = incoming_report(load_config("seq2seq", "parity", list(overrides)), files)
         added = {f.name: {"pairs": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
-                          "duplicate_of": f.duplicate_of}
+                          "duplicate_of": f.duplicate_of, "notes": f.notes}
                  for f in report.files if f.name in names}  # fmt: skip
     else:
         from tasks.chars import check_incoming

@@ -59,7 +59,6 @@ def retrain(
     logger = get_run_logger()
     if trigger:
         logger.info("triggered by: %s", trigger)
-    spec = pipelines.get(pipeline)
     sets = [*(overrides or [])]
     if "incoming" in type(load_config(pipeline, profile, sets).data).model_fields:
         sets.append("data.incoming=true")  # pipelines that take dropped-in files
@@ -67,6 +66,16 @@ def retrain(
         sets.append("train.warm_start=true")
     config = load_config(pipeline, profile, sets)
     duplicates = check_incoming(pipeline, config)  # every bad row named before any stage/run
+    # one retrain per pipeline at a time, from its check to its promotion: a second one waits,
+    # then finds the first one's data already trained on ("no new data")
+    waiting = f"another retrain of {pipeline} is running; waiting"
+    with champion.one_at_a_time(pipeline, waiting):
+        return _check_and_train(pipeline, config, duplicates, trigger, promote)
+
+
+def _check_and_train(pipeline: str, config, duplicates: list[str], trigger, promote) -> dict:
+    logger = get_run_logger()
+    spec = pipelines.get(pipeline)
     data_fp = spec.fingerprint(config)
     champ = tracking.champion(pipeline)
     champ_fp = tracking.get_run(champ.run_id).data.tags.get("data_fingerprint") if champ else None

@@ -1,7 +1,11 @@
 """What the raw-input pyfuncs share (flows/embedder.py, writer.py, forecasting.py): reading a
 request's column, checking its values and params, and refusing bad ones with MLflow's
 INVALID_PARAMETER_VALUE, which the scoring server answers with a 400 and the message.
-Inputs are counted from 1, as the translator does (flows/translator.py)."""
+Inputs are counted from 1, as the translator does (flows/translator.py). Their signatures type
+the input columns Any, so a value reaches predict() as sent in every payload form
+(`dataframe_records`, `dataframe_split`, `inputs`, `instances`): with type string, MLflow
+makes "42" and "None" of 42 and null in `inputs`/`instances` before the model sees them.
+`unfolded()` undoes the one thing Any columns cost."""
 
 from contextlib import contextmanager
 
@@ -24,9 +28,28 @@ def refusing_bad_input():
         raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from err
 
 
+def unfolded(frame):
+    """The rows of a request MLflow folded into one. With Any columns, a dict payload whose
+    values are all lists of strings (`inputs`/`instances` as columns or as bare values, e.g.
+    {"inputs": ["a", "b"]}) becomes ONE row holding those lists (mlflow/models/utils.py,
+    _enforce_schema); such a row is read as the columns it was. (A `dataframe_records` row whose
+    every cell is a list of strings reads the same way.)"""
+    import pandas as pd
+
+    if not hasattr(frame, "columns") or len(frame) != 1 or len(frame.columns) == 0:
+        return frame
+    cells = list(frame.iloc[0])
+    if not all(isinstance(c, list) and all(isinstance(v, str) for v in c) for c in cells):
+        return frame
+    if len({len(c) for c in cells}) != 1:
+        return frame  # columns of different lengths: refused as lists, naming input 1
+    return pd.DataFrame({name: list(c) for name, c in zip(frame.columns, cells, strict=True)})
+
+
 def column(model_input, name: str, required: bool = True) -> list | None:
     """The values of column `name`: a DataFrame's column, or a list / Series / single value
     taken as that column. None when an optional column is absent."""
+    model_input = unfolded(model_input)
     if hasattr(model_input, "columns"):
         if name not in model_input.columns:
             if not required:

@@ -1,14 +1,17 @@
-"""The seq2seq champion as an MLflow pyfunc: raw German text in, English text out.
+r"""The seq2seq champion as an MLflow pyfunc: raw German text in, English text out.
 
 The weights, both vocabularies, the tokenizer settings and the decoding settings travel in the
 model's artifacts, so `mlflow models serve -m models:/seq2seq@champion --env-manager local`
 and `seqflow translate` load the same thing. The rules, for both: one output per input, in
 order; a blank input gives a blank output; an input longer than `max_src_tokens` is cut, with
-a warning naming it; a non-string input is refused.
+a warning naming it; a non-string or null input is refused, naming it (counted from 1). A line
+break inside an input (U+2028, U+2029, \x0b, \x0c, \x1c-\x1e, \x85, \r, \n) is read as a
+space, so no output holds one: N lines in, N lines out.
 """
 
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from tasks.runtime import checkpoint
 
 ENTRY = Path(__file__).with_name("serve_seq2seq.py")  # the models-from-code file
 log = logging.getLogger("seqflow.translator")
+BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")  # what splitlines() splits on
 
 
 class BadInput(ValueError):
@@ -59,12 +63,14 @@ class Translator(PythonModel):
 
     def translate(self, lines: list, beam: int | None = None) -> tuple[list[str], list]:
         """(one translation per line, [(index of a line that was cut, what was cut)])."""
+        from flows.serving import what
         from tasks.train.seq2seq import detokenize, translate_ids
         from tasks.translation import encode, tokenize_texts
 
         for i, line in enumerate(lines, 1):
             if not isinstance(line, str):
-                raise BadInput(f"input {i} is {type(line).__name__}, not text: send strings")
+                raise BadInput(f"input {i} is {what(line)}, not text: send strings")
+        lines = [BREAKS.sub(" ", line) for line in lines]
         keep = [i for i, line in enumerate(lines) if line.strip()]
         docs = tokenize_texts([lines[i] for i in keep], self.tokenizer, self.tok["lowercase"],
                               False)  # fmt: skip
@@ -81,18 +87,32 @@ class Translator(PythonModel):
                              alpha=self.dec["length_penalty"])  # fmt: skip
         out = [""] * len(lines)
         for i, h in zip(keep, hyps, strict=True):
-            out[i] = detokenize([self.trg_vocab[t] for t in h])
+            out[i] = BREAKS.sub(" ", detokenize([self.trg_vocab[t] for t in h]))
         return out, warnings
 
 
 def _texts(model_input) -> list:
-    """The strings of a request: a DataFrame's first column, a Series, a list or one str."""
+    """The values of a request as sent: a DataFrame's first column, a Series, a list or one
+    str. The signature's type is Any, so MLflow hands 42 or null over as they are in every
+    payload form (with type string it makes "42" and "None" of them in `inputs`/`instances`)."""
+    from flows.serving import unfolded
+
     if isinstance(model_input, str):
         return [model_input]
+    model_input = unfolded(model_input)
     if hasattr(model_input, "columns"):
         model_input = model_input[model_input.columns[0]]
     values = list(model_input.tolist() if hasattr(model_input, "tolist") else model_input)
-    return [v if not isinstance(v, np.str_) else str(v) for v in values]
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def input_lines(text: str) -> list[str]:
+    r"""The lines of a file for `seqflow translate`: split on \n only (\r\n accepted), a final
+    newline making no extra line; other line separators stay inside their line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
@@ -101,12 +121,13 @@ def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from tasks.engine import tracking
 
     settings = {"train": config.train.model_dump(), "tokenize": config.tokenize.model_dump(),
                 "decode": config.evaluate.model_dump()}  # fmt: skip
-    signature = ModelSignature(Schema([ColSpec("string", "text")]),
+    signature = ModelSignature(Schema([ColSpec(AnyType(), "text")]),  # checked in translate()
                                Schema([ColSpec("string", "translation")]))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",

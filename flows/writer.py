@@ -96,6 +96,7 @@ def log_writer(run_id: str, model, vocab: list[str], config, name: str) -> dict:
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from tasks.engine import tracking
 
@@ -104,7 +105,7 @@ def log_writer(run_id: str, model, vocab: list[str], config, name: str) -> dict:
     settings = {"kind": model.kind, "hidden": model.hidden, "n_layers": model.n_layers,
                 "defaults": defaults}  # fmt: skip
     signature = ModelSignature(
-        Schema([ColSpec("string", "prompt")]),
+        Schema([ColSpec(AnyType(), "prompt")]),  # checked by predict(), in every payload form
         Schema([ColSpec("string", "prompt"), ColSpec("string", "continuation")]),
         ParamSchema([ParamSpec("temperature", "double", ev.temperature),
                      ParamSpec("seed", "long", 0), ParamSpec("length", "long", ev.n_chars)]),

@@ -77,9 +77,15 @@ def foreign_characters(text: str) -> tuple[int, int, list[str]]:
 def check_incoming(path: Path) -> str:
     """An incoming text: UTF-8, Gutenberg header/footer dropped when it has the markers. A text
     without letters, or mostly in another alphabet, is refused: its letters would all become
-    spaces (the vocabulary is the book's). Returns the text."""
+    spaces (the vocabulary is the book's). An archive or other binary data renamed .txt is
+    refused as such (tasks/filetype.py). Returns the text."""
+    from tasks.filetype import problem
+
+    raw = path.read_bytes()
+    if why := problem(path, raw[:4096]):
+        raise TextFormatError(f"{why} (the file was left where it is)")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise TextFormatError(
             f"{path}: not UTF-8 (byte {e.start}); save it as UTF-8 text and run again "

@@ -165,21 +165,37 @@ class CsvTable(NamedTuple):
     decode_errors: int
     bad_rows: list[int]  # 1-based data row numbers holding a replaced sequence
     lines: list[int]  # the line each data row starts on
+    delimiter: str = ","  # the one its header uses
+
+
+DELIMITERS = (",", ";", "\t", "|")  # a spreadsheet's "CSV" may use any of these
+
+
+def sniff_delimiter(text: str, columns: tuple[str, ...]) -> str:
+    """The delimiter whose split of the header line holds every one of `columns` (a comma when
+    none does: the missing-columns error then shows the header as read)."""
+    first = text.split("\n", 1)[0].rstrip("\r")
+    for d in DELIMITERS:
+        if set(columns) <= {h.strip().strip('"') for h in first.split(d)}:
+            return d
+    return ","
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
     """Read a CSV with a header holding at least `columns`; every record becomes one row.
+    Its delimiter is the one of DELIMITERS its header uses.
 
     Quoting is strict: an unclosed quote or text after a closing quote is an error naming the
     record, never a record that silently swallows the lines after it."""
+    from tasks.filetype import problem
+
     raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
-        raise DataSourceError(
-            f"{path} looks like UTF-16 (byte-order mark or NUL bytes): save it as UTF-8 and "
-            "run again"
-        )
+    if why := problem(path, raw[:4096]):  # compressed, binary, UTF-16
+        raise DataSourceError(why)
     decoded = decode_utf8(raw)
-    reader = csv.reader(io.StringIO(decoded.text.removeprefix("\ufeff"), newline=""), strict=True)
+    text = decoded.text.removeprefix("\ufeff")
+    delimiter = sniff_delimiter(text, columns)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     records = _records(path, reader)
     header = next(records, (0, None))[1]
     if header is None:
@@ -207,7 +223,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> CsvTable:
             out[c].append(record[i])
         if decoded.decode_errors and any("\ufffd" in record[i] for i in index):
             bad_rows.append(number)
-    return CsvTable(out, decoded.decode_errors, bad_rows, lines)
+    return CsvTable(out, decoded.decode_errors, bad_rows, lines, delimiter)
 
 
 # --- the ingest stage ------------------------------------------------------------------------

@@ -10,19 +10,21 @@ Rules (each fault names the file, the line and the value):
   id: it is dropped and counted (`duplicate_rows`); an id already there with another label or
   text is a conflict and refused;
 - a file whose every row is a duplicate adds nothing and is named as such.
-Files are read in name order, as the ingest stage reads them.
+Files are read in name order, as the ingest stage reads them. A file saved with `;`, tab or `|`
+between its columns is read with the delimiter its header uses, and the report says so.
 """
 
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.data import DataSourceError, fetch, read_csv, sha256_file
 from tasks.engine.catalog import DATASETS
 
 SHOWN = 20  # faults listed in one error (the count says how many in all)
+DELIMITER_NAMES = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 @dataclass
@@ -55,6 +57,7 @@ class FileReport:
     new: int  # rows it adds
     duplicates: int  # rows already in the source or an earlier file
     duplicate_of: list[str]  # where those rows were
+    notes: list[str] = field(default_factory=list)  # repairs made reading it, e.g. a header
 
 
 @dataclass
@@ -75,11 +78,12 @@ class Ledger:
         self.keep: dict[str, list[bool]] = {}
         self.dup_of: dict[str, set[str]] = {}
         self.added: dict[bytes, object] = {}  # new content key -> its row
+        self.notes: dict[str, list[str]] = {}  # file name -> repairs made reading it
 
     def files(self, files: list[Path], earlier: list[Path] = ()) -> Iterator[Path]:
         """The `earlier` files (already in the incoming folder), then `files`, in name order."""
         for path in [*by_name(earlier), *by_name(files)]:
-            self.keep[path.name], self.dup_of[path.name] = [], set()
+            self.keep[path.name], self.dup_of[path.name], self.notes[path.name] = [], set(), []
             yield path
 
     def add(self, path: Path, key: bytes, row) -> bool:
@@ -98,10 +102,9 @@ class Ledger:
         """Every fault at once (IncomingError), else what each file adds."""
         if faults:
             raise IncomingError(faults)
-        files = [
-            FileReport(name, len(flags), sum(flags), flags.count(False), sorted(self.dup_of[name]))
-            for name, flags in self.keep.items()
-        ]
+        files = [FileReport(name, len(flags), sum(flags), flags.count(False),
+                            sorted(self.dup_of[name]), self.notes[name])
+                 for name, flags in self.keep.items()]  # fmt: skip
         fp = hashlib.sha256(b"".join(sorted(self.added))).hexdigest() if self.added else ""
         return Report(files, fp, self.keep, list(self.added.values()))
 
@@ -133,6 +136,9 @@ def check_word2vec(files: list[Path], dataset: str = "tweets_hate_speech", file:
         except DataSourceError as err:
             faults.append(Fault(str(path), 0, str(err)))
             continue
+        if table.delimiter != ",":
+            seen.notes[path.name].append(f"read as {DELIMITER_NAMES[table.delimiter]}-separated "
+                                         "(its header's delimiter)")  # fmt: skip
         in_file: dict[str, int] = {}
         cols = (table.columns[c] for c in ("id", "label", "tweet"))
         for line, i, lb, text in zip(table.lines, *cols, strict=True):

@@ -8,6 +8,11 @@ characters and at most MAX_CHARS characters a side (a last line may end the file
 newline; blank lines are faults: they would shift every pair after them). A pair equal (sides
 stripped) to one of the train split the run reads (`data.limit_train` reads fewer) or of an
 earlier file is a duplicate: dropped and counted. Files are read in name order.
+
+As users save them: a UTF-8 byte-order mark is dropped; a first line naming the columns (the
+split's language codes such as `de<TAB>en`, or `src<TAB>trg`, `source<TAB>target`,
+`german<TAB>english`; any case) is a header: skipped and reported; a compressed file or other
+binary data is named as such, whatever its extension (tasks/filetype.py).
 """
 
 import hashlib
@@ -19,22 +24,36 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine.stage import StageOutput, run_stage, sha256_file, write_table
+from tasks.engine.stage import StageOutput, read_manifest, run_stage, sha256_file, write_table
+from tasks.filetype import problem
 from tasks.incoming import Fault, Ledger, Report
 
 MAX_CHARS = 1000  # a side; Multi30k's longest is under 300
+HEADERS = {("src", "trg"), ("source", "target"), ("german", "english"), ("deutsch", "englisch")}
 
 
 def _key(src: str, trg: str) -> bytes:
     return hashlib.sha256(f"{src.strip()}\t{trg.strip()}".encode()).digest()
 
 
-def read_tsv(path: Path, faults: list[Fault]) -> list[tuple[int, str, str]]:
-    """(line number, de, en) of every well-formed line; the faults of the others."""
+def is_header(line: str, langs: tuple[str, str] = ("de", "en")) -> bool:
+    """Whether a first line names the columns (any case) rather than holding a pair."""
+    names = tuple(part.strip().lower() for part in line.split("\t"))
+    return names in HEADERS | {tuple(lang.lower() for lang in langs)}
+
+
+def read_tsv(path: Path, faults: list[Fault], langs: tuple[str, str] = ("de", "en"),
+             skipped: list[int] | None = None) -> list[tuple[int, str, str]]:  # fmt: skip
+    """(line number, de, en) of every well-formed line; the faults of the others. A header
+    line (is_header) is skipped, its number added to `skipped`."""
+    raw = path.read_bytes()
+    if why := problem(path, raw[:4096]):  # compressed or binary: no line of it is text
+        faults.append(Fault(str(path), 0, why))
+        return []
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        line = raw[: err.start].count(b"\n") + 1
         faults.append(Fault(str(path), line, f"not UTF-8 (byte {err.start}): save it as UTF-8"))
         return []
     pairs = []
@@ -42,6 +61,10 @@ def read_tsv(path: Path, faults: list[Fault]) -> list[tuple[int, str, str]]:
         line = line.removesuffix("\r")
         if not line and n == text.count("\n") + 1:
             break  # the newline that ends the file
+        if n == 1 and is_header(line, langs):
+            if skipped is not None:
+                skipped.append(n)
+            continue
         parts = line.split("\t")
         if len(parts) != 2:
             what = "a blank line" if not line.strip() else f"{len(parts) - 1} tabs"
@@ -68,11 +91,21 @@ def check_pairs(files: list[Path], train: StageOutput, earlier: list[Path] = ())
     pairs, in order."""
     table = pq.read_table(train.file("train.parquet"))
     keys = map(_key, table.column("src").to_pylist(), table.column("trg").to_pylist())
-    seen, faults = Ledger(dict.fromkeys(keys, "the train split")), []
+    seen, faults, langs = Ledger(dict.fromkeys(keys, "the train split")), [], languages(train)
     for path in seen.files(files, earlier):
-        for _, de, en in read_tsv(path, faults):
+        skipped = []
+        for _, de, en in read_tsv(path, faults, langs, skipped):
             seen.add(path, _key(de, en), (de, en))
+        if skipped:
+            seen.notes[path.name].append("1 header line skipped")
     return seen.report(faults)
+
+
+def languages(train: StageOutput) -> tuple[str, str]:
+    """(source, target) language codes of the ingested split (its stage's params)."""
+    parts = train.parts or read_manifest(Path(train.path)).get("parts", {})
+    params = parts.get("params", {})
+    return params.get("src", "de"), params.get("trg", "en")
 
 
 @task(name="add_pairs", cache_policy=NO_CACHE)

@@ -45,9 +45,10 @@ def test_nan_mid_training_keeps_the_last_good_checkpoint(tmp_path):
     recipe = PoisonedAt(cfg, lambda model: (0.0, 0.0), train=(windows(), windows()))
     with pytest.raises(NonFiniteLoss, match="at epoch 3, step 2") as caught:
         fit(recipe, Plan.of(cfg, checkpoint_every=1, progress=False), checkpoints=tmp_path)
-    kept = sorted(tmp_path.glob("epoch-*.pt"))
-    assert [p.name for p in kept] == ["epoch-0002.pt"] and str(kept[0]) in str(caught.value)
-    state = checkpoint.load(kept[0])  # weights only
+    kept = sorted(tmp_path.glob("epoch-*.pt"))  # the last good epoch's and the one before
+    assert [p.name for p in kept] == ["epoch-0001.pt", "epoch-0002.pt"]
+    assert str(kept[-1]) in str(caught.value)
+    state = checkpoint.load(kept[-1])  # weights only
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
 
 

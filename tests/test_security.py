@@ -112,7 +112,9 @@ def test_credentials_never_reach_params_tags_or_failure_reason(data_dir):
 
 
 def test_every_server_the_project_starts_binds_localhost():
-    """`seqflow ui`, the README's servers and the end-to-end fixtures pass --host 127.0.0.1."""
+    """`seqflow ui`, the README's servers and the end-to-end fixtures pass --host 127.0.0.1;
+    `seqflow serve`'s --host defaults to it."""
     files = [REPO / "flows" / "cli.py", REPO / "tests" / "servers.py", REPO / "README.md"]
-    hosts = [m for f in files for m in re.findall(r'--host"?,?\s*"?([\w.]+)', f.read_text())]
+    pattern = r'--host"?,?\s*(?:default=)?"?([\w.]+)'
+    hosts = [m for f in files for m in re.findall(pattern, f.read_text())]
     assert len(hosts) >= 4 and set(hosts) == {"127.0.0.1"}

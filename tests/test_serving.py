@@ -31,6 +31,41 @@ def refused(url: str, rows: list[dict], params: dict | None = None) -> str:
     return body["message"]
 
 
+def payload_forms(rows: list[dict], values: bool = True) -> dict[str, dict]:
+    """The same rows in each JSON payload form MLflow's scoring server accepts, by name; with
+    `values`, also as bare values (MLflow maps those to a model's only input column)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    forms = {
+        "dataframe_records": {"dataframe_records": rows},
+        "dataframe_split": {"dataframe_split": {
+            "columns": columns, "data": [[row.get(c) for c in columns] for row in rows]}},
+        "inputs records": {"inputs": rows},
+        "inputs columns": {"inputs": {c: [row.get(c) for row in rows] for c in columns}},
+        "instances records": {"instances": rows},
+    }  # fmt: skip
+    if values and len(columns) == 1:
+        forms["inputs values"] = {"inputs": [row[columns[0]] for row in rows]}
+        forms["instances values"] = {"instances": [row[columns[0]] for row in rows]}
+    return forms
+
+
+def refused_in_every_form(url: str, good: dict, column: str, expect: str, values: bool = True,
+                          bads=((42, "int"), (None, "null"), (True, "bool"))) -> None:  # fmt: skip
+    """[good, good with `column` set to each bad value]: a 400 naming input 2 in every payload
+    form; `expect` holds {i} and {what}, e.g. "input {i}: text is {what}". MLflow's own parser
+    of `instances` records makes ONE numpy array of a column (parse_instances_data), which turns
+    ["a", 42] into ["a", "42"] before any model sees it: there the bad row goes alone."""
+    for bad, what in bads:
+        rows = [good, good | {column: bad}]
+        forms = {form: (body, 2) for form, body in payload_forms(rows, values).items()}
+        if bad is not None:
+            forms["instances records"] = ({"instances": [good | {column: bad}]}, 1)
+        for form, (body, i) in forms.items():
+            status, answer = post(url, json.dumps(body).encode())
+            assert status == 400, (form, bad, answer)
+            assert expect.format(i=i, what=what) in answer["message"], (form, bad, answer)
+
+
 def test_word2vec_serves_words_and_texts(prefect_server, data_dir):
     from flows.word2vec import word2vec
 
@@ -61,6 +96,7 @@ def test_word2vec_serves_words_and_texts(prefect_server, data_dir):
         assert "input 2: text is int, not text" in refused(url, [{"text": "day"}, {"text": 5}])
         assert "input 1: text is null" in refused(url, [{"text": None}])
         assert "input 1: text is empty" in refused(url, [{"text": "   "}])
+        refused_in_every_form(url, {"text": "day"}, "text", "input {i}: text is {what}, not text")
         message = refused(url, [{"text": "day"}, {"text": "qqqzzz"}])
         assert "input 2: 'qqqzzz'" in message and "in the vocabulary" in message
         assert "nothing is left" in refused(url, [{"text": "the and of"}])
@@ -126,6 +162,7 @@ def test_charlm_serves_a_continuation(prefect_server, data_dir):
         assert "input 1: prompt is int, not text" in refused(url, [{"prompt": 7}])
         assert "input 2: prompt is null" in refused(url, [rows[0], {"prompt": None}])
         assert "input 1: prompt '123 !!' has no letter" in refused(url, [{"prompt": "123 !!"}])
+        refused_in_every_form(url, rows[0], "prompt", "input {i}: prompt is {what}, not text")
         assert "param length=-5 is out of range" in refused(url, rows, {"length": -5})
         assert "param temperature=-1.0" in refused(url, rows, {"temperature": -1})
     finally:
@@ -164,6 +201,17 @@ def test_airline_serves_dated_forecasts(prefect_server, data_dir):
         assert "input 1: horizon -2 is not a whole number" in refused(url, [{"horizon": -2}])
         assert "input 2: horizon 1.5" in refused(url, [{"horizon": 1}, {"horizon": 1.5}])
         assert "input 1: horizon is null" in refused(url, [{"horizon": None}])
+        refused_in_every_form(
+            url,
+            {"horizon": 3},
+            "horizon",
+            "input {i}: horizon is {what}",
+            False,
+            (("3", "str"), (None, "null")),
+        )  # no "3" taken for 3.0
+        for form, body in payload_forms([{"horizon": 2, "last_month": None}]).items():
+            status, answer = post(url, json.dumps(body).encode())  # null: no last_month
+            assert status == 200 and len(answer["predictions"][0]["months"]) == 2, (form, answer)
         message = refused(url, [{"horizon": 2, "history": [100.0, -5.0]}])
         assert "input 1: history value 2 is -5.0" in message
         message = refused(url, [{"horizon": 2, "history": history, "last_month": "1960-13"}])

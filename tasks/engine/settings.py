@@ -1,12 +1,31 @@
 """Where seqflow keeps its files and where it finds a dataset mirror (environment-driven)."""
 
 import os
+import re
 from pathlib import Path
 
 
 def data_dir() -> Path:
     """Root for the download cache, stage outputs and the default MLflow store."""
     return Path(os.environ.get("SEQFLOW_DATA_DIR", "data")).resolve()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else an embedded SQLite store in the data folder."""
+    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
+        return uri
+    data_dir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+# scheme://user:password@host -> scheme://***@host (also a lone user or token before the @)
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(value: str) -> str:
+    """The text with the credentials of every URI in it replaced by ***: params, tags and
+    failure reasons are readable by anyone with access to the tracking store."""
+    return _USERINFO.sub(r"\1***@", value)
 
 
 def mirror_dir() -> Path | None:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
+from tasks.engine import storage
 from tasks.engine.lineage import digest, key_parts
 from tasks.engine.settings import data_dir
 
@@ -134,28 +135,29 @@ def run_stage(
             shutil.rmtree(final)
         remove_stale_temps(base)
         tmp = base / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
-            started = time.perf_counter()
-            stats = build(tmp)
-            files = {
-                p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                for p in sorted(tmp.iterdir())
-            }
-            manifest = {
-                "pipeline": pipeline,
-                "stage": stage,
-                "key": key,
-                "parts": parts,
-                "fingerprint": digest({n: m["sha256"] for n, m in files.items()}),
-                "files": files,
-                "stats": stats,
-                "seconds": round(time.perf_counter() - started, 3),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            with contextlib.suppress(OSError):  # another run finished the key first: theirs is good
-                os.replace(tmp, final)
+        try:  # a disk that fills up or is read-only: one error naming the folder
+            with storage.writing(base):
+                tmp.mkdir(parents=True)
+                started = time.perf_counter()
+                stats = build(tmp)
+                files = {
+                    p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                    for p in sorted(tmp.iterdir())
+                }
+                manifest = {
+                    "pipeline": pipeline,
+                    "stage": stage,
+                    "key": key,
+                    "parts": parts,
+                    "fingerprint": digest({n: m["sha256"] for n, m in files.items()}),
+                    "files": files,
+                    "stats": stats,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+                with contextlib.suppress(OSError):  # another run finished it first: theirs is good
+                    os.replace(tmp, final)
         finally:  # the temp folder is gone once renamed; else (an error, a lost race) it goes now
             shutil.rmtree(tmp, ignore_errors=True)
     run_logger().info("stage %s: computed in %.2fs -> %s", stage, manifest["seconds"], final)

@@ -7,7 +7,6 @@ where the fluent API's thread-local active run is not the flow's run.
 import functools
 import json
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -21,18 +20,10 @@ from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.engine.settings import data_dir
+from tasks.engine.settings import data_dir, redact, tracking_uri
 from tasks.engine.stage import run_logger
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else an embedded SQLite store in the data folder."""
-    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
-        return uri
-    data_dir().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data_dir() / 'mlflow.db'}"
 
 
 _sqlite_lock = threading.RLock()
@@ -98,16 +89,6 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-# scheme://user:password@host -> scheme://***@host (also a lone user or token before the @)
-_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
-
-
-def redact(value: str) -> str:
-    """The text with the credentials of every URI in it replaced by ***: params, tags and
-    failure reasons are readable by anyone with access to the tracking store."""
-    return _USERINFO.sub(r"\1***@", value)
 
 
 def start_run(experiment: str, params: dict, tags: dict, run_name: str | None = None) -> str:
@@ -182,11 +163,19 @@ def end_run(run_id: str, status: str = "FINISHED", reason: str | None = None) ->
 
 
 def close_interrupted(run_ids: list[str], by: str | None) -> None:
-    """Runs a SIGKILL left RUNNING, now that run `by` resumed their checkpoint: KILLED."""
+    """Runs a SIGKILL left RUNNING, now that run `by` resumed their checkpoint: KILLED, and
+    their child runs left RUNNING with them (charlm's models that had no checkpoint yet)."""
     for old in run_ids:
         try:
-            if get_run(old).info.status == "RUNNING":
-                end_run(old, "KILLED", f"stopped mid-training; resumed by run {by}")
+            run = get_run(old)
+            if run.info.status != "RUNNING":
+                continue
+            where = f"tags.mlflow.parentRunId = '{old}' and attributes.status = 'RUNNING'"
+            for child in client().search_runs([run.info.experiment_id], where):
+                if child.info.run_id not in (by, *run_ids):  # those: resumed or closed here
+                    end_run(child.info.run_id, "KILLED", f"its parent run {old} was killed; "
+                            f"resumed by run {by}")  # fmt: skip
+            end_run(old, "KILLED", f"stopped mid-training; resumed by run {by}")
         except Exception as err:  # not in this store (another tracking URI): nothing to close
             run_logger().info("interrupted run %s not closed: %s", old, err)
 

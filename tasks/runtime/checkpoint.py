@@ -3,7 +3,8 @@
 They live in `<data>/checkpoints/<pipeline>/<key>/epoch-NNNN.pt`, the key a hash of what the
 run trains on (data fingerprints + settings), so re-running the same command finds them. Each
 file is written to a temp name and renamed into place (a reader never sees half a file) and read
-with `torch.load(weights_only=True)`: RNG states are stored as tensors and plain types.
+with `torch.load(weights_only=True)`: RNG states are stored as tensors and plain types. The
+newest two epochs' files are kept: the newest is read back before the older ones go.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
+from tasks.engine import storage
 from tasks.engine.settings import data_dir
 from tasks.engine.stage import remove_stale_temps
 
@@ -44,12 +46,17 @@ def claim(where: Path) -> FileLock | None:
 
 
 def write(path: Path, state: dict) -> Path:
-    """torch.save to a temp name beside `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """torch.save to a temp name beside `path`, flushed to disk, then rename: a reader never
+    sees half a file. A full or read-only disk: StorageError naming the folder, no temp left."""
     tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}.pt"
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with storage.writing(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                torch.save(state, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -57,11 +64,18 @@ def write(path: Path, state: dict) -> Path:
 
 
 def save(where: Path, epoch: int, state: dict) -> Path:
-    """Write the state after `epoch` (0-based) atomically; older epochs' files are removed."""
+    """Write the state after `epoch` (0-based) and read it back; only then do the files older
+    than the one before it go. Two stay, so a damaged newest file costs one epoch, not all."""
     path = write(where / f"epoch-{epoch + 1:04d}.pt", state)
-    for old in where.glob("epoch-*.pt"):
-        if old.name < path.name:
-            old.unlink(missing_ok=True)
+    try:
+        load(path)
+    except Exception as err:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"checkpoint {path} did not read back ({err}); the earlier ones "
+                           f"are kept") from None  # fmt: skip
+    older = sorted(p for p in where.glob("epoch-*.pt") if p.name < path.name)
+    for old in older[:-1]:
+        old.unlink(missing_ok=True)
     return path
 
 
