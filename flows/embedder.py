@@ -16,7 +16,6 @@ single token of the vocabulary; k outside 1..100.
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from mlflow.pyfunc import PythonModel
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.serving import BadInput, column, number, refusing_bad_input, texts
+from flows.serving import BadInput, column, log_pyfunc, number, refusing_bad_input, texts
 from tasks.runtime import checkpoint
 
 ENTRY = Path(__file__).with_name("serve_word2vec.py")  # the models-from-code file
@@ -118,13 +117,11 @@ def register_task(run_id: str, model, vocab, classifier, config) -> dict:
 def log_embedder(run_id: str, model, id2tok: list[str], classifier, config, name: str) -> dict:
     """Log the trained model as the pyfunc and register a new version: {version, uri}.
     classifier: the run's downstream pipeline (tasks/evaluation.py), or None."""
-    import mlflow
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
     from mlflow.types.schema import AnyType, Array
 
-    from tasks.engine import tracking
     from tasks.text import stopword_set, tweet_tokenizer
 
     tok = config.tokenize.model_dump()
@@ -142,24 +139,7 @@ def log_embedder(run_id: str, model, id2tok: list[str], classifier, config, name
     tokenize = tweet_tokenizer(**tok)
     words = [t for t in id2tok if tokenize(t) == [t]][:3]  # words that survive tokenizing
     example = pd.DataFrame({"text": [words[0], " ".join(words)]})
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",
-                 "vocab": Path(tmp) / "vocab.json"}  # fmt: skip
-        if classifier is not None:
-            files["classifier"] = Path(tmp) / "classifier.json"
-            files["classifier"].write_text(json.dumps(classifier_json(classifier)))
-        checkpoint.write(files["weights"], model.cpu().state_dict())
-        files["settings"].write_text(json.dumps(settings, ensure_ascii=False))
-        files["vocab"].write_text(json.dumps(id2tok, ensure_ascii=False))
-        tracking.client()
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(ENTRY),
-                artifacts={k: str(v) for k, v in files.items()},
-                signature=signature,
-                input_example=example,
-                pip_requirements=[*tracking.REQUIREMENTS, "nltk", "pandas"],
-                registered_model_name=name,
-            )
-    return tracking.registered(run_id, name, info.registered_model_version, info.model_uri)
+    jsons = {"settings": settings, "vocab": id2tok}
+    if classifier is not None:
+        jsons["classifier"] = classifier_json(classifier)
+    return log_pyfunc(run_id, name, ENTRY, model, jsons, signature, example, ["nltk", "pandas"])

@@ -18,7 +18,6 @@ history too short for the model's window.
 """
 
 import json
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from mlflow.pyfunc import PythonModel
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.serving import BadInput, column, missing, refusing_bad_input, what
+from flows.serving import BadInput, column, log_pyfunc, missing, refusing_bad_input, what
 from tasks.runtime import checkpoint
 
 ENTRY = Path(__file__).with_name("serve_airline.py")  # the models-from-code file
@@ -132,13 +131,11 @@ def register_task(run_id: str, model, series, ev, config) -> dict:
 def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
     """Log the trained forecaster as the pyfunc and register a new version: {version, uri}.
     series: the ingest stage's output; ev: the flow's Evaluator (its transform)."""
-    import mlflow
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType, Array
 
-    from tasks.engine import tracking
     from tasks.series import read_series
 
     months, values = read_series(series)
@@ -152,21 +149,6 @@ def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
                 ColSpec(AnyType(), "last_month", required=False)]),
         Schema([ColSpec(Array("string"), "months"), ColSpec(Array("double"), "forecast")]),
     )  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",
-                 "series": Path(tmp) / "series.json"}  # fmt: skip
-        checkpoint.write(files["weights"], model.cpu().state_dict())
-        files["settings"].write_text(json.dumps(settings))
-        files["series"].write_text(json.dumps({"months": months, "values": values.tolist()}))
-        tracking.client()
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(ENTRY),
-                artifacts={k: str(v) for k, v in files.items()},
-                signature=signature,
-                input_example=pd.DataFrame({"horizon": [12.0]}),
-                pip_requirements=[*tracking.REQUIREMENTS, "pandas"],
-                registered_model_name=name,
-            )
-    return tracking.registered(run_id, name, info.registered_model_version, info.model_uri)
+    series_json = {"months": months, "values": values.tolist()}
+    return log_pyfunc(run_id, name, ENTRY, model, {"settings": settings, "series": series_json},
+                      signature, pd.DataFrame({"horizon": [12.0]}), ["pandas"])  # fmt: skip

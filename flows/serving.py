@@ -93,3 +93,37 @@ def number(params: dict | None, name: str, default, low, high, whole: bool = Fal
         kind = "a whole number" if whole else "a number"
         raise BadInput(f"param {name}={value} is out of range; send {kind} from {low} to {high}")
     return int(value) if whole else float(value)
+
+
+def log_pyfunc(run_id: str, name: str, entry, model, jsons: dict, signature, example,
+               requirements: list[str]) -> dict:  # fmt: skip
+    """Log a raw-input pyfunc (models-from-code `entry`) to run `run_id` and register a new
+    version of model `name`: the weights and each of `jsons` (artifact name -> JSON value)
+    travel as its artifacts. Returns tracking.registered's {version, uri}."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from tasks.engine import tracking
+    from tasks.runtime import checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"weights": Path(tmp) / "weights.pt"}
+        checkpoint.write(files["weights"], model.cpu().state_dict())
+        for key, value in jsons.items():
+            files[key] = Path(tmp) / f"{key}.json"
+            files[key].write_text(json.dumps(value, ensure_ascii=False))
+        tracking.client()
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(entry),
+                artifacts={k: str(v) for k, v in files.items()},
+                signature=signature,
+                input_example=example,
+                pip_requirements=[*tracking.REQUIREMENTS, *requirements],
+                registered_model_name=name,
+            )
+    return tracking.registered(run_id, name, info.registered_model_version, info.model_uri)

@@ -12,7 +12,6 @@ space, so no output holds one: N lines in, N lines out.
 import json
 import logging
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,38 +116,20 @@ def input_lines(text: str) -> list[str]:
 
 def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
     """Log the trained model as the pyfunc and register a new version: {version, uri}."""
-    import mlflow
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    from tasks.engine import tracking
+    from flows.serving import log_pyfunc
 
     settings = {"train": config.train.model_dump(), "tokenize": config.tokenize.model_dump(),
                 "decode": config.evaluate.model_dump()}  # fmt: skip
     signature = ModelSignature(Schema([ColSpec(AnyType(), "text")]),  # checked in translate()
                                Schema([ColSpec("string", "translation")]))  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",
-                 "src_vocab": Path(tmp) / "src_vocab.json",
-                 "trg_vocab": Path(tmp) / "trg_vocab.json"}  # fmt: skip
-        checkpoint.write(files["weights"], model.cpu().state_dict())
-        files["settings"].write_text(json.dumps(settings))
-        files["src_vocab"].write_text(json.dumps(src_vocab, ensure_ascii=False))
-        files["trg_vocab"].write_text(json.dumps(trg_vocab, ensure_ascii=False))
-        tracking.client()
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(ENTRY),
-                artifacts={k: str(v) for k, v in files.items()},
-                signature=signature,
-                input_example=pd.DataFrame({"text": ["Ein Mann fährt Fahrrad."]}),
-                pip_requirements=[*tracking.REQUIREMENTS, "spacy", "pandas"],
-                registered_model_name=name,
-            )
-    return tracking.registered(run_id, name, info.registered_model_version, info.model_uri)
+    jsons = {"settings": settings, "src_vocab": src_vocab, "trg_vocab": trg_vocab}
+    example = pd.DataFrame({"text": ["Ein Mann fährt Fahrrad."]})
+    return log_pyfunc(run_id, name, ENTRY, model, jsons, signature, example, ["spacy", "pandas"])
 
 
 def load(version) -> Translator:

@@ -13,7 +13,6 @@ letter, a param out of its range.
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from mlflow.pyfunc import PythonModel
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.serving import BadInput, column, number, refusing_bad_input, texts
+from flows.serving import BadInput, column, log_pyfunc, number, refusing_bad_input, texts
 from tasks.runtime import checkpoint
 
 ENTRY = Path(__file__).with_name("serve_charlm.py")  # the models-from-code file
@@ -92,13 +91,10 @@ def register_task(run_id: str, model, vocab: list[str], config) -> dict:
 def log_writer(run_id: str, model, vocab: list[str], config, name: str) -> dict:
     """Log a trained CharLM (a next-character kind) as the pyfunc and register a new version:
     {version, uri}."""
-    import mlflow
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
     from mlflow.types.schema import AnyType
-
-    from tasks.engine import tracking
 
     ev = config.evaluate
     defaults = {"temperature": ev.temperature, "seed": 0, "length": ev.n_chars}
@@ -111,21 +107,5 @@ def log_writer(run_id: str, model, vocab: list[str], config, name: str) -> dict:
                      ParamSpec("seed", "long", 0), ParamSpec("length", "long", ev.n_chars)]),
     )  # fmt: skip
     example = pd.DataFrame({"prompt": ev.prompts[:1] or ["en un lugar "]})
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {"weights": Path(tmp) / "weights.pt", "settings": Path(tmp) / "settings.json",
-                 "vocab": Path(tmp) / "vocab.json"}  # fmt: skip
-        checkpoint.write(files["weights"], model.cpu().state_dict())
-        files["settings"].write_text(json.dumps(settings))
-        files["vocab"].write_text(json.dumps(vocab, ensure_ascii=False))
-        tracking.client()
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(ENTRY),
-                artifacts={k: str(v) for k, v in files.items()},
-                signature=signature,
-                input_example=(example, {"length": 20}),
-                pip_requirements=[*tracking.REQUIREMENTS, "pandas"],
-                registered_model_name=name,
-            )
-    return tracking.registered(run_id, name, info.registered_model_version, info.model_uri)
+    return log_pyfunc(run_id, name, ENTRY, model, {"settings": settings, "vocab": vocab},
+                      signature, (example, {"length": 20}), ["pandas"])  # fmt: skip
