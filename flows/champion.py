@@ -57,10 +57,10 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def describe_version(pipeline: str, version, run_id: str, profile: str, metric: str) -> None:
-    """A version's description and tags: profile, primary metric, data, commit, parity."""
-    run = tracking.get_run(run_id)
-    value = run.data.metrics.get(metric)
+def describe_version(pipeline: str, version, run, profile: str, metric: str) -> None:
+    """A version's description and tags (from its MLflow `run`): profile, primary metric,
+    data, commit, parity."""
+    run_id, value = run.info.run_id, run.data.metrics.get(metric)
     failures = tracking.counts(run).get("parity_failures")
     parity = "not checked" if failures is None else ("fail" if failures else "pass")
     tags = {"profile": profile, "metric": metric, metric: _fmt(value), "parity": parity,
@@ -78,8 +78,8 @@ def decide(pipeline: str, config, run_id: str, version, promote: bool | None = N
     ({decision, line, version, champion_version, metric, scores}) and tags the run with it."""
     spec = pipelines.get(pipeline)
     metric, version = spec.metric, int(version)
-    describe_version(pipeline, version, run_id, config.profile, metric)
     run = tracking.get_run(run_id)
+    describe_version(pipeline, version, run, config.profile, metric)
     new_value = run.data.metrics.get(metric)
     parity_failed = bool(tracking.counts(run).get("parity_failures"))
     waiting = f"another retrain or champion decision of {pipeline} is running; waiting"
