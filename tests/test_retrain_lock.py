@@ -2,16 +2,43 @@
 decides; the other waits for it (one log line says so), then finds no new data."""
 
 import json
+import subprocess
+import sys
 
 from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
 from flows.word2vec import word2vec
-from tests.resume import start, wait_for
+from tests.resume import environment, start, wait_for
 from tests.test_retrain import SMOKE, drop_tweets
 
 ARGS = ["retrain", "word2vec", *[a for s in SMOKE for a in ("--set", s)]]
 WAITING = "another retrain of word2vec is running; waiting"
+
+# The first retrain, holding the lock once it has trained, waits until the second says it is
+# waiting (at most 120 s): on a busy machine the second's start-up can outlast a smoke training.
+HOLD = """
+import sys, time
+from pathlib import Path
+import flows.retrain as r
+from flows.cli import main
+trained = r._check_and_train
+def held(*args, **kwargs):
+    out = trained(*args, **kwargs)
+    deadline = time.monotonic() + 120
+    while {waiting!r} not in Path({log!r}).read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return out
+r._check_and_train = held
+sys.exit(main({args!r}))
+"""
+
+
+def start_holding(data_dir, log, second_log):
+    code = HOLD.format(waiting=WAITING, log=str(second_log), args=ARGS)
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-c", code], env=environment(data_dir),
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
 
 
 def test_a_second_retrain_waits_for_the_first_and_finds_no_new_data(
@@ -24,7 +51,8 @@ def test_a_second_retrain_waits_for_the_first_and_finds_no_new_data(
     exp_id = c.get_experiment_by_name("word2vec").experiment_id
 
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
-    first = start(ARGS, data_dir, logs[0])
+    logs[1].write_text("")
+    first = start_holding(data_dir, logs[0], logs[1])
     try:  # the second starts while the first trains on the new data
         wait_for(lambda: "training a challenger" in logs[0].read_text(), 300, "training", first)
         second = start(ARGS, data_dir, logs[1])
