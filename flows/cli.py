@@ -24,10 +24,27 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
 
     try:
         use_mirror(args.mirror or os.environ.get("SEQFLOW_MIRROR"))
-        return load_config(args.pipeline, args.profile, [*(args.set or []), *extra])
+        data = getattr(args, "data", None)
+        if data and Path(data).expanduser().exists():  # a path stays valid from any folder
+            data = str(Path(data).expanduser().resolve())
+        given = [f"data.source={data}"] if data else []
+        return load_config(args.pipeline, args.profile, [*given, *(args.set or []), *extra])
     except (ConfigError, FileNotFoundError) as err:
         print(f"seqflow: {err}", file=sys.stderr)
         return None
+
+
+def _source_ok(pipeline: str, config) -> bool:
+    """Your own data read and its column mapping checked before any stage (else one line)."""
+    from flows import pipelines
+    from tasks.sources import SourceError
+
+    try:
+        pipelines.check_source(pipeline, config)
+    except SourceError as err:
+        print(f"seqflow: {err}", file=sys.stderr)
+        return False
+    return True
 
 
 def _storage_line(err: BaseException) -> str | None:
@@ -97,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     config = _config(args, [f"train.nproc={args.nproc}"] if args.nproc else [])
-    if config is None:
+    if config is None or not _source_ok(args.pipeline, config):
         return 2
     from flows.runners import with_runner
 
@@ -382,6 +399,11 @@ def _pipeline_args(p: argparse.ArgumentParser, promote: bool = True) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set train.epochs=1 (repeatable)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="your own data (data.source): a file, a glob, a dataset folder or a Hub id",
     )
     p.add_argument(
         "--mirror",

@@ -2,7 +2,8 @@
 
 A new pipeline plugs in with one entry in MODULES: a module `flows/<name>.py` holding the flow
 `<name>(config=...)`, `fingerprint(config)` (its input data), `score(config, version)` (a
-registered model version on fixed evaluation data) and PRIMARY_METRIC.
+registered model version on fixed evaluation data) and PRIMARY_METRIC; `own_data(config)` (the
+keyword arguments of tasks/sources.open_source: the column mapping) when it reads your own data.
 """
 
 import importlib
@@ -22,6 +23,7 @@ class Pipeline:
     score: Callable  # score(config, version) -> primary metric of that model version
     metric: str
     direction: Literal["max", "min"]
+    own_data: Callable | None = None  # own_data(config) -> open_source's mapping arguments
 
     def better(self, challenger: float, champion: float) -> bool:
         return challenger > champion if self.direction == "max" else challenger < champion
@@ -32,7 +34,22 @@ def get(name: str) -> Pipeline:
         raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
     m = importlib.import_module(f"flows.{name}")
     metric, direction = m.PRIMARY_METRIC
-    return Pipeline(name, getattr(m, name), m.fingerprint, m.score, metric, direction)
+    own = getattr(m, "own_data", None)
+    return Pipeline(name, getattr(m, name), m.fingerprint, m.score, metric, direction, own)
+
+
+def check_source(name: str, config) -> None:
+    """Your own data (data.source other than 'course'): read through `datasets` and every mapped
+    column checked in every split, before any stage; a SourceError names the source and the fix."""
+    data = getattr(config, "data", None)
+    if data is None or not getattr(data, "own", False):
+        return
+    from tasks.sources import SourceError, open_source
+
+    spec = get(name)
+    if spec.own_data is None:
+        raise SourceError(f"{name} runs on the course's data only: leave data.source at 'course'")
+    open_source(data, **spec.own_data(config))
 
 
 def resolve(pipeline: str, config, profile: str | None, overrides: list[str] | None):

@@ -4,11 +4,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from flows.config.base import Section, TrainConfig
+from flows.config.base import Section, SourceSection, TrainConfig
 
 
-class SeriesData(Section):
+class SeriesData(SourceSection):
     dataset: str = "airline_passengers"
+    time_column: str = Field("Month", description="your own data: the timestamps' column")
+    value_column: str = Field("Passengers", description="your own data: the values' column")
+    freq: Literal["D", "W", "M", "Q", "Y"] = Field("M", description="the series' frequency")
+    season: int | None = Field(None, ge=1, description="season length; unset = from freq")
     file: str = "airline-passengers.csv"
     expected_rows: int | None = Field(144, ge=1, description="fail unless this many months")
 

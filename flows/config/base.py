@@ -36,6 +36,30 @@ class TrainConfig(Section):
     )
 
 
+class SourceSection(Section):
+    """Where a pipeline's data comes from: the course's dataset, or your own (tasks/sources.py)."""
+
+    source: str = Field(
+        "course",
+        description="course = the notebook's dataset; else a Hub id, a local dataset folder, "
+        "or files (a path or glob: csv, tsv, json, jsonl, parquet, txt)",
+    )
+    config: str | None = Field(None, description="a Hub/folder dataset's configuration name")
+    revision: str | None = Field(None, description="Hub: branch, tag or commit")
+    train_split: str = "train"
+    validation_split: str | None = Field("validation", description="carved when missing")
+    test_split: str | None = Field("test", description="carved when missing")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="carved share of train")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="carved share of train")
+    split_seed: int = 2023
+    streaming: bool = Field(False, description="read the source as a stream, in shards")
+
+    @property
+    def own(self) -> bool:
+        """True when the data is the user's, not the course's."""
+        return self.source != "course"
+
+
 # pipeline -> its config class, and pipeline -> {profile: overrides of the defaults}; filled by
 # `register` (flows/config/__init__.py)
 CONFIGS: dict[str, type[BaseModel]] = {}

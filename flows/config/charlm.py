@@ -6,12 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from flows.config.base import Section, TrainConfig
+from flows.config.base import Section, SourceSection, TrainConfig
 from models.charlm_kinds import KINDS
 
 
-class BookData(Section):
+class BookData(SourceSection):
     dataset: str = "quijote"
+    text_column: str = Field("text", description="your own data: the column of texts")
     file: str = "2000-0.txt"
     notebook_text: bool = Field(
         True, description="the notebook's text: first chapter to end of file, licence included"

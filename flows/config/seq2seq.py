@@ -6,13 +6,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from flows.config.base import Section, TrainConfig
+from flows.config.base import Section, SourceSection, TrainConfig
 
 
-class ParallelData(Section):
+class ParallelData(SourceSection):
     dataset: str = "multi30k"
     src_lang: str = "de"
     trg_lang: str = "en"
+    translation_column: str = Field(
+        "translation", description="your own data: a {lang: text} column (the datasets way)"
+    )
+    src_column: str | None = Field(None, description="or a plain column of source texts")
+    trg_column: str | None = Field(None, description="and one of target texts")
     limit_train: int | None = Field(None, ge=1, description="use only the first N train pairs")
     incoming: bool = Field(
         False, description="append the new pairs of data/incoming/seq2seq/*.tsv (retrain sets it)"

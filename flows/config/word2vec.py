@@ -6,11 +6,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from flows.config.base import Section, TrainConfig
+from flows.config.base import Section, SourceSection, TrainConfig
 
 
-class DataSection(Section):
+class DataSection(SourceSection):
     dataset: str = "tweets_hate_speech"
+    text_column: str = Field("tweet", description="your own data: the column of texts")
+    label_column: str | None = Field(
+        "label", description="your own data: class labels for downstream F1, or null (none)"
+    )
     file: str = "train.csv"
     limit_rows: int | None = Field(None, ge=1, description="use only the first N rows")
     incoming: bool = Field(
