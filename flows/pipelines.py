@@ -102,16 +102,40 @@ def run_identity(pipeline: str, config) -> tuple[str, dict]:
     return name, tags
 
 
-def dataset_input(config) -> tuple[str, str] | None:
-    """(name, url) of the data a config reads, from the catalog."""
+# the columns each pipeline's ingest keeps of the course's data (MLflow's Datasets panel)
+COURSE_SCHEMA = {
+    "word2vec": {"id": "integer", "label": "integer", "tweet": "string"},
+    "seq2seq": {"src": "string", "trg": "string"},
+    "charlm": {"text": "string"},
+    "airline": {"Month": "time", "Passengers": "number"},
+}
+
+
+def dataset_input(pipeline: str, config) -> dict | None:
+    """{name, where, schema} of the data a config reads: the catalog's dataset, or your own
+    (its file URI or Hub id and revision, and the mapped columns)."""
     from tasks.engine.catalog import DATASETS
 
     d = config.data
+    if getattr(d, "own", False):
+        from pathlib import Path
+
+        from tasks.sources import locate, resolved_revision
+
+        source = locate(d.source, d.config, d.revision)
+        own = get(pipeline).own_data
+        wanted = own(config)["wanted"] if own else {}
+        schema = {c: next(iter(kinds)) for c, kinds in wanted.values()}
+        if source.kind == "hub":
+            where = {"hub": source.given, "config": d.config, "revision": resolved_revision(source)}
+            return {"name": source.given, "where": where, "schema": schema}
+        path = Path(source.name)
+        return {"name": path.name, "where": {"uri": path.as_uri()}, "schema": schema}
     spec = DATASETS.get(getattr(d, "dataset", None) or "")
     if spec is None:
         return None
     file = spec.file(d.file) if getattr(d, "file", None) else spec.files[0]
-    return spec.folder, file.url
+    return {"name": spec.folder, "where": {"url": file.url}, "schema": COURSE_SCHEMA.get(pipeline)}
 
 
 @contextmanager
@@ -128,8 +152,9 @@ def open_run(pipeline: str, config, tags: dict):
     with tracking.pipeline_run(pipeline, config.profile, flatten(config), tags, name) as run_id:
         doc = (importlib.import_module(f"flows.{pipeline}").__doc__ or pipeline).strip()
         tracking.describe_experiment(pipeline, doc)
-        if (source := dataset_input(config)) is not None:
-            tracking.log_dataset(run_id, source[0], source[1], tags["data_fingerprint"])
+        if (data := dataset_input(pipeline, config)) is not None:
+            tracking.log_dataset(run_id, data["name"], data["where"], tags["data_fingerprint"],
+                                 data["schema"])  # fmt: skip
         run = tracking.get_run(run_id)
         if same := tracking.identical_runs(pipeline, run_id, run.data.tags):
             first = same[-1]

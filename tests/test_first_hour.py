@@ -65,7 +65,12 @@ def test_every_run_ends_with_its_summary(env, data_dir, pipeline):  # noqa: F811
         assert mv.tags["git_commit"] == run.data.tags["git_commit"] and mv.description
         history = c.get_registered_model(pipeline).description
         assert "champion history" in history and "| - | 1 |" in history
-        assert run.inputs.dataset_inputs  # Datasets column of the UI
+        # the Datasets panel: name, digest (the data fingerprint), source and schema
+        (given,) = run.inputs.dataset_inputs
+        ds = given.dataset
+        assert ds.digest == run.data.tags["data_fingerprint"][:32] and ds.source_type == "http"
+        assert json.loads(ds.source)["url"].startswith("http")
+        assert set(json.loads(ds.schema)["mlflow_colspec"][0]) >= {"name", "type"}
     # runs a user can tell apart: name, command, overrides, source, description
     assert run.info.run_name.startswith(f"{pipeline}-quick-")
     assert run.data.tags["seqflow.command"].startswith(f"seqflow run {pipeline} --set ")

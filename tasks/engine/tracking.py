@@ -211,13 +211,33 @@ def pipeline_run(
     return tracked_run(pipeline, params, all_tags, name or f"{pipeline}-{profile}")
 
 
-def log_dataset(run_id: str, name: str, url: str, digest: str, context: str = "training") -> None:
-    """The run's input data, shown in the MLflow UI's Datasets column."""
+SCHEMA_TYPES = {"string": "string", "number": "double", "integer": "long", "time": "string"}
+
+
+def log_dataset(
+    run_id: str, name: str, where: dict, digest: str, schema: dict | None = None,
+    context: str = "training",
+) -> None:  # fmt: skip
+    """The run's input data, shown in the MLflow UI's Datasets panel: name, digest, source
+    (where: {"url"}, {"hub", "config", "revision"} or {"uri"} of local files) and schema
+    ({column: string | number | integer | time})."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
+    from mlflow.types import ColSpec, DataType, Schema
 
-    ds = MetaDataset(HTTPDatasetSource(url), name=name, digest=digest[:32])
+    if "hub" in where:
+        source = HuggingFaceDatasetSource(where["hub"], where.get("config"),
+                                          revision=where.get("revision"))  # fmt: skip
+    elif "uri" in where:
+        source = resolve_dataset_source(where["uri"])
+    else:
+        source = HTTPDatasetSource(where["url"])
+    cols = Schema([ColSpec(DataType[SCHEMA_TYPES.get(t, "string")], c)
+                   for c, t in schema.items()]) if schema else None  # fmt: skip
+    ds = MetaDataset(source, name=name, digest=digest[:32], schema=cols)
     tag = InputTag("mlflow.data.context", context)
     client().log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), [tag])])
 
