@@ -257,8 +257,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except LookupError as err:
         print(f"seqflow: {err}", file=sys.stderr)
         return 1
-    print(f"{args.pipeline} run {run_id}")
-    for line in lines:
+    print(f"{args.pipeline} run {run_id}; {lines[0]}")  # what it read, then each stage
+    for line in lines[1:]:
         print(f"  {line}")
     return 0
 

@@ -22,4 +22,18 @@ def explain_run(pipeline: str, run_id: str | None = None) -> tuple[str, list[str
         entries = tracking.lineage(r.info.run_id)
         if entries is not None:
             earlier.append((r.info.run_id, entries))
-    return run_id, lineage.explain(stages, earlier)
+    return run_id, [data_line(run, stages), *lineage.explain(stages, earlier)]
+
+
+def data_line(run, stages: list[dict]) -> str:
+    """What the run read: your own source's identity (kind, name, revision, mapping), or the
+    course's dataset; and the data fingerprint."""
+    fp = run.data.tags.get("data_fingerprint", "unknown")[:12]
+    ingest = next((s for s in stages if s["stage"] == "ingest"), {})
+    ident = ingest.get("parts", {}).get("params", {}).get("identity")
+    if not ident:
+        return f"data: the course's dataset (fingerprint {fp})"
+    rev = f" at revision {ident['revision']}" if ident.get("revision") else ""
+    files = f", {len(ident['files'])} file(s)" if ident.get("files") else ""
+    cols = ", ".join(f"{k}={v}" for k, v in ident.get("mapping", {}).items())
+    return f"data: {ident['kind']} {ident['name']}{rev}{files}; columns {cols} (fingerprint {fp})"
