@@ -114,21 +114,74 @@ def local_files(source: Source) -> list[Path]:
     return [Path(f) for f in source.files]
 
 
+def offline() -> bool:
+    """HF_HUB_OFFLINE set (the mirror sets it too): the Hub is never contacted."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def cached_commits(source: Source) -> dict[str, Path]:
+    """{commit: arrow cache folder} of a Hub dataset that `datasets` has already prepared under
+    data/hf (<org>___<name>/<config>/<version>/<commit>), newest first."""
+    from datasets.naming import camelcase_to_snakecase
+
+    parts = source.given.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    root = data_dir() / "hf" / "___".join(parts)
+    found = [p for p in root.glob(f"{source.config or '*'}/*/*")
+             if p.is_dir() and COMMIT.match(p.name)]  # fmt: skip
+    return {p.name: p for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)}
+
+
+def _not_cached(source: Source, rev: str, cached: dict) -> SourceError:
+    held = f"; cached: {', '.join(cached)}" if cached else ""
+    return SourceError(
+        f"data.source {source.given!r} (revision {rev}): HF_HUB_OFFLINE is set (the mirror sets "
+        f"it too) and that revision is not in the cache {data_dir() / 'hf'}{held}. Run once "
+        "with HF_HUB_OFFLINE=0 and no --mirror to download it, set data.revision to a cached "
+        "commit, or give a local dataset folder"
+    )
+
+
 def resolved_revision(source: Source) -> str:
-    """The commit a Hub dataset's revision points at (asked of the Hub unless offline, where a
-    commit given as data.revision is taken as is and a branch name is kept as given)."""
+    """The commit a Hub dataset's revision points at: asked of the Hub, or offline the cached
+    commit (a commit given as data.revision must be in the cache; a branch name takes the newest
+    cached commit, the one `datasets` itself would read)."""
     rev = source.revision or "main"
-    if COMMIT.match(rev) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+    if offline():
+        cached = cached_commits(source)
+        if COMMIT.match(rev) and rev in cached:
+            return rev
+        if not COMMIT.match(rev) and cached:
+            return next(iter(cached))
+        raise _not_cached(source, rev, cached)
+    if COMMIT.match(rev):
         return rev
     from huggingface_hub import HfApi
 
     try:
         return HfApi().dataset_info(source.given, revision=rev).sha or rev
-    except Exception as err:  # offline, unknown id, no access
+    except Exception as err:  # unknown id, no access, no answer
         raise SourceError(
             f"data.source {source.given!r} (revision {rev}): the Hub did not answer ({err}); "
             "check the id, or set HF_HUB_OFFLINE=1 to use the cached copy"
         ) from None
+
+
+def _from_cache(source: Source, commit: str, streaming: bool) -> dict:
+    """A Hub dataset prepared earlier, read from its arrow cache at exactly that commit (offline:
+    load_dataset would take the newest cached commit whatever the revision asked)."""
+    from datasets.packaged_modules.cache.cache import Cache
+
+    folder = cached_commits(source)[commit]
+    builder = Cache(
+        cache_dir=str(data_dir() / "hf"),
+        dataset_name=source.given.split("/")[-1],
+        repo_id=source.given,
+        config_name=folder.parts[-3],
+        version=folder.parts[-2],
+        hash=commit,
+    )
+    return builder.as_streaming_dataset() if streaming else builder.as_dataset()
 
 
 def identity(source: Source, mapping: dict) -> dict:
@@ -164,9 +217,19 @@ def load(source: Source, *, streaming: bool = False, by_document: bool = False) 
             found = datasets.load_dataset(
                 source.builder, data_files={"train": list(source.files)}, **options, **kwargs
             )
+        elif source.kind == "hub":  # at the resolved commit: the one its identity names
+            commit = resolved_revision(source)
+            if offline():  # never the network, whatever `datasets` read at import time
+                found = _from_cache(source, commit, streaming)
+            else:
+                found = datasets.load_dataset(
+                    source.given, source.config, revision=commit, **kwargs
+                )
         else:
-            path = source.given if source.kind == "hub" else str(Path(source.given).expanduser())
+            path = str(Path(source.given).expanduser())
             found = datasets.load_dataset(path, source.config, revision=source.revision, **kwargs)
+    except SourceError:
+        raise
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
         raise SourceError(
             f"data.source {source.given!r} could not be read by datasets.load_dataset: {err}"
