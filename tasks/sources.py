@@ -199,7 +199,14 @@ def identity(source: Source, mapping: dict) -> dict:
 
 
 def fingerprint(ident: dict) -> str:
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    """The identity's hash. Local data is its files' names (relative to their folder) and bytes,
+    not where they lie: the same files copied to another folder have the same fingerprint."""
+    return hashlib.sha256(json.dumps(keyed(ident), sort_keys=True).encode()).hexdigest()
+
+
+def keyed(ident: dict) -> dict:
+    """The identity as stage keys see it: a local source without its path."""
+    return ident if ident.get("kind") == "hub" else {k: v for k, v in ident.items() if k != "name"}
 
 
 def load(source: Source, *, streaming: bool = False, by_document: bool = False) -> dict:
@@ -209,6 +216,11 @@ def load(source: Source, *, streaming: bool = False, by_document: bool = False) 
 
     datasets.disable_progress_bars()
     kwargs = {"cache_dir": str(data_dir() / "hf"), "streaming": streaming}
+    if empty := [str(f) for f in local_files(source) if f.stat().st_size == 0]:
+        raise SourceError(
+            f"data.source {source.given!r}: {', '.join(empty)} is empty (0 bytes); remove it "
+            "from the source or give it rows"
+        )
     try:
         if source.kind == "files":
             options = dict(source.options)
@@ -230,7 +242,13 @@ def load(source: Source, *, streaming: bool = False, by_document: bool = False) 
             found = datasets.load_dataset(path, source.config, revision=source.revision, **kwargs)
     except SourceError:
         raise
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+    except ValueError as err:
+        if "corresponds to no data" in str(err):  # a header and no rows
+            raise empty_split(source, "train") from None
+        raise SourceError(
+            f"data.source {source.given!r} could not be read by datasets.load_dataset: {err}"
+        ) from None
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as err:
         raise SourceError(
             f"data.source {source.given!r} could not be read by datasets.load_dataset: {err}"
         ) from None
@@ -293,15 +311,21 @@ def _kind_of(feature) -> str | None:
     return None
 
 
+def empty_split(source: Source, role: str) -> SourceError:
+    if role in ("validation", "test"):
+        fix = (f"give a source with rows in its {role} split, or, where it is carved from train, "
+               f"more rows or a larger data.{role}_fraction")  # fmt: skip
+    else:
+        fix = "give a source with rows there (data.train_split names the split read)"
+    return SourceError(f"data.source {source.given!r}: split {role!r} is empty; {fix}")
+
+
 def check_columns(ds, role: str, wanted: dict, source: Source) -> None:
     """wanted: {config key: (column or 'column.key', kinds allowed)}. A missing column names the
     ones there are; a column of the wrong type, or a dict lacking the key, says which."""
     columns = _columns_of(ds)
-    if not columns:
-        raise SourceError(
-            f"data.source {source.given!r}: split {role!r} is empty; give a source with rows "
-            "there, or lower data.validation_fraction / data.test_fraction if it was carved"
-        )
+    if not columns or (hasattr(ds, "__len__") and len(ds) == 0):  # a stream: its first row
+        raise empty_split(source, role)
     for key, (column, kinds) in wanted.items():
         name, _, inner = column.partition(".")
         if name not in columns:
@@ -314,6 +338,13 @@ def check_columns(ds, role: str, wanted: dict, source: Source) -> None:
             langs = getattr(feature, "languages", None) or (
                 list(feature) if isinstance(feature, dict) else None
             )
+            if langs is None and feature is not None:
+                raise SourceError(
+                    f"data.source {source.given!r}: column {name!r} (data.{key} = {column!r}) "
+                    f"holds {_kind_of(feature) or feature} values, not a dict of languages; map "
+                    f"data.{key} to a dict column such as 'translation', or name the column of "
+                    "that language's texts"
+                )
             if langs is not None and inner not in langs:
                 raise SourceError(
                     f"data.source {source.given!r}: column {name!r} has no language {inner!r} "
@@ -400,10 +431,7 @@ def ingest_source(
                 n = write_shards(rows_table(ds, columns, limit if role == "train" else None),
                                  out / f"{role}.parquet")  # fmt: skip
                 if n == 0:
-                    raise SourceError(
-                        f"data.source {source.given!r}: split {role!r} is empty; give a source "
-                        "with rows there, or raise data.validation_fraction / test_fraction"
-                    )
+                    raise empty_split(source, role)
                 stats["rows"][role] = n
         return stats
 
@@ -412,7 +440,7 @@ def ingest_source(
         "ingest",
         inputs={"source": fingerprint(ident)},
         params={
-            "identity": ident,
+            "identity": keyed(ident),  # the path is in the manifest's stats
             "columns": columns,
             "merged": merged,
             "limit": limit,
