@@ -308,7 +308,11 @@ def _kind_of(feature) -> str | None:
         return "time"
     if isinstance(feature, dict) or type(feature).__name__ in ("Translation", "dict"):
         return "dict"
-    return None
+    if dtype == "bool":
+        return "number"
+    if type(feature).__name__ in ("List", "LargeList", "Sequence") or isinstance(feature, list):
+        return "list"  # a list of tokens is not a text: say so rather than pass it on
+    return None if feature is None else str(dtype or type(feature).__name__).lower()
 
 
 def empty_split(source: Source, role: str) -> SourceError:

@@ -165,6 +165,17 @@ def test_a_column_of_the_wrong_type_says_which(tmp_path, data_dir, key, column, 
     assert f"expected {kinds[0]}" in text and f"map data.{key} to a column" in text
 
 
+def test_a_list_or_dict_column_is_not_a_text(tmp_path, data_dir):
+    items = [{"tokens": ["a", "b"], "pair": {"en": "a", "fr": "b"}, "ok": i % 2 == 0}
+             for i in range(20)]  # fmt: skip
+    path = write(tmp_path / "shapes.jsonl", items)
+    with pytest.raises(SourceError, match=r"column 'tokens' \(data.text_column\) holds list"):
+        opened(path, {"text_column": ("tokens", ("string",))})
+    with pytest.raises(SourceError, match=r"column 'pair' \(data.text_column\) holds dict"):
+        opened(path, {"text_column": ("pair", ("string",))})
+    opened(path, {"label_column": ("ok", ("string", "number"))})  # booleans are labels
+
+
 def test_an_empty_split_is_refused(tmp_path, data_dir):
     one = write(tmp_path / "one.csv", rows(1))  # one row: at least two of the three splits empty
     with pytest.raises(SourceError, match=r"split '(train|validation|test)' is empty") as err:
