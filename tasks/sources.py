@@ -115,7 +115,9 @@ def local_files(source: Source) -> list[Path]:
 
 
 def offline() -> bool:
-    """HF_HUB_OFFLINE set (the mirror sets it too): the Hub is never contacted."""
+    """HF_HUB_OFFLINE set, or a dataset mirror in use: the Hub is never contacted."""
+    if os.environ.get("SEQFLOW_MIRROR", "").strip():
+        return True
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
@@ -135,10 +137,10 @@ def cached_commits(source: Source) -> dict[str, Path]:
 def _not_cached(source: Source, rev: str, cached: dict) -> SourceError:
     held = f"; cached: {', '.join(cached)}" if cached else ""
     return SourceError(
-        f"data.source {source.given!r} (revision {rev}): HF_HUB_OFFLINE is set (the mirror sets "
-        f"it too) and that revision is not in the cache {data_dir() / 'hf'}{held}. Run once "
-        "with HF_HUB_OFFLINE=0 and no --mirror to download it, set data.revision to a cached "
-        "commit, or give a local dataset folder"
+        f"data.source {source.given!r} (revision {rev}): HF_HUB_OFFLINE is set or a mirror is "
+        f"in use, and that revision is not in the cache {data_dir() / 'hf'}{held}. Run once "
+        "with HF_HUB_OFFLINE=0 and no --mirror/SEQFLOW_MIRROR to download it, set "
+        "data.revision to a cached commit, or give a local dataset folder"
     )
 
 

@@ -440,15 +440,16 @@ def fake_hub():
 
 # run in a subprocess: huggingface_hub and datasets read HF_ENDPOINT / HF_HUB_OFFLINE on import
 READ_HUB = """
-import json, sys
+import json, os, sys
 from tasks import sources
+stream = os.environ.get("READ_STREAM") == "1"
 out = {}
 for revision in sys.argv[1:]:
     rev = None if revision == "-" else revision
     try:
         source = sources.locate("someorg/tiny", revision=rev)
         ident = sources.identity(source, {"text_column": "text"})
-        found = sources.load(source)
+        found = sources.load(source, streaming=stream)
         out[revision] = {"identity": ident, "rows": {k: [r["id"] for r in v]
                                                      for k, v in found.items()}}
     except sources.SourceError as err:
@@ -457,12 +458,16 @@ print(json.dumps(out))
 """
 
 
-def read_hub(endpoint: str, tmp_path: Path, offline: bool, *revisions: str) -> dict:
+def read_hub(endpoint, tmp_path: Path, offline: bool, *revisions, stream=False, mirror=False):
     env = dict(os.environ, HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="1" if offline else "0",
+               READ_STREAM="1" if stream else "0",
                HF_HOME=str(tmp_path / "hf_home"), SEQFLOW_DATA_DIR=str(tmp_path / "data"),
                PYTHONPATH=str(REPO))  # fmt: skip
-    for name in ("HF_DATASETS_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "HF_DATASETS_CACHE"):
+    for name in ("SEQFLOW_MIRROR", "HF_DATASETS_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE",
+                 "HF_DATASETS_CACHE"):  # fmt: skip
         env.pop(name, None)
+    if mirror:
+        env["SEQFLOW_MIRROR"] = os.environ["SEQFLOW_MIRROR"]
     done = subprocess.run([sys.executable, "-c", READ_HUB, *revisions], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -492,8 +497,15 @@ def test_a_hub_id_and_revision_reach_load_dataset(fake_hub, tmp_path):
     again = read_hub(fake_hub, tmp_path, True, HUB_REV, "-", "f" * 40)
     assert again[HUB_REV]["rows"] == first["rows"] and again["-"]["rows"] == first["rows"]
     assert again["-"]["identity"]["revision"] == HUB_REV  # the cached commit, not "main"
+    streamed = read_hub(fake_hub, tmp_path, True, HUB_REV, stream=True)
+    assert streamed[HUB_REV]["rows"] == first["rows"]
+    # a mirror in use is offline too, whatever HF_HUB_OFFLINE says
+    mirrored = read_hub(fake_hub, tmp_path, False, HUB_REV, "f" * 40, mirror=True)
+    assert mirrored[HUB_REV]["rows"] == first["rows"]
+    assert "a mirror is in use" in mirrored["f" * 40]["error"]
     refused = again["f" * 40]["error"]  # a commit not in the cache is not read as another one
-    assert "HF_HUB_OFFLINE is set" in refused and f"cached: {HUB_REV}" in refused
+    assert "HF_HUB_OFFLINE is set or a mirror is in use" in refused
+    assert f"cached: {HUB_REV}" in refused
     assert FakeHub.seen == []
 
 
@@ -504,7 +516,7 @@ def test_offline_a_hub_id_not_cached_fails_at_once_saying_so(data_dir):
     with pytest.raises(SourceError) as err:
         sources.identity(source, {"text_column": "text"})
     text = str(err.value)
-    assert "data.source 'someorg/tiny' (revision main): HF_HUB_OFFLINE is set" in text
+    assert "data.source 'someorg/tiny' (revision main): HF_HUB_OFFLINE is set or a mirror" in text
     assert "not in the cache" in text and "HF_HUB_OFFLINE=0" in text
     with pytest.raises(SourceError, match="HF_HUB_OFFLINE is set"):
         sources.load(source)
