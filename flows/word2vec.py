@@ -34,6 +34,14 @@ def fingerprint(config: Word2VecConfig) -> str:
     return data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
 
 
+def own_data(config) -> dict:
+    d = config.data
+    wanted = {"text_column": (d.text_column, ("string",))}
+    if d.label_column:
+        wanted["label_column"] = (d.label_column, ("string", "number"))
+    return {"wanted": wanted}
+
+
 def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = None) -> list:
     """ingest -> tokenize -> vocab -> drop rare -> windows: the stage outputs, in order. Inside
     a flow on a Dask task runner the stages run their row-group shards on the workers.

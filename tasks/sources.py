@@ -114,21 +114,76 @@ def local_files(source: Source) -> list[Path]:
     return [Path(f) for f in source.files]
 
 
+def offline() -> bool:
+    """HF_HUB_OFFLINE set, or a dataset mirror in use: the Hub is never contacted."""
+    if os.environ.get("SEQFLOW_MIRROR", "").strip():
+        return True
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def cached_commits(source: Source) -> dict[str, Path]:
+    """{commit: arrow cache folder} of a Hub dataset that `datasets` has already prepared under
+    data/hf (<org>___<name>/<config>/<version>/<commit>), newest first."""
+    from datasets.naming import camelcase_to_snakecase
+
+    parts = source.given.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    root = data_dir() / "hf" / "___".join(parts)
+    found = [p for p in root.glob(f"{source.config or '*'}/*/*")
+             if p.is_dir() and COMMIT.match(p.name)]  # fmt: skip
+    return {p.name: p for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)}
+
+
+def _not_cached(source: Source, rev: str, cached: dict) -> SourceError:
+    held = f"; cached: {', '.join(cached)}" if cached else ""
+    return SourceError(
+        f"data.source {source.given!r} (revision {rev}): HF_HUB_OFFLINE is set or a mirror is "
+        f"in use, and that revision is not in the cache {data_dir() / 'hf'}{held}. Run once "
+        "with HF_HUB_OFFLINE=0 and no --mirror/SEQFLOW_MIRROR to download it, set "
+        "data.revision to a cached commit, or give a local dataset folder"
+    )
+
+
 def resolved_revision(source: Source) -> str:
-    """The commit a Hub dataset's revision points at (asked of the Hub unless offline, where a
-    commit given as data.revision is taken as is and a branch name is kept as given)."""
+    """The commit a Hub dataset's revision points at: asked of the Hub, or offline the cached
+    commit (a commit given as data.revision must be in the cache; a branch name takes the newest
+    cached commit, the one `datasets` itself would read)."""
     rev = source.revision or "main"
-    if COMMIT.match(rev) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+    if offline():
+        cached = cached_commits(source)
+        if COMMIT.match(rev) and rev in cached:
+            return rev
+        if not COMMIT.match(rev) and cached:
+            return next(iter(cached))
+        raise _not_cached(source, rev, cached)
+    if COMMIT.match(rev):
         return rev
     from huggingface_hub import HfApi
 
     try:
         return HfApi().dataset_info(source.given, revision=rev).sha or rev
-    except Exception as err:  # offline, unknown id, no access
+    except Exception as err:  # unknown id, no access, no answer
         raise SourceError(
             f"data.source {source.given!r} (revision {rev}): the Hub did not answer ({err}); "
             "check the id, or set HF_HUB_OFFLINE=1 to use the cached copy"
         ) from None
+
+
+def _from_cache(source: Source, commit: str, streaming: bool) -> dict:
+    """A Hub dataset prepared earlier, read from its arrow cache at exactly that commit (offline:
+    load_dataset would take the newest cached commit whatever the revision asked)."""
+    from datasets.packaged_modules.cache.cache import Cache
+
+    folder = cached_commits(source)[commit]
+    builder = Cache(
+        cache_dir=str(data_dir() / "hf"),
+        dataset_name=source.given.split("/")[-1],
+        repo_id=source.given,
+        config_name=folder.parts[-3],
+        version=folder.parts[-2],
+        hash=commit,
+    )
+    return builder.as_streaming_dataset() if streaming else builder.as_dataset()
 
 
 def identity(source: Source, mapping: dict) -> dict:
@@ -146,7 +201,14 @@ def identity(source: Source, mapping: dict) -> dict:
 
 
 def fingerprint(ident: dict) -> str:
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    """The identity's hash. Local data is its files' names (relative to their folder) and bytes,
+    not where they lie: the same files copied to another folder have the same fingerprint."""
+    return hashlib.sha256(json.dumps(keyed(ident), sort_keys=True).encode()).hexdigest()
+
+
+def keyed(ident: dict) -> dict:
+    """The identity as stage keys see it: a local source without its path."""
+    return ident if ident.get("kind") == "hub" else {k: v for k, v in ident.items() if k != "name"}
 
 
 def load(source: Source, *, streaming: bool = False, by_document: bool = False) -> dict:
@@ -156,6 +218,11 @@ def load(source: Source, *, streaming: bool = False, by_document: bool = False) 
 
     datasets.disable_progress_bars()
     kwargs = {"cache_dir": str(data_dir() / "hf"), "streaming": streaming}
+    if empty := [str(f) for f in local_files(source) if f.stat().st_size == 0]:
+        raise SourceError(
+            f"data.source {source.given!r}: {', '.join(empty)} is empty (0 bytes); remove it "
+            "from the source or give it rows"
+        )
     try:
         if source.kind == "files":
             options = dict(source.options)
@@ -164,10 +231,26 @@ def load(source: Source, *, streaming: bool = False, by_document: bool = False) 
             found = datasets.load_dataset(
                 source.builder, data_files={"train": list(source.files)}, **options, **kwargs
             )
+        elif source.kind == "hub":  # at the resolved commit: the one its identity names
+            commit = resolved_revision(source)
+            if offline():  # never the network, whatever `datasets` read at import time
+                found = _from_cache(source, commit, streaming)
+            else:
+                found = datasets.load_dataset(
+                    source.given, source.config, revision=commit, **kwargs
+                )
         else:
-            path = source.given if source.kind == "hub" else str(Path(source.given).expanduser())
+            path = str(Path(source.given).expanduser())
             found = datasets.load_dataset(path, source.config, revision=source.revision, **kwargs)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+    except SourceError:
+        raise
+    except ValueError as err:
+        if "corresponds to no data" in str(err):  # a header and no rows
+            raise empty_split(source, "train") from None
+        raise SourceError(
+            f"data.source {source.given!r} could not be read by datasets.load_dataset: {err}"
+        ) from None
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as err:
         raise SourceError(
             f"data.source {source.given!r} could not be read by datasets.load_dataset: {err}"
         ) from None
@@ -227,18 +310,28 @@ def _kind_of(feature) -> str | None:
         return "time"
     if isinstance(feature, dict) or type(feature).__name__ in ("Translation", "dict"):
         return "dict"
-    return None
+    if dtype == "bool":
+        return "number"
+    if type(feature).__name__ in ("List", "LargeList", "Sequence") or isinstance(feature, list):
+        return "list"  # a list of tokens is not a text: say so rather than pass it on
+    return None if feature is None else str(dtype or type(feature).__name__).lower()
+
+
+def empty_split(source: Source, role: str) -> SourceError:
+    if role in ("validation", "test"):
+        fix = (f"give a source with rows in its {role} split, or, where it is carved from train, "
+               f"more rows or a larger data.{role}_fraction")  # fmt: skip
+    else:
+        fix = "give a source with rows there (data.train_split names the split read)"
+    return SourceError(f"data.source {source.given!r}: split {role!r} is empty; {fix}")
 
 
 def check_columns(ds, role: str, wanted: dict, source: Source) -> None:
     """wanted: {config key: (column or 'column.key', kinds allowed)}. A missing column names the
     ones there are; a column of the wrong type, or a dict lacking the key, says which."""
     columns = _columns_of(ds)
-    if not columns:
-        raise SourceError(
-            f"data.source {source.given!r}: split {role!r} is empty; give a source with rows "
-            "there, or lower data.validation_fraction / data.test_fraction if it was carved"
-        )
+    if not columns or (hasattr(ds, "__len__") and len(ds) == 0):  # a stream: its first row
+        raise empty_split(source, role)
     for key, (column, kinds) in wanted.items():
         name, _, inner = column.partition(".")
         if name not in columns:
@@ -251,6 +344,13 @@ def check_columns(ds, role: str, wanted: dict, source: Source) -> None:
             langs = getattr(feature, "languages", None) or (
                 list(feature) if isinstance(feature, dict) else None
             )
+            if langs is None and feature is not None:
+                raise SourceError(
+                    f"data.source {source.given!r}: column {name!r} (data.{key} = {column!r}) "
+                    f"holds {_kind_of(feature) or feature} values, not a dict of languages; map "
+                    f"data.{key} to a dict column such as 'translation', or name the column of "
+                    "that language's texts"
+                )
             if langs is not None and inner not in langs:
                 raise SourceError(
                     f"data.source {source.given!r}: column {name!r} has no language {inner!r} "
@@ -337,10 +437,7 @@ def ingest_source(
                 n = write_shards(rows_table(ds, columns, limit if role == "train" else None),
                                  out / f"{role}.parquet")  # fmt: skip
                 if n == 0:
-                    raise SourceError(
-                        f"data.source {source.given!r}: split {role!r} is empty; give a source "
-                        "with rows there, or raise data.validation_fraction / test_fraction"
-                    )
+                    raise empty_split(source, role)
                 stats["rows"][role] = n
         return stats
 
@@ -349,7 +446,7 @@ def ingest_source(
         "ingest",
         inputs={"source": fingerprint(ident)},
         params={
-            "identity": ident,
+            "identity": keyed(ident),  # the path is in the manifest's stats
             "columns": columns,
             "merged": merged,
             "limit": limit,
