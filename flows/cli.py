@@ -24,14 +24,19 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
 
     try:
         use_mirror(args.mirror or os.environ.get("SEQFLOW_MIRROR"))
-        data = getattr(args, "data", None)
-        if data and Path(data).expanduser().exists():  # a path stays valid from any folder
-            data = str(Path(data).expanduser().resolve())
-        given = [f"data.source={data}"] if data else []
-        return load_config(args.pipeline, args.profile, [*given, *(args.set or []), *extra])
+        return load_config(args.pipeline, args.profile, [*_sets(args), *extra])
     except (ConfigError, FileNotFoundError) as err:
         print(f"seqflow: {err}", file=sys.stderr)
         return None
+
+
+def _sets(args: argparse.Namespace) -> list[str]:
+    """The --set overrides, after `--data SOURCE` (data.source; a path made absolute so that it
+    stays valid from any folder: deployments, workers)."""
+    data = getattr(args, "data", None)
+    if data and Path(data).expanduser().exists():
+        data = str(Path(data).expanduser().resolve())
+    return [*([f"data.source={data}"] if data else []), *(args.set or [])]
 
 
 def _source_ok(pipeline: str, config) -> bool:
@@ -141,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    if _config(args) is None:  # validate before any work
+    config = _config(args)  # validate before any work
+    if config is None or not _source_ok(args.pipeline, config):
         return 2
     from flows.retrain import retrain
 
@@ -150,7 +156,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             outcome = retrain(
                 pipeline=args.pipeline,
                 profile=args.profile,
-                overrides=args.set or [],
+                overrides=_sets(args),
                 warm_start=args.warm_start,
                 **_promote_flag(args),
             )
@@ -231,7 +237,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import emit_arrival, ingest
 
     try:
-        arrived = ingest(args.pipeline, [Path(f) for f in args.files], args.set)
+        arrived = ingest(args.pipeline, [Path(f) for f in args.files], _sets(args))
     except Exception as err:  # our errors name the file and the fix; nothing was copied
         print(f"seqflow: ingest {args.pipeline}: {err}", file=sys.stderr)
         return 2
@@ -461,7 +467,10 @@ def parser() -> argparse.ArgumentParser:
                      "de<TAB>en .tsv (seq2seq)")  # fmt: skip
     ing.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="seq2seq: the config whose train split new pairs are checked against "
-                     "(as retrain will read it, e.g. data.limit_train=N)")  # fmt: skip
+                     "(as retrain will read it, e.g. data.limit_train=N); your own data: its "
+                     "column mapping")  # fmt: skip
+    ing.add_argument("--data", metavar="SOURCE", help="your own data (data.source): new files "
+                     "are checked against its format, columns and rows")  # fmt: skip
     ing.set_defaults(func=cmd_ingest)
     ex = sub.add_parser("explain", help="why each stage of a run ran or came from cache")
     ex.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose run to explain")

@@ -71,6 +71,43 @@ def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[
     return added
 
 
+def verify_own(pipeline: str, files: list[Path], config) -> dict[str, dict]:
+    """New files for your own data (data.source): each read by `datasets` and checked by the
+    column mapping; a file whose every row is already in the source or an earlier incoming file
+    is refused. Returns {file name: its rows, new rows, duplicate rows}."""
+    from flows.pipelines import get
+    from tasks import sources
+    from tasks.filetype import problem
+
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        if why := problem(path):
+            raise ValueError(f"{why}; nothing was copied")
+    mapping = get(pipeline).own_data(config)
+    wanted, by_doc = mapping["wanted"], mapping.get("by_document", False)
+    src = sources.locate(config.data.source, config.data.config, config.data.revision)
+    found = sources.load(src, by_document=by_doc)
+    known = list(found.values())
+    if (earlier := sources.incoming_source(pipeline, src)) is not None:
+        names = {p.name for p in files}
+        kept = tuple(f for f in earlier.files if Path(f).name not in names)
+        if kept:
+            earlier = sources.Source(earlier.given, "files", kept, earlier.builder, earlier.options)
+            known.append(sources.incoming_rows(earlier, wanted, False, by_doc))
+    added = {}
+    for path in files:
+        rows = sources.incoming_rows(sources.locate(str(path)), wanted, False, by_doc)
+        new, dup = sources.new_rows(rows, known, wanted)
+        if len(new) == 0:
+            raise ValueError(f"nothing new, nothing copied: every row of {path.name} is already "
+                             f"in {config.data.source} or an earlier incoming file")  # fmt: skip
+        added[path.name] = {"rows": len(rows), "new_rows": len(new), "duplicate_rows": dup,
+                            "duplicate_of": [], "notes": []}  # fmt: skip
+        known.append(new)
+    return added
+
+
 def ingest(pipeline: str, files: list[Path], overrides: list[str] = ()) -> list[dict]:
     """Verify every file first (nothing is copied if one is bad), then copy each one into
     the incoming folder under a temp name and rename it into place. Returns what arrived.
@@ -78,7 +115,11 @@ def ingest(pipeline: str, files: list[Path], overrides: list[str] = ()) -> list[
     if pipeline not in SUFFIX:
         raise ValueError(f"{pipeline} takes no new data files (only {', '.join(SUFFIX)})")
     files = [Path(f) for f in files]
-    added = verify(pipeline, files, overrides)
+    from flows.config import load_config
+
+    config = load_config(pipeline, "parity", list(overrides))
+    own = verify_own if config.data.own else verify
+    added = own(pipeline, files, config) if config.data.own else verify(pipeline, files, overrides)
     folder = data_dir() / "incoming" / pipeline
     folder.mkdir(parents=True, exist_ok=True)
     arrived = []

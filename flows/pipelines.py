@@ -49,7 +49,7 @@ def check_source(name: str, config) -> None:
     spec = get(name)
     if spec.own_data is None:
         raise SourceError(f"{name} runs on the course's data only: leave data.source at 'course'")
-    open_source(data, **spec.own_data(config))
+    open_source(data, **spec.own_data(config), pipeline=name)
 
 
 def resolve(pipeline: str, config, profile: str | None, overrides: list[str] | None):

@@ -26,6 +26,11 @@ def check_incoming(pipeline: str, config) -> list[str]:
 
     if pipeline not in SUFFIX:
         return []
+    if getattr(config.data, "own", False):  # your own data: its files checked by its mapping
+        from flows.pipelines import check_source
+
+        check_source(pipeline, config)  # each incoming file read and checked; duplicates dropped
+        return []
     if pipeline == "seq2seq":
         from flows.seq2seq import incoming_report
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -391,24 +392,96 @@ def rows_table(ds, columns: dict, limit: int | None = None):
         yield pa.table(batch)
 
 
-def data_fingerprint(cfg, wanted: dict) -> str:
-    """The fingerprint of a data section's own source and mapping (no rows read)."""
+def incoming_source(pipeline: str, source: Source | None = None) -> Source | None:
+    """New files dropped for a pipeline reading your own data: data/incoming/<pipeline>/ files
+    of a format `datasets` reads (the source's own format when it is files), name order."""
+    folder = data_dir() / "incoming" / pipeline
+    formats = {Path(f).suffix.lower() for f in source.files} if source and source.kind == "files" \
+        else set(FORMATS)  # fmt: skip
+    files = sorted(str(p) for p in folder.glob("*") if p.is_file()
+                   and not p.name.startswith(".") and p.suffix.lower() in formats)  # fmt: skip
+    if not files:
+        return None
+    builder, options = _format(files, str(folder))
+    return Source(str(folder), "files", tuple(files), builder, options)
+
+
+def _incoming_rows(inc: Source, wanted: dict, streaming: bool, by_document: bool):
+    """The incoming files' mapped columns, one dataset; each file read and checked on its own,
+    so an error names the file."""
+    import datasets
+
+    top = sorted({c.partition(".")[0] for c, _ in wanted.values()})
+    parts = []
+    for f in inc.files:
+        one = Source(f, "files", (f,), inc.builder, inc.options)
+        rows = load(one, streaming=streaming, by_document=by_document)["train"]
+        check_columns(rows, "incoming", wanted, one)
+        parts.append(rows.select_columns(top))
+    try:
+        return datasets.concatenate_datasets(parts)
+    except Exception as err:  # the same columns with other types in two files
+        raise SourceError(
+            f"the files in {inc.given} disagree on their columns' types ({err}); make them alike"
+        ) from None
+
+
+def _row_key(row: dict, columns: list[str]) -> str:
+    return json.dumps([_value(row, c) for c in columns], sort_keys=True, default=str)
+
+
+def new_rows(incoming, known: list, wanted: dict):
+    """The incoming rows whose mapped values no row of `known` (the source's splits, evaluation
+    ones included: a test row must never become a training row) has, nor an earlier incoming
+    row: (dataset, duplicates dropped). A stream is taken whole (nothing cheap to compare)."""
+    columns = [c for c, _ in wanted.values()]
+    if not all(hasattr(d, "__len__") for d in [incoming, *known]):
+        return incoming, 0
+    seen = {_row_key(r, columns) for ds in known for r in ds}
+
+    def first_time(row) -> bool:
+        key = _row_key(row, columns)
+        new = key not in seen
+        seen.add(key)
+        return new
+
+    keep = incoming.filter(first_time, load_from_cache_file=False, new_fingerprint=uuid.uuid4().hex)
+    return keep, len(incoming) - len(keep)
+
+
+def data_fingerprint(cfg, wanted: dict, pipeline: str | None = None) -> str:
+    """The fingerprint of a data section's own source, mapping and incoming files (no rows
+    read). pipeline: whose data/incoming/ files count, when data.incoming is set."""
     source = locate(cfg.source, cfg.config, cfg.revision)
-    return fingerprint(identity(source, {k: c for k, (c, _) in wanted.items()}))
+    return fingerprint(_identity(source, wanted, cfg, pipeline))
 
 
-def open_source(cfg, wanted: dict, *, by_document: bool = False):
+def _identity(source: Source, wanted: dict, cfg, pipeline: str | None) -> dict:
+    ident = identity(source, {k: c for k, (c, _) in wanted.items()})
+    if pipeline and getattr(cfg, "incoming", False):
+        if (inc := incoming_source(pipeline, source)) is not None:
+            ident["incoming"] = identity(inc, {})["files"]
+    return ident
+
+
+def open_source(cfg, wanted: dict, *, by_document: bool = False, pipeline: str | None = None):
     """(Source, identity, role -> dataset, carve record) of a data section whose source is not
-    'course', every mapped column checked in every split before any stage."""
+    'course', every mapped column checked in every split before any stage. With data.incoming
+    and a pipeline, its new files (incoming_source) join as role "incoming", checked the same
+    way, their rows already in train dropped: only ever training rows, never evaluation ones."""
     source = locate(cfg.source, cfg.config, cfg.revision)
-    mapping = {k: c for k, (c, _) in wanted.items()}
-    ident = identity(source, mapping)
+    ident = _identity(source, wanted, cfg, pipeline)
     found = load(source, streaming=cfg.streaming, by_document=by_document)
     names = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
     splits, carved = pick_splits(found, names, fractions, cfg.split_seed, source)
     for role, ds in splits.items():
         check_columns(ds, role, wanted, source)
+    if "incoming" in ident:
+        inc = incoming_source(pipeline, source)
+        rows = _incoming_rows(inc, wanted, cfg.streaming, by_document)
+        splits["incoming"], dropped = new_rows(rows, list(splits.values()), wanted)
+        carved["incoming"] = {"files": len(inc.files), "duplicate_rows": dropped}
     return source, ident, splits, carved
 
 
@@ -419,23 +492,26 @@ def ingest_source(
 ) -> StageOutput:  # fmt: skip
     """Any source -> {train,validation,test}.parquet in the mapped `columns` (merged: one
     rows.parquet of all splits in that order, for word2vec, which trains on every row)."""
-    source, ident, splits, carved = open_source(cfg, wanted, by_document=by_document)
+    source, ident, splits, carved = open_source(cfg, wanted, by_document=by_document,
+                                                pipeline=pipeline)  # fmt: skip
     shown = ", ".join(f"{r}{' (carved)' if r in carved else ''}" for r in splits)
     run_logger().info("source %s (%s): %s", source.name, source.kind, shown)
 
     def build(out: Path) -> dict:
         stats: dict = {"source": source.name, "kind": source.kind, "carved": carved, "rows": {}}
+
+        def tables(role):  # train: the source's (up to limit), then any new incoming rows
+            yield from rows_table(splits[role], columns, limit if role == "train" else None)
+            if role == "train" and "incoming" in splits:
+                yield from rows_table(splits["incoming"], columns)
+
+        roles = [r for r in splits if r != "incoming"]
         if merged:
-
-            def every():
-                for role, ds in splits.items():
-                    yield from rows_table(ds, columns, limit if role == "train" else None)
-
-            stats["rows"]["all"] = write_shards(every(), out / "rows.parquet")
+            every = (t for role in roles for t in tables(role))
+            stats["rows"]["all"] = write_shards(every, out / "rows.parquet")
         else:
-            for role, ds in splits.items():
-                n = write_shards(rows_table(ds, columns, limit if role == "train" else None),
-                                 out / f"{role}.parquet")  # fmt: skip
+            for role in roles:
+                n = write_shards(tables(role), out / f"{role}.parquet")
                 if n == 0:
                     raise empty_split(source, role)
                 stats["rows"][role] = n
