@@ -185,15 +185,20 @@ def _share(seed: int, i: int) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
-def pick_splits(found: dict, names: dict, fractions: dict, seed: int, source: Source):
+def pick_splits(
+    found: dict, names: dict, fractions: dict, seed: int, source: Source, whole: bool = False
+):
     """(role -> dataset, carve record). A role whose split the source lacks is carved from
-    train by a seeded per-row draw: fractions[role] of the rows, the same rows every time."""
+    train by a seeded per-row draw: fractions[role] of the rows, the same rows every time.
+    whole: the train split alone, never carved (a time series is split by time later)."""
     if names["train"] not in found:
         raise SourceError(
             f"data.source {source.given!r} has no split {names['train']!r} (data.train_split); "
             f"its splits: {', '.join(found)}. Set data.train_split to one of them"
         )
     train = found[names["train"]]
+    if whole:
+        return {"train": train}, {}
     out, carved, cut = {"train": train}, {}, 0.0
     for role in ("validation", "test"):
         if names.get(role) and names[role] in found:
@@ -297,16 +302,17 @@ def data_fingerprint(cfg, wanted: dict) -> str:
     return fingerprint(identity(source, {k: c for k, (c, _) in wanted.items()}))
 
 
-def open_source(cfg, wanted: dict, *, by_document: bool = False):
+def open_source(cfg, wanted: dict, *, by_document: bool = False, whole: bool = False):
     """(Source, identity, role -> dataset, carve record) of a data section whose source is not
-    'course', every mapped column checked in every split before any stage."""
+    'course', every mapped column checked in every split before any stage (whole: the train
+    split only, uncarved: pick_splits)."""
     source = locate(cfg.source, cfg.config, cfg.revision)
     mapping = {k: c for k, (c, _) in wanted.items()}
     ident = identity(source, mapping)
     found = load(source, streaming=cfg.streaming, by_document=by_document)
     names = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
-    splits, carved = pick_splits(found, names, fractions, cfg.split_seed, source)
+    splits, carved = pick_splits(found, names, fractions, cfg.split_seed, source, whole)
     for role, ds in splits.items():
         check_columns(ds, role, wanted, source)
     return source, ident, splits, carved
