@@ -192,3 +192,27 @@ def test_car_sales_forecast_by_its_new_name(prefect_server, data_dir, tmp_path, 
     ingest = [p for p in (data_dir / "stages").rglob("manifest.json") if "ingest" in str(p)]
     stats = [json.loads(p.read_text()).get("stats", {}) for p in ingest]
     assert any(s.get("filled") == 1 and s.get("first") == "1960-01" for s in stats), stats
+
+
+def test_the_pyfunc_answers_in_its_own_periods(tmp_path):
+    """A quarterly model's forecaster continues its series quarter by quarter and reads a
+    last_month at its frequency (the settings and series artifacts as log_forecaster writes)."""
+    from flows.forecasting import Forecaster
+    from flows.serving import BadInput
+    from models.forecaster import LSTMForecaster
+    from tasks.runtime import checkpoint
+
+    checkpoint.write(tmp_path / "w.pt", LSTMForecaster(1, 4, 1).state_dict())
+    settings = {"lookback": 2, "transform": {"log": False, "lag": 0, "mean": 0.0, "std": 1.0},
+                "hidden": 4, "n_layers": 1, "freq": "Q", "season": 4}  # fmt: skip
+    series = {"times": ["2000-Q3", "2000-Q4", "2001-Q1"], "freq": "Q", "values": [1.0, 2.0, 3.0]}
+    (tmp_path / "s.json").write_text(json.dumps(settings))
+    (tmp_path / "t.json").write_text(json.dumps(series))
+    f = Forecaster()
+    f.load({"settings": tmp_path / "s.json", "series": tmp_path / "t.json",
+            "weights": tmp_path / "w.pt"})  # fmt: skip
+    assert f.forecast(*f.request(1, 3, None, None))[0] == ["2001-Q2", "2001-Q3", "2001-Q4"]
+    assert f.forecast(*f.request(1, 2, [4.0], None))[0] == ["2001-Q3", "2001-Q4"]
+    assert f.forecast(*f.request(1, 1, [1.0, 2.0], "2010-Q4"))[0] == ["2011-Q1"]
+    with pytest.raises(BadInput, match="last_month 'later' is not a timestamp"):
+        f.request(1, 1, [1.0, 2.0], "later")
