@@ -120,6 +120,8 @@ def dataset_input(config) -> tuple[str, str] | None:
     from tasks.engine.catalog import DATASETS
 
     d = config.data
+    if getattr(d, "own", False):  # your own data: its source as given, never the course's
+        return d.source.rstrip("/").rsplit("/", 1)[-1] or d.source, d.source
     spec = DATASETS.get(getattr(d, "dataset", None) or "")
     if spec is None:
         return None

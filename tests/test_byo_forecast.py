@@ -172,6 +172,8 @@ def test_car_sales_forecast_by_its_new_name(prefect_server, data_dir, tmp_path, 
     assert m["gaps_filled"] == 0 and m["season_length"] == 12
     assert run.data.tags["data_fingerprint"] == fingerprint(own(CARS_CSV))  # file sha256 + mapping
     assert "forecast.png" in {a.path for a in c.list_artifacts(run.info.run_id)}
+    (given,) = c.get_run(run.info.run_id).inputs.dataset_inputs  # the car sales, not the course's
+    assert given.dataset.name == "monthly-car-sales.csv" and str(CARS_CSV) in given.dataset.source
     # the pyfunc carries the frequency and the series' timestamps: it continues from 1968-12
     import mlflow.pyfunc
     import pandas as pd
