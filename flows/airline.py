@@ -1,8 +1,10 @@
-"""The airline-passengers forecasting pipeline (Laboratorio 3, part 4).
+"""The forecaster (`seqflow run forecast`, or `airline`): the airline-passengers pipeline of
+Laboratorio 3, part 4, or a series of your own (data.source, time/value columns, data.freq).
 
-ingest (validated monthly CSV) -> windows (Parquet) -> train the LSTM forecaster
+ingest (validated series at its frequency) -> windows (Parquet) -> train the LSTM forecaster
        -> RMSE on train and test (the notebook's), one-step-ahead test RMSE beside three
-          baselines on the same months, forecast plot, the model registered as `airline`
+          baselines on the same periods (seasonal: the season length of data.freq or
+          data.season), forecast plot, the model registered as `airline`
 """
 
 import hashlib
@@ -27,27 +29,78 @@ from tasks.engine.stage import run_logger  # noqa: E402
 from tasks.plots import legend_outside, title  # noqa: E402
 from tasks.runtime.loop import Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
-from tasks.series import baselines, ingest_series, read_series, rmse, window_series  # noqa: E402
+from tasks.series import (  # noqa: E402
+    FREQ_WORDS,
+    baselines,
+    ingest_own_series,
+    ingest_series,
+    period_index,
+    period_start,
+    read_own_series,
+    read_series,
+    rmse,
+    season_length,
+    window_series,
+)
 from tasks.train.airline import Evaluator, ForecastRecipe  # noqa: E402
 
 PIPELINE = "airline"
 PRIMARY_METRIC = ("test_rmse", "min")
 
 
+def own_data(config: AirlineConfig) -> dict:
+    """open_source's mapping for a series of your own: its train split whole (split by time
+    in the windows stage, never carved at random)."""
+    d = config.data
+    return {"wanted": {"time_column": (d.time_column, ("string", "number", "time")),
+                       "value_column": (d.value_column, ("number", "string"))},
+            "whole": True}  # fmt: skip
+
+
+def check_own(config: AirlineConfig) -> dict:
+    """pipelines.check_source for this pipeline: columns, timestamps, values, duplicates and
+    gaps at data.freq checked before any stage (a SourceError); the series read. The training
+    part must hold more than one season (the seasonal baselines look a season back)."""
+    from tasks.sources import SourceError
+
+    d = config.data
+    read = read_own_series(d, own_data(config)["wanted"])
+    n_train, season = (
+        int(len(read["values"]) * config.windows.train_fraction),
+        season_length(d.freq, d.season),
+    )
+    if n_train <= season:
+        raise SourceError(
+            f"data.source {d.source!r}: {len(read['values'])} {FREQ_WORDS[d.freq]} periods leave "
+            f"{n_train} for training, not more than one season ({season}); give a longer "
+            "series, or set data.season (or windows.train_fraction)"
+        )
+    return read
+
+
 def fingerprint(config: AirlineConfig) -> str:
     from tasks.engine.catalog import DATASETS
 
     d = config.data
+    if d.own:
+        from tasks.sources import data_fingerprint
+
+        return data_fingerprint(d, own_data(config)["wanted"])
     parts = [d.dataset, d.file, DATASETS[d.dataset].file(d.file).sha256]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def forecast_figure(ev: Evaluator, model, base: dict, months: list[str], heading: str):
+def forecast_figure(ev: Evaluator, model, base: dict, months: list[str], heading: str,
+                    freq: str | None = None, what: str = "passengers"):  # fmt: skip
     """The series by month (YYYY-MM, as ingested) with the model's fits beside the drift
-    baseline (heading: plots.title's)."""
-    dates = np.array(months, dtype="datetime64[M]").astype("datetime64[D]")
+    baseline (heading: plots.title's); freq: your own series' labels at that frequency."""
+    if freq is None:
+        dates = np.array(months, dtype="datetime64[M]").astype("datetime64[D]")
+    else:
+        starts = [period_start(period_index(m, freq), freq) for m in months]
+        dates = np.array(starts, dtype="datetime64[D]")
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
-    ax.plot(dates, ev.y, color="black", label="passengers")
+    ax.plot(dates, ev.y, color="black", label=what)
     t, fit = ev.train_fit(model)
     ax.plot(dates[t], fit, color="tab:red", label="model: train fit\n(last step of each window)")
     ax.plot(dates[ev.next_t], ev.next_step(model), color="tab:green",
@@ -55,11 +108,19 @@ def forecast_figure(ev: Evaluator, model, base: dict, months: list[str], heading
     n_train = len(ev.y) - len(base["drift"])
     ax.plot(dates[n_train:], base["drift"], ":", color="tab:gray",
             label="baseline: seasonal naive\n+ drift")  # fmt: skip
-    ax.axvline(dates[n_train], color="tab:gray", lw=0.8, label="first test month")
+    ax.axvline(dates[n_train], color="tab:gray", lw=0.8,
+               label="first test month" if freq is None else "first test period")  # fmt: skip
     ax.set_xlim(dates[0], dates[-1])
-    ax.xaxis.set_major_locator(mdates.YearLocator())
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
-    ax.set(xlabel="month", ylabel="passengers (thousands)", title=heading)
+    if freq is None:
+        ax.xaxis.set_major_locator(mdates.YearLocator())
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+        ax.set(xlabel="month", ylabel="passengers (thousands)", title=heading)
+    else:
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        unit = {"D": "day", "W": "week", "M": "month", "Q": "quarter", "Y": "year"}[freq]
+        ax.set(xlabel=unit, ylabel=what, title=heading)
     legend_outside(ax)
     return fig
 
@@ -98,9 +159,14 @@ def airline(
     """Returns the MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
+    read = check_own(config) if d.own else None  # = pipelines.check_source, read once
+    season = season_length(d.freq, d.season)  # the course: 12 months
     tags = run_tags(fingerprint(config))
     with open_run(PIPELINE, config, tags) as run_id:
-        series = ingest_series(PIPELINE, d.dataset, d.file, d.expected_rows)
+        if d.own:
+            series = ingest_own_series(PIPELINE, d, read)
+        else:
+            series = ingest_series(PIPELINE, d.dataset, d.file, d.expected_rows)
         wins = window_series(PIPELINE, series, config.windows)
         stages = [series, wins]
         tracking.log_stages(run_id, stages)
@@ -112,7 +178,7 @@ def airline(
             model, fitted = out["model"], out["fitted"]
             reg = forecasting.register_task(run_id, model, series, ev, config)
         n_train = wins.stats["n_train"]
-        base = baselines(ev.y, n_train)
+        base = baselines(ev.y, n_train, season)
         test_y = ev.y[n_train:]
         nxt = ev.next_step(model)
         metrics = {
@@ -124,10 +190,22 @@ def airline(
             "drift_test_rmse": rmse(base["drift"], test_y),
             "train_seconds": fitted.seconds,
         }
+        if d.own:  # gaps filled by interpolation (data.fill_gaps), the season used
+            metrics |= {"gaps_filled": series.stats["filled"], "season_length": season}
+            run_logger().info(
+                "%s (%s, %d periods, %d gap(s) filled): test RMSE %.4g beside seasonal naive "
+                "(season %d) %.4g, naive %.4g, seasonal naive + drift %.4g", d.value_column,
+                FREQ_WORDS[d.freq], len(ev.y), series.stats["filled"], metrics["test_rmse"],
+                season, metrics["seasonal_naive_test_rmse"], metrics["naive_test_rmse"],
+                metrics["drift_test_rmse"],
+            )  # fmt: skip
         tracking.log_metrics(run_id, metrics, step=config.train.epochs)
-        heading = title("monthly passengers and forecasts", PIPELINE, config.profile, PIPELINE,
+        what = ("monthly passengers" if not d.own
+                else f"{FREQ_WORDS[d.freq]} {d.value_column}")  # fmt: skip
+        heading = title(f"{what} and forecasts", PIPELINE, config.profile, PIPELINE,
                         reg["version"])  # fmt: skip
-        fig = forecast_figure(ev, model, base, read_series(series)[0], heading)
+        own = {"freq": d.freq, "what": d.value_column} if d.own else {}
+        fig = forecast_figure(ev, model, base, read_series(series)[0], heading, **own)
         tracking.log_figure(run_id, fig, "forecast.png")
         plt.close(fig)
         tracking.log_text(run_id, ev.tr.to_json(), "transform.json")
@@ -160,6 +238,9 @@ PARITY = [
 def score(config: AirlineConfig, version: int | str) -> float:
     """The notebook's test RMSE of registered model `version` on this config's test windows."""
     d = config.data
-    series = ingest_series.fn(PIPELINE, d.dataset, d.file, d.expected_rows)
+    if d.own:
+        series = ingest_own_series.fn(PIPELINE, d, check_own(config))
+    else:
+        series = ingest_series.fn(PIPELINE, d.dataset, d.file, d.expected_rows)
     wins = window_series.fn(PIPELINE, series, config.windows)
     return Evaluator(series, wins).window_rmse(tracking.load_model(PIPELINE, version), "test")

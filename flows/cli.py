@@ -11,10 +11,12 @@ import warnings
 from pathlib import Path
 
 from flows import dashboard
+from flows.pipelines import ALIASES
 from flows.pipelines import NAMES as PIPELINES
 from tasks.runtime import signals
 
 REPO = Path(__file__).resolve().parent.parent
+CHOICES = (*PIPELINES, *ALIASES)  # a pipeline's name, or an alias (forecast = airline)
 
 
 def _config(args: argparse.Namespace, extra: list[str] = ()):
@@ -392,7 +394,10 @@ def _profiles_help() -> str:
 
 def _pipeline_args(p: argparse.ArgumentParser, promote: bool = True) -> None:
     p.add_argument(
-        "pipeline", choices=PIPELINES, metavar="PIPELINE", help=f"one of: {', '.join(PIPELINES)}"
+        "pipeline",
+        choices=CHOICES,
+        metavar="PIPELINE",
+        help=f"one of: {', '.join(PIPELINES)} (forecast = airline)",
     )
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=_profiles_help())
     if promote:
@@ -448,7 +453,7 @@ def parser() -> argparse.ArgumentParser:
     re.set_defaults(func=cmd_retrain)
     pr = sub.add_parser("promote", help="point alias champion at a model version (rollback)")
     pr.add_argument(
-        "pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose alias champion moves"
+        "pipeline", choices=CHOICES, metavar="PIPELINE", help="whose alias champion moves"
     )
     group = pr.add_mutually_exclusive_group(required=True)
     group.add_argument("--version", type=int, help="registered model version")
@@ -456,9 +461,7 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("--history", action="store_true", help="list the alias moves")
     pr.set_defaults(func=lambda a: cmd_history(a) if a.history else cmd_promote(a))
     hi = sub.add_parser("history", help="every move of alias champion, with scores and data")
-    hi.add_argument(
-        "pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose champion history"
-    )
+    hi.add_argument("pipeline", choices=CHOICES, metavar="PIPELINE", help="whose champion history")
     hi.set_defaults(func=cmd_history)
     ing = sub.add_parser("ingest", help="add new data files and trigger the retrain deployment")
     ing.add_argument("pipeline", choices=("word2vec", "charlm", "seq2seq"),
@@ -473,7 +476,7 @@ def parser() -> argparse.ArgumentParser:
                      "are checked against its format, columns and rows")  # fmt: skip
     ing.set_defaults(func=cmd_ingest)
     ex = sub.add_parser("explain", help="why each stage of a run ran or came from cache")
-    ex.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE", help="whose run to explain")
+    ex.add_argument("pipeline", choices=CHOICES, metavar="PIPELINE", help="whose run to explain")
     ex.add_argument("--run", metavar="RUN_ID", help="an MLflow run id (default: the latest)")
     ex.set_defaults(func=cmd_explain)
     de = sub.add_parser("deploy", help="register prefect.yaml's deployments with the server")
@@ -486,7 +489,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--beam", type=int, help="beam width (1 = greedy; default: the model's)")
     tr.set_defaults(func=cmd_translate)
     sv = sub.add_parser("serve", help="serve the champion over HTTP (MLflow's scoring server)")
-    sv.add_argument("pipeline", choices=PIPELINES, metavar="PIPELINE",
+    sv.add_argument("pipeline", choices=CHOICES, metavar="PIPELINE",
                     help="whose model: word2vec, seq2seq, charlm or airline")  # fmt: skip
     sv.add_argument("--version", type=int, help="a registered version instead of the champion")
     sv.add_argument("--port", type=int, default=5001, help="default: 5001")
@@ -494,7 +497,7 @@ def parser() -> argparse.ArgumentParser:
     sv.set_defaults(func=cmd_serve)
     lm = sub.add_parser("log-model", help="log a kept checkpoint's model to MLflow")
     lm.add_argument(
-        "pipeline", choices=PIPELINES, metavar="PIPELINE", help="the checkpoint's pipeline"
+        "pipeline", choices=CHOICES, metavar="PIPELINE", help="the checkpoint's pipeline"
     )
     lm.add_argument("--checkpoint", required=True, help="the .pt file a failed run named")
     lm.set_defaults(func=cmd_log_model)
@@ -516,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv  # the command as typed, to say how to resume it
+    if getattr(args, "pipeline", None) in ALIASES:  # forecast -> airline, before anything reads it
+        args.pipeline = ALIASES[args.pipeline]
     os.environ["SEQFLOW_COMMAND"] = shlex.join(["seqflow", *argv])  # a tag of the MLflow run
     return dashboard.run_command(args)  # args.func(args); a stuck temporary server: one line
 

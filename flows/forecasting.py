@@ -7,6 +7,9 @@ Request, one row per forecast wanted:
   after its last); with it they are a series of their own, at least lookback + lag months
   long. Left out, null or []: forecast from the end of the training series;
 - `last_month` (optional, "YYYY-MM"): the month of the last history value.
+A model trained on a series of your own at another frequency (data.freq D, W, Q or Y) reads
+and answers in its periods: `last_month` is a timestamp at that frequency (ISO date, YYYY-Qn,
+YYYY) and `months` holds its periods' labels (settings carry `freq`, the series its `times`).
 Forecasts are recursive: each month is predicted from the `lookback` months before it
 (the transform the model was trained with, log / seasonal difference / scaling, and the
 training series travel in the artifacts), then taken as known for the next.
@@ -58,9 +61,15 @@ class Forecaster(PythonModel):
 
         s = json.loads(Path(artifacts["settings"]).read_text())
         series = json.loads(Path(artifacts["series"]).read_text())
+        from tasks.series import STEPS, period_index
+
         self.lookback, self.tr = s["lookback"], Transform(**s["transform"])
+        self.freq = s.get("freq", "M")  # the course's models: monthly, no freq stored
+        self.step = STEPS[self.freq]
         self.y = np.array(series["values"], dtype=np.float64)
-        self.last = month_index(series["months"][-1])
+        labels = series.get("times") or series["months"]
+        self.last = (month_index(labels[-1]) if self.freq == "M"
+                     else period_index(labels[-1], self.freq))  # fmt: skip
         self.model = LSTMForecaster(1, s["hidden"], s["n_layers"])
         self.model.load_state_dict(checkpoint.load(Path(artifacts["weights"])))
         self.model.eval()
@@ -97,8 +106,16 @@ class Forecaster(PythonModel):
                                "are positive numbers")  # fmt: skip
         values = np.array(values, dtype=np.float64)
         if missing(last_month):
-            return int(horizon), np.concatenate([self.y, values]), self.last + len(values)
-        if (last := month_index(last_month)) is None:
+            return (int(horizon), np.concatenate([self.y, values]),
+                    self.last + len(values) * self.step)  # fmt: skip
+        if self.freq != "M":
+            from tasks.series import FREQ_WORDS, period_index
+
+            if (last := period_index(last_month, self.freq)) is None:
+                raise BadInput(f"input {i}: last_month {last_month!r} is not a timestamp; send "
+                               f"the {FREQ_WORDS[self.freq]} period of the last history value "
+                               "(an ISO date, YYYY-Qn or YYYY)")  # fmt: skip
+        elif (last := month_index(last_month)) is None:
             raise BadInput(f"input {i}: last_month {last_month!r} is not a month; send "
                            '"YYYY-MM", the month of the last history value')  # fmt: skip
         need = self.lookback + self.tr.lag
@@ -118,7 +135,12 @@ class Forecaster(PythonModel):
             pred = float(self.model(x)[0, -1, 0])
             s.append(pred)
             y = np.append(y, self.tr.invert(np.array([pred]), np.array([len(y)]), y))
-        months = [month_name(last + k) for k in range(1, horizon + 1)]
+        if self.freq == "M":
+            months = [month_name(last + k) for k in range(1, horizon + 1)]
+        else:
+            from tasks.series import period_label
+
+            months = [period_label(last + k * self.step, self.freq) for k in range(1, horizon + 1)]
         return months, y[-horizon:].tolist()
 
 
@@ -136,7 +158,7 @@ def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType, Array
 
-    from tasks.series import read_series
+    from tasks.series import read_series, season_length
 
     months, values = read_series(series)
     t = config.train
@@ -150,5 +172,9 @@ def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
         Schema([ColSpec(Array("string"), "months"), ColSpec(Array("double"), "forecast")]),
     )  # fmt: skip
     series_json = {"months": months, "values": values.tolist()}
+    if config.data.own:  # your own series: its frequency and timestamps travel with the model
+        settings |= {"freq": config.data.freq,
+                     "season": season_length(config.data.freq, config.data.season)}  # fmt: skip
+        series_json = {"times": months, "freq": config.data.freq, "values": values.tolist()}
     return log_pyfunc(run_id, name, ENTRY, model, {"settings": settings, "series": series_json},
                       signature, pd.DataFrame({"horizon": [12.0]}), ["pandas"])  # fmt: skip

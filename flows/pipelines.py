@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 NAMES = ("word2vec", "seq2seq", "charlm", "fundamentals", "airline")
+# other names of a pipeline, by what it does: the same module, config, MLflow experiment and
+# registered model (`seqflow run forecast` is `seqflow run airline`)
+ALIASES = {"forecast": "airline"}
+
+
+def canonical(name: str) -> str:
+    """A pipeline's name for an alias of it (forecast -> airline); other names unchanged."""
+    return ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Pipeline:
 
 
 def get(name: str) -> Pipeline:
+    name = canonical(name)
     if name not in NAMES:
         raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(NAMES)}")
     m = importlib.import_module(f"flows.{name}")
@@ -49,7 +58,11 @@ def check_source(name: str, config) -> None:
     spec = get(name)
     if spec.own_data is None:
         raise SourceError(f"{name} runs on the course's data only: leave data.source at 'course'")
-    open_source(data, **spec.own_data(config), pipeline=name)
+    check_own = getattr(importlib.import_module(f"flows.{spec.name}"), "check_own", None)
+    if check_own is not None:  # checks beyond the columns (a series: its spacing)
+        check_own(config)
+    else:
+        open_source(data, **spec.own_data(config), pipeline=name)
 
 
 def resolve(pipeline: str, config, profile: str | None, overrides: list[str] | None):

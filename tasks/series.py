@@ -10,6 +10,7 @@ back to passengers.
 import json
 import re
 from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,146 @@ def parse_series(months: list[str], values: list[str], name: str) -> np.ndarray:
     return np.array(out)
 
 
+# ---- a series of your own: timestamps at a frequency, checked for regular spacing ----------
+
+SEASONS = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}  # the season length each frequency implies
+STEPS = {"D": 1, "W": 7, "M": 1, "Q": 1, "Y": 1}  # index units between two timestamps
+FREQ_WORDS = {"D": "daily", "W": "weekly", "M": "monthly", "Q": "quarterly", "Y": "yearly"}
+QUARTER = re.compile(r"^(\d{4})[-\s]?[Qq]([1-4])$")
+YEAR_MONTH = re.compile(r"^(\d{4})[-/](\d{1,2})$")
+YEAR = re.compile(r"^(\d{4})$")
+
+
+def season_length(freq: str, season: int | None = None) -> int:
+    """data.season when set, else the frequency's: D 7, W 52, M 12, Q 4, Y 1."""
+    return season or SEASONS[freq]
+
+
+def _as_date(value) -> date | None:
+    """A timestamp as the date it starts on: ISO date (time of day ignored), YYYY-MM, YYYY-Qn,
+    YYYY, a year as a number, a date or datetime; None when it is none of these."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[D]").item()
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return date(int(value), 1, 1) if 1 <= value <= 9999 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        if m := YEAR.match(text):
+            return date(int(m[1]), 1, 1)
+        if m := QUARTER.match(text):
+            return date(int(m[1]), 3 * int(m[2]) - 2, 1)
+        if m := YEAR_MONTH.match(text):
+            return date(int(m[1]), int(m[2]), 1)
+        return datetime.fromisoformat(text.replace("/", "-")).date()
+    except ValueError:
+        return None
+
+
+def period_index(value, freq: str) -> int | None:
+    """A timestamp -> its period's integer index at `freq` (consecutive periods differ by
+    STEPS[freq]): days for D and W, months, quarters or years since year 0; None if unparsed."""
+    d = _as_date(value)
+    if d is None:
+        return None
+    if freq in ("D", "W"):
+        return d.toordinal()
+    return {"M": d.year * 12 + d.month - 1, "Q": d.year * 4 + (d.month - 1) // 3,
+            "Y": d.year}[freq]  # fmt: skip
+
+
+def period_start(index: int, freq: str) -> date:
+    """The first day of the period at `index` (period_index's inverse)."""
+    if freq in ("D", "W"):
+        return date.fromordinal(index)
+    if freq == "M":
+        return date(index // 12, index % 12 + 1, 1)
+    if freq == "Q":
+        return date(index // 4, 3 * (index % 4) + 1, 1)
+    return date(index, 1, 1)
+
+
+def period_label(index: int, freq: str) -> str:
+    """ISO date (D, W), YYYY-MM, YYYY-Qn or YYYY."""
+    if freq in ("D", "W"):
+        return date.fromordinal(index).isoformat()
+    if freq == "M":
+        return f"{index // 12:04d}-{index % 12 + 1:02d}"
+    if freq == "Q":
+        return f"{index // 4:04d}-Q{index % 4 + 1}"
+    return f"{index:04d}"
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def regular_series(
+    times: list, values: list, freq: str, fill_gaps: str = "error", name: str = "the series"
+) -> tuple[list[str], np.ndarray, dict]:
+    """Rows in any order -> (labels, values, stats), sorted by time and checked for regular
+    spacing at `freq`. An unparsed timestamp, a duplicated one or a non-numeric value names its
+    row; a gap names the first missing timestamp, unless fill_gaps="interpolate", which fills
+    every gap by linear interpolation and counts the filled timestamps (stats["filled"])."""
+    if not times:
+        raise SeriesError(f"{name} has no rows: give a time and a value column with data")
+    step, idx, ys = STEPS[freq], [], []
+    for row, (t, v) in enumerate(zip(times, values, strict=True), start=1):
+        i = period_index(t, freq)
+        if i is None:
+            raise SeriesError(f"{name}, row {row}: time {t!r} is not a timestamp (an ISO date, "
+                              "YYYY-MM, YYYY-Qn or YYYY); fix that row")  # fmt: skip
+        y = _number(v)
+        if y is None:
+            empty = v is None or (isinstance(v, float) and np.isnan(v))  # an empty cell, "n/a"
+            shown = "is empty (or n/a)" if empty else f"{v!r} is not a number"
+            raise SeriesError(f"{name}, row {row} ({t}): value {shown}; fix the row or map "
+                              "data.value_column to a numeric column")  # fmt: skip
+        idx.append(i)
+        ys.append(y)
+    order = np.argsort(np.array(idx), kind="stable")
+    idx_arr, y_arr = np.array(idx)[order], np.array(ys, dtype=np.float64)[order]
+    same = np.flatnonzero(np.diff(idx_arr) == 0)
+    if len(same):
+        a, b = sorted(order[same[0] : same[0] + 2] + 1)
+        when = period_label(idx_arr[same[0]], freq)
+        raise SeriesError(f"{name}: rows {a} and {b} both fall on {when} ({FREQ_WORDS[freq]}); "
+                          "remove one of them or check data.freq")  # fmt: skip
+    if step > 1 and len(off := np.flatnonzero((idx_arr - idx_arr[0]) % step)):
+        raise SeriesError(f"{name}: {period_label(idx_arr[off[0]], freq)} is not a whole number "
+                          f"of weeks after {period_label(idx_arr[0], freq)}; a weekly series "
+                          "keeps one weekday")  # fmt: skip
+    full = np.arange(idx_arr[0], idx_arr[-1] + 1, step)
+    missing = len(full) - len(idx_arr)
+    if missing and fill_gaps != "interpolate":
+        k = int(np.flatnonzero(np.diff(idx_arr) > step)[0])
+        first = period_label(idx_arr[k] + step, freq)
+        raise SeriesError(
+            f"{name}: {first} is missing ({FREQ_WORDS[freq]} series: {missing} timestamp(s) "
+            f"missing in all, the first between {period_label(idx_arr[k], freq)} and "
+            f"{period_label(idx_arr[k + 1], freq)}); add the rows, or set "
+            "data.fill_gaps=interpolate to fill them by linear interpolation"
+        )
+    y_full = np.interp(full, idx_arr, y_arr)
+    y_full[np.searchsorted(full, idx_arr)] = y_arr  # the given values exactly
+    stats = {"rows": len(idx_arr), "filled": int(missing),
+             "reordered": bool((np.diff(order) < 0).any()),
+             "first": period_label(full[0], freq),
+             "last": period_label(full[-1], freq)}  # fmt: skip
+    return [period_label(int(i), freq) for i in full], y_full, stats
+
+
 def load_series(
     path: Path, columns: tuple[str, str], expected_rows: int | None
 ) -> tuple[list[str], np.ndarray]:
@@ -91,9 +232,49 @@ def ingest_series(pipeline: str, dataset: str, file: str, expected_rows: int | N
                      libs=("pyarrow",), build=build)  # fmt: skip
 
 
+def read_own_series(cfg, wanted: dict) -> dict:
+    """A data section's own source (tasks/sources.py), its train split whole, as a regular
+    series: {identity, source, kind, labels, values, stats}. Any problem (a column, a
+    timestamp, a value, a duplicate, a gap) is a SourceError naming the source and the fix,
+    raised before any stage."""
+    from tasks.sources import SourceError, fingerprint, open_source, rows_table
+
+    source, ident, splits, _ = open_source(cfg, wanted, whole=True)
+    times: list = []
+    values: list = []
+    for table in rows_table(splits["train"], {"t": cfg.time_column, "v": cfg.value_column}):
+        times += table.column("t").to_pylist()
+        values += table.column("v").to_pylist()
+    try:
+        labels, y, stats = regular_series(times, values, cfg.freq, cfg.fill_gaps,
+                                          f"data.source {source.given!r}")  # fmt: skip
+    except SeriesError as err:
+        raise SourceError(str(err)) from None
+    return {"identity": ident, "fingerprint": fingerprint(ident), "source": source.name,
+            "kind": source.kind, "labels": labels, "values": y.tolist(),
+            "stats": stats}  # fmt: skip
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_own_series(pipeline: str, cfg, read: dict) -> StageOutput:
+    """A series of your own, read and checked (read_own_series) -> series.parquet (time label
+    at data.freq, value float64); the filled gaps counted in the stats."""
+
+    def build(out: Path) -> dict:
+        table = pa.table({"time": read["labels"], "value": pa.array(read["values"], pa.float64())})
+        write_table(table, out / "series.parquet")
+        return {"source": read["source"], "kind": read["kind"], "freq": cfg.freq} | read["stats"]
+
+    return run_stage(pipeline, "ingest", inputs={"source": read["fingerprint"]},
+                     params={"identity": read["identity"], "freq": cfg.freq,
+                             "fill_gaps": cfg.fill_gaps, "split": cfg.train_split},
+                     libs=("datasets", "pyarrow", "numpy"), build=build)  # fmt: skip
+
+
 def read_series(stage: StageOutput) -> tuple[list[str], np.ndarray]:
+    """(time labels, values): the course's "month" column or your own series' "time"."""
     t = pq.read_table(stage.file("series.parquet"))
-    return t.column("month").to_pylist(), t.column("value").to_numpy()
+    return t.column(0).to_pylist(), t.column("value").to_numpy()
 
 
 @dataclass

@@ -269,15 +269,20 @@ def _share(seed: int, i: int) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
-def pick_splits(found: dict, names: dict, fractions: dict, seed: int, source: Source):
+def pick_splits(
+    found: dict, names: dict, fractions: dict, seed: int, source: Source, whole: bool = False
+):
     """(role -> dataset, carve record). A role whose split the source lacks is carved from
-    train by a seeded per-row draw: fractions[role] of the rows, the same rows every time."""
+    train by a seeded per-row draw: fractions[role] of the rows, the same rows every time.
+    whole: the train split alone, never carved (a time series is split by time later)."""
     if names["train"] not in found:
         raise SourceError(
             f"data.source {source.given!r} has no split {names['train']!r} (data.train_split); "
             f"its splits: {', '.join(found)}. Set data.train_split to one of them"
         )
     train = found[names["train"]]
+    if whole:
+        return {"train": train}, {}
     out, carved, cut = {"train": train}, {}, 0.0
     for role in ("validation", "test"):
         if names.get(role) and names[role] in found:
@@ -406,7 +411,7 @@ def incoming_source(pipeline: str, source: Source | None = None) -> Source | Non
     return Source(str(folder), "files", tuple(files), builder, options)
 
 
-def _incoming_rows(inc: Source, wanted: dict, streaming: bool, by_document: bool):
+def incoming_rows(inc: Source, wanted: dict, streaming: bool, by_document: bool):
     """The incoming files' mapped columns, one dataset; each file read and checked on its own,
     so an error names the file."""
     import datasets
@@ -464,22 +469,26 @@ def _identity(source: Source, wanted: dict, cfg, pipeline: str | None) -> dict:
     return ident
 
 
-def open_source(cfg, wanted: dict, *, by_document: bool = False, pipeline: str | None = None):
+def open_source(
+    cfg, wanted: dict, *, by_document: bool = False, pipeline: str | None = None,
+    whole: bool = False,
+):  # fmt: skip
     """(Source, identity, role -> dataset, carve record) of a data section whose source is not
-    'course', every mapped column checked in every split before any stage. With data.incoming
-    and a pipeline, its new files (incoming_source) join as role "incoming", checked the same
-    way, their rows already in train dropped: only ever training rows, never evaluation ones."""
+    'course', every mapped column checked in every split before any stage (whole: the train
+    split only, uncarved: pick_splits). With data.incoming and a pipeline, its new files
+    (incoming_source) join as role "incoming", checked the same way, their rows already in the
+    source dropped: only ever training rows, never evaluation ones."""
     source = locate(cfg.source, cfg.config, cfg.revision)
     ident = _identity(source, wanted, cfg, pipeline)
     found = load(source, streaming=cfg.streaming, by_document=by_document)
     names = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     fractions = {"validation": cfg.validation_fraction, "test": cfg.test_fraction}
-    splits, carved = pick_splits(found, names, fractions, cfg.split_seed, source)
+    splits, carved = pick_splits(found, names, fractions, cfg.split_seed, source, whole)
     for role, ds in splits.items():
         check_columns(ds, role, wanted, source)
     if "incoming" in ident:
         inc = incoming_source(pipeline, source)
-        rows = _incoming_rows(inc, wanted, cfg.streaming, by_document)
+        rows = incoming_rows(inc, wanted, cfg.streaming, by_document)
         splits["incoming"], dropped = new_rows(rows, list(splits.values()), wanted)
         carved["incoming"] = {"files": len(inc.files), "duplicate_rows": dropped}
     return source, ident, splits, carved
