@@ -50,9 +50,11 @@ def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[
         added = {f.name: {"pairs": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
                           "duplicate_of": f.duplicate_of, "notes": f.notes}
                  for f in report.files if f.name in names}  # fmt: skip
-    else:
-        from tasks.chars import check_incoming
+    else:  # charlm: the course's alphabet, or your own text's (--set data.source=...)
+        from flows.charlm import incoming_check
+        from flows.config import load_config
 
+        check_incoming = incoming_check(load_config("charlm", "parity", list(overrides)))
         added = {}
         for path in files:
             text = check_incoming(path)
