@@ -158,3 +158,32 @@ def test_incoming_checked_against_the_derived_alphabet(tmp_path):
     greek.write_text("Κατέβην χθὲς εἰς Πειραιᾶ μετὰ Γλαύκωνος τοῦ Ἀρίστωνος")
     with pytest.raises(TextFormatError, match="outside the alphabet derived from the training"):
         check_incoming_own(greek, english, lowercase=True)
+
+
+def test_republic_retrain_on_new_english_text(prefect_server, data_dir, tmp_path):
+    """`seqflow ingest` checks a new text against the alphabet derived from the book (Greek is
+    refused, English taken); retrain trains a challenger with it and scores both versions on
+    the book's own held-out windows."""
+    from flows.ingest import ingest
+    from flows.retrain import retrain
+
+    first = retrain(pipeline="charlm", profile="quick", overrides=SLICE)
+    assert first["decision"] == "first model: champion"
+    greek = tmp_path / "greek.txt"
+    greek.write_text("Κατέβην χθὲς εἰς Πειραιᾶ μετὰ Γλαύκωνος τοῦ Ἀρίστωνος\n" * 20)
+    with pytest.raises(TextFormatError, match="outside the alphabet derived"):
+        ingest("charlm", [greek], SLICE)
+    more = tmp_path / "phaedrus.txt"
+    more.write_text("Socrates: My dear Phaedrus, whence come you, and whither go you?\n" * 60)
+    assert ingest("charlm", [more], SLICE)[0]["name"] == "phaedrus.txt"
+
+    out = retrain(pipeline="charlm", profile="quick", overrides=SLICE)
+    assert out["decision"] in ("promoted", "kept champion")
+    assert out["data_fingerprint"] != first["data_fingerprint"]
+    assert math.isfinite(out["challenger_score"]) and math.isfinite(out["champion_score"])
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    before = values(c.get_run(first["challenger_run"]))
+    after = values(c.get_run(out["challenger_run"]))
+    assert after["train_windows"] > before["train_windows"]
+    assert after["test_windows"] == before["test_windows"]
