@@ -107,6 +107,8 @@ def dataset_input(config) -> tuple[str, str] | None:
     from tasks.engine.catalog import DATASETS
 
     d = config.data
+    if getattr(d, "own", False):  # your own data: not the catalog's dataset
+        return None
     spec = DATASETS.get(getattr(d, "dataset", None) or "")
     if spec is None:
         return None
