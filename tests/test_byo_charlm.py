@@ -51,6 +51,7 @@ def test_republic_quick_flow(prefect_server, data_dir):
     assert math.isfinite(got["test_ppl"]) and 1 < got["test_ppl"] < got["vocab_size"] + 1
     assert got["replaced_chars"] > 0  # the slice's digits and rare signs: one symbol, counted
     assert run.data.tags["split.by"] == "pattern"
+    assert "quijote" not in {i.dataset.name for i in run.inputs.dataset_inputs}  # not the course's
 
     vocab = json.loads(open(c.download_artifacts(parent, "vocab.json", str(data_dir))).read())
     assert {"w", "k", " ", "e", UNKNOWN} <= set(vocab) and "ñ" not in vocab
