@@ -18,10 +18,24 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows import champion, dashboard, writer  # noqa: E402
-from flows.config import CharLMConfig, flatten  # noqa: E402
-from flows.pipelines import open_run, resolve, run_tags  # noqa: E402
+from flows.config import CharEval, CharLMConfig, flatten  # noqa: E402
+from flows.pipelines import check_source, open_run, resolve, run_tags  # noqa: E402
 from flows.recover import checkpoint_folder, keep_models  # noqa: E402
-from tasks.chars import encode_chars, ingest_book, read_chars, window_chars  # noqa: E402
+from tasks.chars import (  # noqa: E402
+    UNKNOWN,
+    check_incoming,
+    check_incoming_own,
+    encode_chars,
+    encode_own,
+    ingest_book,
+    ingest_text,
+    prepare,
+    read_chars,
+    read_prompts,
+    replace_rare,
+    window_chars,
+    window_sections,
+)
 from tasks.data import incoming_files  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
@@ -45,16 +59,63 @@ def incoming(config: CharLMConfig) -> list:
     return incoming_files(PIPELINE, ".txt") if config.data.incoming else []
 
 
+def own_data(config: CharLMConfig) -> dict:
+    """Your own text: the text column (a .txt file is one document, not a row per line)."""
+    return {"wanted": {"text_column": (config.data.text_column, ("string",))}, "by_document": True}
+
+
 def fingerprint(config: CharLMConfig) -> str:
-    """What this config trains on (the book, the notebook_text choice, incoming texts)."""
+    """What this config trains on (the book, the notebook_text choice, incoming texts; your own
+    data: its source identity and mapping, the character limit, incoming texts' contents)."""
     d = config.data
+    if d.own:
+        from tasks.engine.stage import sha256_file
+        from tasks.sources import data_fingerprint as source_fingerprint
+
+        source = source_fingerprint(d, own_data(config)["wanted"])
+        added = sorted(sha256_file(p) for p in incoming(config))
+        if not added and d.limit_chars is None:
+            return source
+        parts = {"source": source, "limit_chars": d.limit_chars, "incoming": added}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     parts = [data_fingerprint(d.dataset, d.file, None, incoming(config)), d.notebook_text]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+def own_stages(config: CharLMConfig, new_texts: list = (), as_tasks: bool = True) -> list:
+    """Your own text's stages: ingest (sections, held-out split), encode (derived alphabet),
+    windows. as_tasks False: the plain functions (outside a flow)."""
+    d, call = config.data, (lambda t: t) if as_tasks else (lambda t: t.fn)
+    book = call(ingest_text)(PIPELINE, d, config.windows.test_every,
+                             own_data(config)["wanted"], new_texts)  # fmt: skip
+    chars = call(encode_own)(PIPELINE, book, d.lowercase, d.min_char_count)
+    return [book, chars, call(window_sections)(PIPELINE, chars, config.windows)]
+
+
+def own_prompts(config: CharLMConfig, book, vocab: list[str]) -> list[str]:
+    """The sampling prompts for your own text: the configured ones, or when those are the
+    course's (Spanish) defaults, the first words of a few held-out sections; read as training
+    reads the text (prepared, rare characters as the replacement symbol)."""
+    given = config.evaluate.prompts
+    if given == CharEval.model_fields["prompts"].default:
+        given = read_prompts(book) or [vocab[0]]
+    known = set(vocab) - {UNKNOWN}
+    return [replace_rare(prepare(p, config.data.lowercase), known)[0] for p in given]
+
+
+def incoming_check(config: CharLMConfig):
+    """How an incoming text is checked at the door: the course's Spanish alphabet, or for your
+    own data the alphabet derived from its training text (its stages, cached)."""
+    if not config.data.own:
+        return check_incoming
+    _, chars, _ = own_stages(config, as_tasks=False)
+    vocab, _ = read_chars(chars)
+    return lambda path: check_incoming_own(path, vocab, config.data.lowercase)
+
+
 @task(name="train-variant", cache_policy=NO_CACHE)
 def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_fp: str,
-                  where: Path | None) -> dict:  # fmt: skip
+                  where: Path | None, prompts: list[str] | None = None) -> dict:  # fmt: skip
     """One model kind in its own child run, trained by the runtime (checkpoints in `where`,
     resumed from them; None: no checkpoints)."""
     cfg = config.train
@@ -78,7 +139,7 @@ def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_f
         samples = {p: {"greedy": continue_text(model, vocab, p, config.evaluate.n_chars),
                        "sampled": continue_text(model, vocab, p, config.evaluate.n_chars,
                                                 config.evaluate.temperature, seed=cfg.seed)}
-                   for p in config.evaluate.prompts}  # fmt: skip
+                   for p in (config.evaluate.prompts if prompts is None else prompts)}  # fmt: skip
         tracking.log_metrics(run_id, {"test_ppl": final}, step=cfg.epochs)
         run_logger().info("%s: test perplexity %.3f, %.0f chars/s", kind, final, fitted.per_sec)
     hist = {"train_ppl": fitted.series("train_ppl"), "test_ppl": fitted.series("test_ppl")}
@@ -134,7 +195,8 @@ def samples_markdown(results: list[dict], registered: str | None = None) -> str:
     for r in results:
         kind = f"**{r['kind']}** (registered)" if r["kind"] == registered else r["kind"]
         for prompt, s in r["samples"].items():
-            lines.append(f"| {kind} | `{prompt}` | `{s['greedy']}` | `{s['sampled']}` |")
+            cells = [x.replace("|", "\\|") for x in (prompt, s["greedy"], s["sampled"])]
+            lines.append(f"| {kind} | `{cells[0]}` | `{cells[1]}` | `{cells[2]}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,31 +223,43 @@ def charlm(
 ) -> str:
     """Returns the parent MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
+    check_source(PIPELINE, config)  # your own data: read and mapped before any stage or run
     d = config.data
     new_texts = incoming(config)
     data_fp = fingerprint(config)
     tags = run_tags(data_fp, incoming_files=len(new_texts))
     with open_run(PIPELINE, config, tags) as run_id:
-        book = ingest_book(PIPELINE, d.dataset, d.file, new_texts)
-        chars = encode_chars(PIPELINE, book, d.notebook_text)
-        wins = window_chars(PIPELINE, chars, config.windows)
-        stages = [book, chars, wins]
+        if d.own:
+            book, chars, wins = stages = own_stages(config, new_texts)
+        else:
+            book = ingest_book(PIPELINE, d.dataset, d.file, new_texts)
+            chars = encode_chars(PIPELINE, book, d.notebook_text)
+            wins = window_chars(PIPELINE, chars, config.windows)
+            stages = [book, chars, wins]
         tracking.log_stages(run_id, stages)
         vocab, _ = read_chars(chars)
         train, test = read_split(wins.path, "train"), read_split(wins.path, "test")
         metrics = {"vocab_size": len(vocab), "train_windows": len(train),
                    "test_windows": len(test)}  # fmt: skip
+        prompts = reading = None
+        if d.own:  # the alphabet's replacements and the held-out split, in the run
+            metrics |= {k: chars.stats[k] for k in ("replaced_chars", "held_out_replaced_chars")}
+            tracking.log_json(run_id, book.stats["split"], "split.json")
+            tracking.set_tags(run_id, {"split.by": book.stats["split"]["by"]})
+            prompts = own_prompts(config, book, vocab)
+            reading = {"lowercase": d.lowercase, "unknown": UNKNOWN}
         tracking.log_metrics(run_id, metrics)
         tracking.log_json(run_id, vocab, "vocab.json")
         folders = checkpoint_folders(config, wins, len(vocab))
         with keep_models(folders, config.train.epochs) as where:
-            results = [train_variant(k, wins, vocab, config, run_id, data_fp, where[k])
+            results = [train_variant(k, wins, vocab, config, run_id, data_fp, where[k], prompts)
                        for k in config.train.kinds]  # fmt: skip
             causal = [r for r in results if r["kind"] != "lstm_bidir"]
             best = reg = None
             if causal:
                 best = min(causal, key=lambda r: r["test_ppl"])
-                reg = writer.register_task(best["run_id"], best["model"], vocab, config)
+                reg = writer.register_task(best["run_id"], best["model"], vocab, config,
+                                           prompts, reading)  # fmt: skip
                 tracking.log_json(best["run_id"], vocab, "vocab.json")
                 tracking.set_tags(run_id, {"best_kind": best["kind"]})
                 metrics |= {"test_ppl": best["test_ppl"], "model_version": reg["version"]}
@@ -195,7 +269,7 @@ def charlm(
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
-        if config.profile == "parity":
+        if config.profile == "parity" and not d.own:
             got = {"vocab_size": len(vocab), "vocab": "".join(vocab)}
             check_parity(run_id, PIPELINE, PARITY, got, config.strict_parity)
         champion.finish(PIPELINE, config, run_id, metrics, record, promote)
@@ -214,6 +288,10 @@ def score(config: CharLMConfig, version: int | str) -> float:
     """Held-out perplexity of registered model `version` on this config's test windows (the
     book's: incoming texts only add training windows)."""
     d = config.data
+    if d.own:
+        wins = own_stages(config, as_tasks=False)[2]
+        model = tracking.load_model(PIPELINE, version)
+        return perplexity(model, read_split(wins.path, "test"), config.train.batch_size, "cpu")
     book = ingest_book.fn(PIPELINE, d.dataset, d.file)
     wins = window_chars.fn(PIPELINE, encode_chars.fn(PIPELINE, book, d.notebook_text),
                            config.windows)  # fmt: skip

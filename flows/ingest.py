@@ -50,9 +50,11 @@ def verify(pipeline: str, files: list[Path], overrides: list[str] = ()) -> dict[
         added = {f.name: {"pairs": f.rows, "new_rows": f.new, "duplicate_rows": f.duplicates,
                           "duplicate_of": f.duplicate_of, "notes": f.notes}
                  for f in report.files if f.name in names}  # fmt: skip
-    else:
-        from tasks.chars import check_incoming
+    else:  # charlm: the course's alphabet, or your own text's (--set data.source=...)
+        from flows.charlm import incoming_check
+        from flows.config import load_config
 
+        check_incoming = incoming_check(load_config("charlm", "parity", list(overrides)))
         added = {}
         for path in files:
             text = check_incoming(path)
@@ -84,6 +86,12 @@ def verify_own(pipeline: str, files: list[Path], config) -> dict[str, dict]:
             raise FileNotFoundError(f"{path}: no such file")
         if why := problem(path):
             raise ValueError(f"{why}; nothing was copied")
+    if pipeline == "charlm":  # a text against the alphabet derived from the source
+        from flows.charlm import incoming_check
+
+        check_text = incoming_check(config)
+        for path in files:
+            check_text(path)
     mapping = get(pipeline).own_data(config)
     wanted, by_doc = mapping["wanted"], mapping.get("by_document", False)
     src = sources.locate(config.data.source, config.data.config, config.data.revision)

@@ -30,6 +30,12 @@ def check_incoming(pipeline: str, config) -> list[str]:
         from flows.pipelines import check_source
 
         check_source(pipeline, config)  # each incoming file read and checked; duplicates dropped
+        if pipeline == "charlm":  # and a text against the alphabet derived from the source
+            from flows.charlm import incoming_check
+
+            check_text = incoming_check(config)
+            for path in incoming_files(pipeline, SUFFIX[pipeline]):
+                check_text(path)
         return []
     if pipeline == "seq2seq":
         from flows.seq2seq import incoming_report
@@ -37,9 +43,10 @@ def check_incoming(pipeline: str, config) -> list[str]:
         reports, what = incoming_report(config).files, "pair"
     else:
         files = incoming_files(pipeline, SUFFIX[pipeline])
-        if pipeline == "charlm":
-            from tasks.chars import check_incoming as check_text
+        if pipeline == "charlm":  # the course's alphabet, or your own text's
+            from flows.charlm import incoming_check
 
+            check_text = incoming_check(config)
             for path in files:
                 check_text(path)
         d = config.data

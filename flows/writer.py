@@ -5,7 +5,9 @@ Request: column `prompt` (string), one row per input; params (the request's "par
 default the run's evaluate.temperature), `seed` (the sampling seed, the same for every
 input; default 0) and `length` (characters to write, 1 to 2000; default evaluate.n_chars).
 The prompt is read as training read the book (tasks/chars.py `normalize`: lowercase, every
-run of non-letters one space; characters outside the vocabulary dropped).
+run of non-letters one space; characters outside the vocabulary dropped); a model of your own
+text reads it as its training did (settings `reading`: whitespace runs one space, lowercased
+if it was, characters outside the derived alphabet as its replacement symbol).
 Response, one row per input, in order: `prompt` (the prompt as the model read it) and
 `continuation` (the `length` characters written after it).
 Refused with a 400 naming the input or param: a non-string or null prompt, one without a
@@ -56,8 +58,16 @@ class Writer(PythonModel):
 
     def read(self, i: int, prompt: str) -> str:
         """The prompt as the model reads it."""
-        from tasks.chars import normalize
+        from tasks.chars import normalize, prepare
 
+        if reading := self.settings.get("reading"):  # your own text's alphabet
+            unknown = reading["unknown"]
+            text = "".join(c if c in self.index else unknown
+                           for c in prepare(prompt, reading["lowercase"]))  # fmt: skip
+            if not text.replace(unknown, "").strip():
+                raise BadInput(f"input {i}: prompt {prompt[:60]!r} has no character of the "
+                               "model's alphabet; send some text")  # fmt: skip
+            return text
         text = "".join(c for c in normalize(prompt) if c in self.index)
         if not text.strip():
             raise BadInput(f"input {i}: prompt {prompt[:60]!r} has no letter the model reads "
@@ -83,14 +93,17 @@ class Writer(PythonModel):
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(run_id: str, model, vocab: list[str], config) -> dict:
+def register_task(run_id: str, model, vocab: list[str], config, prompts: list[str] | None = None,
+                  reading: dict | None = None) -> dict:  # fmt: skip
     """The best next-character model as this pyfunc, registered under its child run."""
-    return log_writer(run_id, model, vocab, config, config.pipeline)
+    return log_writer(run_id, model, vocab, config, config.pipeline, prompts, reading)
 
 
-def log_writer(run_id: str, model, vocab: list[str], config, name: str) -> dict:
+def log_writer(run_id: str, model, vocab: list[str], config, name: str,
+               prompts: list[str] | None = None, reading: dict | None = None) -> dict:  # fmt: skip
     """Log a trained CharLM (a next-character kind) as the pyfunc and register a new version:
-    {version, uri}."""
+    {version, uri}. Your own text: `prompts` (the example's) and `reading` (how a prompt is
+    read: tasks/chars.py `prepare`'s lowercase, the replacement symbol)."""
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -99,13 +112,14 @@ def log_writer(run_id: str, model, vocab: list[str], config, name: str) -> dict:
     ev = config.evaluate
     defaults = {"temperature": ev.temperature, "seed": 0, "length": ev.n_chars}
     settings = {"kind": model.kind, "hidden": model.hidden, "n_layers": model.n_layers,
-                "defaults": defaults}  # fmt: skip
+                "defaults": defaults} | ({"reading": reading} if reading else {})  # fmt: skip
     signature = ModelSignature(
         Schema([ColSpec(AnyType(), "prompt")]),  # checked by predict(), in every payload form
         Schema([ColSpec("string", "prompt"), ColSpec("string", "continuation")]),
         ParamSchema([ParamSpec("temperature", "double", ev.temperature),
                      ParamSpec("seed", "long", 0), ParamSpec("length", "long", ev.n_chars)]),
     )  # fmt: skip
-    example = pd.DataFrame({"prompt": ev.prompts[:1] or ["en un lugar "]})
+    first = (prompts if prompts is not None else ev.prompts)[:1]
+    example = pd.DataFrame({"prompt": first or ["en un lugar "]})
     return log_pyfunc(run_id, name, ENTRY, model, {"settings": settings, "vocab": vocab},
                       signature, (example, {"length": 20}), ["pandas"])  # fmt: skip

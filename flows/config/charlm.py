@@ -20,6 +20,23 @@ class BookData(SourceSection):
     incoming: bool = Field(
         False, description="add data/incoming/charlm/*.txt to the training windows (retrain)"
     )
+    # your own text only (the course's is always read as the notebook reads it)
+    lowercase: bool = Field(True, description="your own text: lowercase it")
+    min_char_count: int = Field(
+        10,
+        ge=1,
+        description="your own text: characters seen fewer times in the training text "
+        "become one replacement symbol (counted)",
+    )
+    section_pattern: str | None = Field(
+        None,
+        description="your own text in one document: a regex matching each section's "
+        "heading line (e.g. '^BOOK [IVX]+'); every windows.test_every-th section is held out. "
+        "Unset: BOOK/CHAPTER/PART headings when there are enough, else equal blocks",
+    )
+    limit_chars: int | None = Field(
+        None, ge=1, description="your own text: read only this many characters (a quick slice)"
+    )
 
 
 class CharWindows(Section):
