@@ -60,8 +60,10 @@ def incoming(config: CharLMConfig) -> list:
 
 
 def own_data(config: CharLMConfig) -> dict:
-    """Your own text: the text column (a .txt file is one document, not a row per line)."""
-    return {"wanted": {"text_column": (config.data.text_column, ("string",))}, "by_document": True}
+    """Your own text: the text column (a .txt file is one document, not a row per line). Checked
+    on the train split whole: one document is split by sections, not carved (ingest_text)."""
+    wanted = {"text_column": (config.data.text_column, ("string",))}
+    return {"wanted": wanted, "by_document": True, "whole": True}
 
 
 def fingerprint(config: CharLMConfig) -> str:
