@@ -10,12 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.cli import main as cli
 from flows.config import load_config
 from flows.word2vec import ingest_own, word2vec
 from tasks.engine.tracking import values
 from tasks.evaluation import NO_LABELS, label_codes
 from tasks.sources import SourceError, ingest_source
 from tests.conftest import MIRROR
+from tests.resume import parent_runs
 
 MULTI30K = MIRROR / "byo" / "multi30k_en_fr"
 TWEETS = MIRROR / "tweets_hate_speech" / "train.csv"
@@ -48,11 +50,12 @@ def labelled_csv(tmp_path):
 def test_unlabelled_corpus_gives_neighbours_and_loss_and_says_no_f1(
     prefect_server, mlflow_client, data_dir
 ):
-    config = load_config("word2vec", "quick", TINY + [
-        f"data.source={MULTI30K}", "data.text_column=translation.en", "data.label_column=null",
-        "data.limit_rows=800"])  # fmt: skip
-    run_id = word2vec(config=config)
-    r = mlflow_client.get_run(run_id)
+    sets = [*TINY, "data.text_column=translation.en", "data.label_column=null",
+            "data.limit_rows=800"]  # fmt: skip
+    argv = ["run", "word2vec", "--profile", "quick", "--data", str(MULTI30K)]
+    assert cli(argv + [x for s in sets for x in ("--set", s)]) == 0  # as a user types it
+    (r,) = parent_runs(data_dir, "word2vec")
+    run_id = r.info.run_id
     assert r.info.status == "FINISHED"
     m, t = values(r), r.data.tags
     assert "downstream_f1" not in m and t["downstream_f1"] == NO_LABELS
@@ -118,11 +121,15 @@ def test_streaming_ingest_writes_the_same_rows(data_dir, monkeypatch, tmp_path, 
 
 
 def test_missing_text_column_names_the_columns_before_any_stage(
-    prefect_server, mlflow_client, data_dir, labelled_csv
+    prefect_server, mlflow_client, data_dir, labelled_csv, capsys
 ):
     config = load_config("word2vec", "quick", [f"data.source={labelled_csv}",
                                                "data.text_column=tweet"])  # fmt: skip
     with pytest.raises(SourceError, match=r"no column 'tweet'.*columns: text, sentiment"):
         word2vec(config=config)
+    assert cli(["run", "word2vec", "--data", str(labelled_csv)]) == 2  # the CLI: one line
+    assert "no column 'tweet' (data.text_column); its columns: text, sentiment" in (
+        capsys.readouterr().err
+    )
     assert not (data_dir / "stages").exists()
     assert mlflow_client.get_experiment_by_name("word2vec") is None
