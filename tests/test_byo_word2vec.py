@@ -70,6 +70,14 @@ def test_unlabelled_corpus_gives_neighbours_and_loss_and_says_no_f1(
     # the champion was chosen on the metric that exists: the version carries final_train_loss
     mv = mlflow_client.get_model_version("word2vec", "1")
     assert mv.tags["metric"] == "final_train_loss"
+    # a second version: score() gives each version's final training loss; lower wins
+    second = cli(argv + [x for s in [*sets, "train.seed=7"] for x in ("--set", s)])
+    assert second == 0
+    r2 = parent_runs(data_dir, "word2vec")[-1]
+    t2 = r2.data.tags
+    losses = {float(t2["champion.challenger_score"]), float(t2["champion.champion_score"])}
+    assert losses == {values(r2)["final_train_loss"], m["final_train_loss"]}
+    assert t2["champion.decision"] in ("promoted", "kept champion")
 
 
 def test_labelled_csv_with_other_column_names_gives_downstream_f1(
@@ -87,6 +95,11 @@ def test_labelled_csv_with_other_column_names_gives_downstream_f1(
     assert json.loads(t["label_mapping"]) == {"hate": 0, "ok": 1}
     mapping = mlflow_client.download_artifacts(run_id, "label_mapping.json", str(data_dir))
     assert json.load(open(mapping)) == {"hate": 0, "ok": 1}
+    # a second version: the champion decision scores both on this CSV's labelled rows
+    config = config.model_copy(update={"train": config.train.model_copy(update={"seed": 7})})
+    t2 = mlflow_client.get_run(word2vec(config=config)).data.tags
+    scores = [float(t2[f"champion.{k}_score"]) for k in ("challenger", "champion")]
+    assert all(0 < x <= 1 for x in scores) and scores[1] == pytest.approx(m["downstream_f1"])
 
 
 def test_label_codes_sorted_and_positive_label():
