@@ -146,3 +146,19 @@ def test_missing_text_column_names_the_columns_before_any_stage(
     )
     assert not (data_dir / "stages").exists()
     assert mlflow_client.get_experiment_by_name("word2vec") is None
+
+
+def test_tokenize_language_picks_stemmer_and_stopwords_and_own_data_keeps_accents():
+    from tasks.text import tweet_tokenizer
+
+    course = load_config("word2vec", "quick").tokenize
+    assert (course.drop_pattern, course.language, course.stopwords) == ("[^a-z@# ]", "english",
+                                                                        "english")  # fmt: skip
+    own = load_config("word2vec", "quick", ["data.source=x.txt", "tokenize.language=french"])
+    assert own.tokenize.stopwords == "french" and own.tokenize.drop_pattern != course.drop_pattern
+    words = tweet_tokenizer(**own.tokenize.model_dump())("Les élèves mangent des pommes 42 #été")
+    assert words == ["élev", "mangent", "pomm", "#et"]  # French stems, stopwords, accents kept
+    bare = load_config("word2vec", "quick", ["data.source=x.txt", "tokenize.language=none"])
+    assert tweet_tokenizer(**bare.tokenize.model_dump())("The Élèves") == ["the", "élèves"]
+    with pytest.raises(ValueError, match="unknown language 'klingon'"):
+        load_config("word2vec", "quick", ["tokenize.language=klingon"])
