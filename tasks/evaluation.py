@@ -188,7 +188,7 @@ def evaluate_task(model, vocab: StageOutput, encoded: StageOutput, cfg, run_id: 
     if all(k == v for k, v in mapping.items()):  # the course's 0/1 stay as they are
         mapping = None
     f1, classifier = downstream_classifier(vectors, ids, offsets, labels, cfg, positive)
-    which = "macro over the classes" if positive is None else f"class {positive}"
+    which = "macro over the classes" if positive is None else f"class {cfg.positive_label!r}"
     logger.info("downstream_f1 (%s, logistic regression on mean vectors): %.4f", which, f1)
     if mapping is not None:
         shown = {str(k): v for k, v in mapping.items()}

@@ -48,12 +48,14 @@ def labelled_csv(tmp_path):
 
 
 def test_unlabelled_corpus_gives_neighbours_and_loss_and_says_no_f1(
-    prefect_server, mlflow_client, data_dir
+    prefect_server, mlflow_client, data_dir, capsys
 ):
     sets = [*TINY, "data.text_column=translation.en", "data.label_column=null",
             "data.limit_rows=800"]  # fmt: skip
     argv = ["run", "word2vec", "--profile", "quick", "--data", str(MULTI30K)]
     assert cli(argv + [x for s in sets for x in ("--set", s)]) == 0  # as a user types it
+    printed = capsys.readouterr().out
+    assert "final_train_loss" in printed and "not checked (your own data" in printed
     (r,) = parent_runs(data_dir, "word2vec")
     run_id = r.info.run_id
     assert r.info.status == "FINISHED"
