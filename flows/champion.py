@@ -53,6 +53,17 @@ def one_at_a_time(pipeline: str, waiting: str):
         held.release()
 
 
+def primary(pipeline: str, config) -> tuple[str, str]:
+    """(metric, direction) a decision compares: the pipeline's PRIMARY_METRIC, or what its
+    module's `primary_metric(config)` says for this config (word2vec on a corpus without
+    labels has no downstream_f1: final_train_loss, min)."""
+    import importlib
+
+    spec = pipelines.get(pipeline)
+    pick = getattr(importlib.import_module(f"flows.{pipeline}"), "primary_metric", None)
+    return pick(config) if pick is not None else (spec.metric, spec.direction)
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -77,7 +88,8 @@ def decide(pipeline: str, config, run_id: str, version, promote: bool | None = N
     """Apply the policy to registered `version` of run `run_id`; returns the decision
     ({decision, line, version, champion_version, metric, scores}) and tags the run with it."""
     spec = pipelines.get(pipeline)
-    metric, version = spec.metric, int(version)
+    metric, direction = primary(pipeline, config)
+    version = int(version)
     run = tracking.get_run(run_id)
     describe_version(pipeline, version, run, config.profile, metric)
     new_value = run.data.metrics.get(metric)
@@ -111,7 +123,7 @@ def decide(pipeline: str, config, run_id: str, version, promote: bool | None = N
         elif config.profile == QUICK and champ_profile != QUICK:
             decision = "kept champion"
             why = f"a quick run never replaces a {champ_profile or 'non-quick'} champion"
-        elif spec.better(new, old_score):
+        elif new > old_score if direction == "max" else new < old_score:
             decision, why = "promoted", f"{metric} {_fmt(new)} vs {_fmt(old_score)}"
         else:
             decision = "kept champion"

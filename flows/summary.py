@@ -20,6 +20,8 @@ def key_metrics(metrics: dict, primary: str, limit: int = 5) -> list[str]:
 
 def parity_line(run) -> str:
     failures = tracking.counts(run).get("parity_failures")
+    if failures is None and run.data.tags.get("data_source"):
+        return "parity      not checked (your own data: the parity figures are the course's)"
     if failures is None:
         return "parity      not checked (only the parity profile is)"
     if failures:

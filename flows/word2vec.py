@@ -9,7 +9,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import champion, dashboard, embedder, recover
 from flows.config import Word2VecConfig, flatten
-from flows.pipelines import open_run, resolve, run_tags
+from flows.pipelines import check_source, open_run, resolve, run_tags
+from tasks import sources
 from tasks.data import incoming_files, ingest_csv
 from tasks.engine import records, tracking
 from tasks.engine.lineage import step_entry
@@ -17,6 +18,7 @@ from tasks.engine.parity import Check, check_parity
 from tasks.evaluation import check_evaluation_split, evaluate_task, loss_figure, score_embeddings
 from tasks.incoming import check_word2vec, data_fingerprint
 from tasks.plots import title
+from tasks.sources import ingest_source
 from tasks.text import tokenize_tweets
 from tasks.train import word2vec as training
 from tasks.train.word2vec import check_ddp, train_task
@@ -27,19 +29,40 @@ PIPELINE = "word2vec"
 PRIMARY_METRIC = ("downstream_f1", "max")  # what retraining compares champion and challenger on
 
 
-def fingerprint(config: Word2VecConfig) -> str:
-    """What this config trains on (source file, row limit, incoming files), before any stage."""
+def own_data(config: Word2VecConfig) -> dict:
+    """Your own data's mapping (tasks/sources.open_source): a text column, an optional label
+    column (strings or numbers), one row per line of a .txt file."""
     d = config.data
+    wanted = {"text_column": (d.text_column, ("string",))}
+    if d.label_column is not None:
+        wanted["label_column"] = (d.label_column, ("string", "number"))
+    return {"wanted": wanted, "by_document": False}
+
+
+def labelled(config: Word2VecConfig) -> bool:
+    """Whether the run has labels for downstream F1 (the course's tweets always do)."""
+    return not config.data.own or config.data.label_column is not None
+
+
+def fingerprint(config: Word2VecConfig) -> str:
+    """What this config trains on (source file, row limit, incoming files), before any stage;
+    your own data: its identity (file sha256s or Hub revision) and column mapping."""
+    d = config.data
+    if d.own:
+        return sources.data_fingerprint(d, own_data(config)["wanted"], PIPELINE)
     incoming = incoming_files(PIPELINE) if d.incoming else []
     return data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
 
 
-def own_data(config) -> dict:
+def ingest_own(config: Word2VecConfig, task=ingest_source):
+    """Your own data -> rows.parquet (tweet = the text column, label = the label column if
+    any), every split in one file (word2vec trains on all rows); data.streaming reads the
+    source as a stream, straight into the Parquet shards. task: the Prefect task or its .fn."""
     d = config.data
-    wanted = {"text_column": (d.text_column, ("string",))}
-    if d.label_column:
-        wanted["label_column"] = (d.label_column, ("string", "number"))
-    return {"wanted": wanted}
+    columns = {"tweet": d.text_column}
+    if d.label_column is not None:
+        columns["label"] = d.label_column
+    return task(PIPELINE, d, own_data(config)["wanted"], columns, merged=True, limit=d.limit_rows)
 
 
 def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = None) -> list:
@@ -47,8 +70,12 @@ def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = 
     a flow on a Dask task runner the stages run their row-group shards on the workers.
     keep: which incoming rows to take (tasks/incoming.py: duplicates are dropped)."""
     d = config.data
-    rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming, keep)
-    check_evaluation_split(rows, config.evaluate)  # before any training
+    if d.own:
+        rows = ingest_own(config)
+    else:
+        rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming, keep)
+    if labelled(config):
+        check_evaluation_split(rows, config.evaluate)  # before any training
     tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
     vocab = build_vocab(PIPELINE, tokens, config.vocab.min_count)
     encoded = drop_rare_tokens(PIPELINE, tokens, vocab)
@@ -68,10 +95,13 @@ def word2vec(
     config = resolve(PIPELINE, config, profile, overrides)
     check_ddp(config.train)  # before any work
     d = config.data
-    incoming = incoming_files(PIPELINE) if d.incoming else []
+    check_source(PIPELINE, config)  # your own data: read and its columns checked, before any stage
+    # your own data's incoming files (its own format) are read by tasks/sources.py
+    incoming = incoming_files(PIPELINE) if d.incoming and not d.own else []
     # every bad incoming row named before any stage or run; duplicates counted, dropped
     report = check_word2vec(incoming, d.dataset, d.file, d.limit_rows) if incoming else None
-    data_fp = data_fingerprint(d.dataset, d.file, d.limit_rows, incoming)
+    data_fp = fingerprint(config) if d.own else data_fingerprint(d.dataset, d.file, d.limit_rows,
+                                                                 incoming)  # fmt: skip
     tags = run_tags(data_fp, incoming_files=len(incoming))
     with open_run(PIPELINE, config, tags) as run_id:
         stages = preprocess(config, incoming, report.keep if report else None)
@@ -80,10 +110,13 @@ def word2vec(
                                 config.train.model_dump(), (training,), ("torch",))  # fmt: skip
         tracking.log_stages(run_id, stages, [train_step])
         tracking.set_tags(run_id, {"rows_fingerprint": rows.fingerprint})
+        if d.own:
+            tracking.set_tags(run_id, {"data_source": d.source})
         metrics = {
-            "train_rows": rows.stats["rows"],
-            "decode_errors": rows.stats["decode_errors"],
-            "duplicate_rows": rows.stats.get("duplicate_rows", 0),
+            "train_rows": rows.stats["rows"]["all"] if d.own else rows.stats["rows"],
+            "decode_errors": rows.stats.get("decode_errors", 0),
+            "duplicate_rows": rows.stats.get("duplicate_rows", 0)
+            or rows.stats.get("carved", {}).get("incoming", {}).get("duplicate_rows", 0),
             "vocab_size": vocab.stats["vocab_size"],
             "pairs": pairs.stats["pairs"],
         }
@@ -104,11 +137,13 @@ def word2vec(
             "downstream_f1": scores["downstream_f1"],
             "model_version": version["version"],
         }
+        if scores["downstream_f1"] is None:  # no labels: the record says so, no metric logged
+            metrics["downstream_f1"] = "not computed (no label column)"
         record = records.pipeline_record(
             PIPELINE, config.profile, run_id, tracking.run_link(run_id), stages, metrics
         )
         records.publish(f"{PIPELINE}-run", record, f"{PIPELINE} {config.profile}: run record")
-        if config.profile == "parity":
+        if config.profile == "parity" and not d.own:
             id2tok, _ = read_vocab(vocab)
             got = {"rows": metrics["train_rows"], "vocab_size": metrics["vocab_size"],
                    "tok2id[father]": id2tok.index("father") if "father" in id2tok else None,
@@ -127,14 +162,29 @@ PARITY = [
 ]
 
 
+def primary_metric(config: Word2VecConfig) -> tuple[str, str]:
+    """What the champion decision compares for this config: downstream_f1 (max) when the data
+    has labels; without labels there is no F1, so the final training loss (min) of each
+    version's run (flows/champion.py asks this)."""
+    return PRIMARY_METRIC if labelled(config) else ("final_train_loss", "min")
+
+
 @task(name="score", cache_policy=NO_CACHE)
 def score(config: Word2VecConfig, version: int | str) -> float:
     """The primary metric of registered model `version` on the fixed evaluation data: the
-    source file without incoming rows (downstream F1 of the hate class, fixed split)."""
+    source file without incoming rows (downstream F1 of the hate class, fixed split). Your own
+    data: downstream F1 on its labelled rows; without labels, the final training loss that
+    version's run logged (primary_metric)."""
     from tasks.vocab import read_tokens
 
     d = config.data
-    rows = ingest_csv.fn(PIPELINE, d.dataset, d.file, d.limit_rows)
+    if not labelled(config):
+        mv = tracking.client().get_model_version(PIPELINE, str(version))
+        return float(tracking.get_run(mv.run_id).data.metrics["final_train_loss"])
+    if d.own:
+        rows = ingest_own(config, ingest_source.fn)
+    else:
+        rows = ingest_csv.fn(PIPELINE, d.dataset, d.file, d.limit_rows)
     tokens = tokenize_tweets.fn(PIPELINE, rows, config.tokenize)
     docs, labels = read_tokens(tokens)
     mv = tracking.client().get_model_version(PIPELINE, str(version))

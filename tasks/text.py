@@ -23,29 +23,41 @@ def stopword_set(language: str) -> frozenset[str]:
     import nltk
     from nltk.corpus import stopwords
 
-    with contextlib.suppress(LookupError):
+    with contextlib.suppress(LookupError, OSError):
         return frozenset(stopwords.words(language))
     zip_path = fetch(NLTK_STOPWORDS, "corpora/stopwords.zip")  # mirror or verified download
     nltk.data.path.insert(0, str(zip_path.parent.parent))  # the folder holding corpora/
-    return frozenset(stopwords.words(language))
+    try:
+        return frozenset(stopwords.words(language))
+    except (LookupError, OSError):
+        known = ", ".join(stopwords.fileids())
+        raise ValueError(
+            f"NLTK has no stopword list {language!r} (tokenize.stopwords); its lists: {known}. "
+            "Set tokenize.stopwords to one of them, or none"
+        ) from None
 
 
 def tweet_tokenizer(
-    *, drop_pattern: str, stopwords: str | list | None, stemmer: str, lowercase: bool = True
+    *,
+    drop_pattern: str,
+    stopwords: str | list | None,
+    stemmer: str,
+    lowercase: bool = True,
+    language: str | None = "english",
 ) -> Callable[[str], list[str]]:
     """The notebook's split_tokens: lowercase, drop characters, split on spaces, filter, stem.
 
     stopwords: an NLTK list's language, the words themselves (what a served model carries),
     or None. Stopwords are matched before stemming, as the notebook does; the stem of each
-    distinct token is computed once.
+    distinct token is computed once. language: the Snowball stemmer's (None: no stemming).
     """
     drop = re.compile(drop_pattern)
     stop = stopword_set(stopwords) if isinstance(stopwords, str) else frozenset(stopwords or ())
     stem = str  # "none" (the config allows no other): the token itself
-    if stemmer == "snowball":
+    if stemmer == "snowball" and language:
         from nltk.stem.snowball import SnowballStemmer
 
-        stem = lru_cache(maxsize=None)(SnowballStemmer("english").stem)
+        stem = lru_cache(maxsize=None)(SnowballStemmer(language).stem)
 
     def tokenize(text: str) -> list[str]:
         if lowercase:
@@ -61,7 +73,7 @@ def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> int:
     its token count. cfg: the tokenize section, tweet_tokenizer's arguments."""
     table = read_shard(src, shard)
     tokenize = tweet_tokenizer(**cfg)
-    docs = [tokenize(t) for t in table.column("tweet").to_pylist()]
+    docs = [tokenize(t) if t is not None else [] for t in table.column("tweet").to_pylist()]
     keep = [c for c in ("id", "label") if c in table.column_names]
     result = table.select(keep).append_column("tokens", pa.array(docs, pa.list_(pa.string())))
     pq.write_table(result, part_path(parts, shard))

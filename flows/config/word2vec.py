@@ -4,7 +4,7 @@ profiles.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from flows.config.base import Section, SourceSection, TrainConfig
 
@@ -22,11 +22,55 @@ class DataSection(SourceSection):
     )
 
 
+# Your own data: letters of any alphabet (lowercased) and @ # kept, digits, _ and the rest dropped;
+# the course's [^a-z@# ] would strip every accented letter (é, ñ, ü) and every non-Latin word.
+UNICODE_DROP = r"[^\w@# ]|[\d_]"
+NONE = ("none", "null", "")
+
+
 class TokenizeSection(Section):
     lowercase: bool = True
-    drop_pattern: str = Field(r"[^a-z@# ]", description="characters removed before splitting")
-    stopwords: str | None = Field("english", description="NLTK stopword list, or null")
+    drop_pattern: str = Field(
+        r"[^a-z@# ]",
+        description="characters removed before splitting (your own data: default "
+        f"{UNICODE_DROP}, letters of any alphabet kept)",
+    )
+    language: str = Field(
+        "english",
+        description="NLTK language name: the Snowball stemmer's and (unless tokenize.stopwords "
+        "is set) the stopword list's; none = no stemmer, no stopwords",
+    )
+    stopwords: str | None = Field(
+        "english", description="NLTK stopword list (default: tokenize.language's), or none"
+    )
     stemmer: Literal["snowball", "none"] = "snowball"
+
+    @field_validator("language", "stopwords")
+    @classmethod
+    def _none(cls, value):
+        return None if value is None or value.strip().lower() in NONE else value.strip().lower()
+
+    @field_validator("language")
+    @classmethod
+    def _known(cls, value):
+        from nltk.stem.snowball import SnowballStemmer
+
+        if value is not None and value not in SnowballStemmer.languages:
+            raise ValueError(
+                f"unknown language {value!r}: use one of NLTK's Snowball languages "
+                f"({', '.join(SnowballStemmer.languages)}) or none"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _follow_language(self):
+        """Stopwords not set explicitly follow tokenize.language (course: english, as before);
+        no language means no stemmer."""
+        if "stopwords" not in self.model_fields_set and self.stopwords == "english":
+            self.stopwords = self.language
+        if self.language is None:
+            self.stemmer = "none"
+        return self
 
 
 class VocabSection(Section):
@@ -77,6 +121,11 @@ class EvalSection(Section):
     k: int = Field(10, ge=1)
     test_size: float = Field(0.2, gt=0, lt=1, description="downstream held-out fraction")
     split_seed: int = 2023
+    positive_label: int | str = Field(
+        1,
+        description="two classes: the label whose F1 is downstream_f1 (its value in the data, "
+        "e.g. hate); more classes: macro F1",
+    )
 
 
 class Word2VecConfig(Section):
@@ -91,6 +140,14 @@ class Word2VecConfig(Section):
     windows: WindowSection = WindowSection()
     train: Word2VecTrain = Word2VecTrain()
     evaluate: EvalSection = EvalSection()
+
+    @model_validator(mode="after")
+    def _own_text(self):
+        """Your own data: a drop pattern that keeps letters of any alphabet, unless one is set
+        (the course's data keeps the notebook's pattern)."""
+        if self.data.own and "drop_pattern" not in self.tokenize.model_fields_set:
+            self.tokenize = self.tokenize.model_copy(update={"drop_pattern": UNICODE_DROP})
+        return self
 
 
 PROFILES: dict[str, dict] = {
