@@ -164,3 +164,59 @@ def test_tokenize_language_picks_stemmer_and_stopwords_and_own_data_keeps_accent
     assert tweet_tokenizer(**bare.tokenize.model_dump())("The Élèves") == ["the", "élèves"]
     with pytest.raises(ValueError, match="unknown language 'klingon'"):
         load_config("word2vec", "quick", ["tokenize.language=klingon"])
+
+
+def test_new_files_of_your_own_format_are_checked_ingested_and_retrained_on(
+    prefect_server, mlflow_client, data_dir, labelled_csv, tmp_path, capsys
+):
+    """`seqflow ingest --data` checks new files by the source's mapping (a wrong column is
+    refused, nothing copied; a file of rows already there adds nothing); `retrain --data` trains
+    a challenger on the source plus the new rows (train only), then finds no new data."""
+    sets = [*TINY, "data.text_column=text", "data.label_column=sentiment",
+            "evaluate.positive_label=hate"]  # fmt: skip
+    flags = ["--data", str(labelled_csv), *[x for s in sets for x in ("--set", s)]]
+    assert cli(["run", "word2vec", "--profile", "quick", *flags]) == 0
+    before = parent_runs(data_dir, "word2vec")[-1].data.tags["data_fingerprint"]
+    with labelled_csv.open(encoding="utf-8", newline="") as f:
+        old = list(csv.reader(f))[1:]
+    with TWEETS.open(encoding="utf-8", errors="replace", newline="") as f:
+        later = list(csv.DictReader(f))[6000:7000]
+    seen, fresh = {t for t, _ in old}, []
+    for r in later:  # the tweets repeat some texts: 400 distinct ones the source lacks
+        if r["tweet"] not in seen and len(fresh) < 400:
+            seen.add(r["tweet"])
+            fresh.append(r)
+    new = tmp_path / "more.csv"
+    with new.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "sentiment"])
+        w.writerows(old[:50])  # 50 rows the source has: dropped, counted
+        w.writerows([r["tweet"], "hate" if r["label"] == "1" else "ok"] for r in fresh)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("body,sentiment\nsome words,ok\n", encoding="utf-8")
+    incoming = data_dir / "incoming" / "word2vec"
+
+    capsys.readouterr()
+    assert cli(["ingest", "word2vec", str(wrong), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "no column 'text'" in err and "body, sentiment" in err, err
+    assert not incoming.exists() or not list(incoming.iterdir())  # nothing copied
+    same = tmp_path / "same.csv"
+    same.write_text("text,sentiment\n" + "".join(f'"{t}",{s}\n' for t, s in old[:5]))
+    assert cli(["ingest", "word2vec", str(same), *flags]) == 2
+    assert "nothing new" in capsys.readouterr().err
+
+    assert cli(["ingest", "word2vec", str(new), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "400 new rows, 50 duplicate rows" in out, out
+    assert (incoming / "more.csv").read_bytes() == new.read_bytes()
+
+    assert cli(["retrain", "word2vec", *flags]) == 0
+    out = capsys.readouterr().out
+    challenger = parent_runs(data_dir, "word2vec")[-1]
+    assert challenger.data.tags["data_fingerprint"] != before
+    assert values(challenger)["duplicate_rows"] == 50
+    assert values(challenger)["train_rows"] == 600 + 400  # the source's rows, then the new ones
+    assert '"decision"' in out and "no new data" not in out
+    assert cli(["retrain", "word2vec", *flags]) == 0
+    assert "retrain word2vec: no new data" in capsys.readouterr().out

@@ -232,7 +232,11 @@ def log_dataset(
         source = HuggingFaceDatasetSource(where["hub"], where.get("config"),
                                           revision=where.get("revision"))  # fmt: skip
     elif "uri" in where:
-        source = resolve_dataset_source(where["uri"])
+        import warnings
+
+        with warnings.catch_warnings():  # file:// matches two registered local sources: same
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(where["uri"])
     else:
         source = HTTPDatasetSource(where["url"])
     cols = Schema([ColSpec(DataType[SCHEMA_TYPES.get(t, "string")], c)
