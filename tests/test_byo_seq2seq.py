@@ -48,8 +48,8 @@ def test_en_fr_folder_trains_scores_and_translates_into_french(prefect_server, d
     assert {"un", "une", "homme", "avec"} <= french and "the" not in french
 
     # the data fingerprint and the champion's score read the same source
-    config = load_config("seq2seq", "quick", [f"data.source={FOLDER}", "data.src_lang=en",
-                                              "data.trg_lang=fr", "data.limit_train=400"])  # fmt: skip
+    mapping = [f"data.source={FOLDER}", "data.src_lang=en", "data.trg_lang=fr"]
+    config = load_config("seq2seq", "quick", [*mapping, "data.limit_train=400"])
     assert flow.fingerprint(config) == run.data.tags["data_fingerprint"]
     assert flow.score.fn(config, 1) == m["test_bleu"]  # greedy either way: the same figure
 
