@@ -169,7 +169,7 @@ def kept_val_loss(fitted: Fitted) -> float:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
-                  run_id: str) -> tuple[dict, str]:  # fmt: skip
+                  run_id: str, lang: str = "en") -> tuple[dict, str]:  # fmt: skip
     """Test loss/perplexity, greedy and (for a model with beam search) beam translations of
     test2016, each scored three ways: sacreBLEU on detokenized text against the raw references
     (`test_bleu`), BLEU on lowercased spaCy tokens as the pytorch-seq2seq tutorials score
@@ -192,7 +192,7 @@ def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
     for name, width in [("greedy", 1)] + ([("beam", beam)] if beam > 1 else []):
         ids = translate_ids(model, test[0], cpu, cfg.max_len, beam=width, alpha=cfg.length_penalty)
         words = [[trg_vocab[i] for i in h] for h in ids]
-        decoded[name] = [detokenize(w) for w in words]
+        decoded[name] = [detokenize(w, lang) for w in words]
         scores = {"test_bleu": corpus_bleu(decoded[name], refs),
                   "test_bleu_tok": token_bleu(words, ref_tokens),
                   "test_chrf": corpus_chrf(decoded[name], refs)}  # fmt: skip
@@ -264,7 +264,8 @@ def seq2seq(
             model, fitted = train_task(encoded, vocab, config.train, run_id,
                                        str(ckpt) if owned else None, meta)  # fmt: skip
             scores, table = evaluate_task(model, rows, tokens, encoded, vocab, config.evaluate,
-                                          config.train.batch_size, run_id)  # fmt: skip
+                                          config.train.batch_size, run_id,
+                                          d.trg_lang)  # fmt: skip
             metrics |= scores
             reg = register_task(run_id, model, vocab, config)
         head = report_header("test translations", PIPELINE, reg["version"], config.profile,

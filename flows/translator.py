@@ -93,7 +93,8 @@ class Translator(PythonModel):
                              alpha=self.dec["length_penalty"])  # fmt: skip
         out = [""] * len(lines)
         for i, h in zip(keep, hyps, strict=True):
-            out[i] = BREAKS.sub(" ", detokenize([self.trg_vocab[t] for t in h]))
+            words = [self.trg_vocab[t] for t in h]
+            out[i] = BREAKS.sub(" ", detokenize(words, self.languages["trg"]))
         return out, warnings
 
 

@@ -99,3 +99,11 @@ def test_unknown_language_code_ends_before_any_stage(prefect_server, data_dir, c
     c = _client(data_dir)
     exp = c.get_experiment_by_name("seq2seq")
     assert exp is None or not c.search_runs([exp.experiment_id])
+
+
+def test_french_output_is_detokenized_as_french():
+    from tasks.train.seq2seq import detokenize
+
+    tokens = ["qu'", "est", "-ce", "qu'", "il", "voit", "sur", "l'", "herbe", "?"]
+    assert detokenize(tokens, "fr") == "qu'est-ce qu'il voit sur l'herbe?"
+    assert detokenize(tokens) == "qu' est -ce qu' il voit sur l' herbe?"  # English: as before
