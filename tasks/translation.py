@@ -109,8 +109,8 @@ def ingest_own(pipeline: str, data, wanted: dict, limit_train: int | None = None
         pipeline,
         "ingest",
         inputs={"source": fingerprint(ident)},
-        params={
-            "identity": ident,
+        params={  # a folder's path is in the stats: the same files elsewhere, the same key
+            "identity": {k: v for k, v in ident.items() if k != "name" or ident["kind"] == "hub"},
             "limit_train": limit_train,
             "splits": [data.train_split, data.validation_split, data.test_split],
             "fractions": [data.validation_fraction, data.test_fraction],
