@@ -103,10 +103,12 @@ def run_identity(pipeline: str, config) -> tuple[str, dict]:
 
 
 def dataset_input(config) -> tuple[str, str] | None:
-    """(name, url) of the data a config reads, from the catalog."""
+    """(name, url) of the data a config reads, from the catalog (None for your own data)."""
     from tasks.engine.catalog import DATASETS
 
     d = config.data
+    if getattr(d, "own", False):  # your own data is not the catalog's dataset
+        return None
     spec = DATASETS.get(getattr(d, "dataset", None) or "")
     if spec is None:
         return None

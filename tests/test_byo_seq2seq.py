@@ -33,6 +33,7 @@ def test_en_fr_folder_trains_scores_and_translates_into_french(prefect_server, d
     run = c.search_runs([c.get_experiment_by_name("seq2seq").experiment_id])[0]
     m, params = values(run), run.data.params
     assert run.info.status == "FINISHED"
+    assert not any("multi30k" == i.dataset.name for i in run.inputs.dataset_inputs)  # not course
     assert (params["tokenize.src_model"], params["tokenize.trg_model"]) == ("en", "fr")
     assert m["train_pairs"] == 400 and 0 <= m["test_bleu"] <= 100 and 0 <= m["test_chrf"] <= 100
 
