@@ -111,6 +111,8 @@ def ingest_own(pipeline: str, data, wanted: dict, limit_train: int | None = None
         inputs={"source": fingerprint(ident)},
         params={  # a folder's path is in the stats: the same files elsewhere, the same key
             "identity": {k: v for k, v in ident.items() if k != "name" or ident["kind"] == "hub"},
+            "src": data.src_lang,  # tasks/pairs.languages reads the pair from here
+            "trg": data.trg_lang,
             "limit_train": limit_train,
             "splits": [data.train_split, data.validation_split, data.test_split],
             "fractions": [data.validation_fraction, data.test_fraction],
