@@ -108,3 +108,35 @@ def test_french_output_is_detokenized_as_french():
     tokens = ["qu'", "est", "-ce", "qu'", "il", "voit", "sur", "l'", "herbe", "?"]
     assert detokenize(tokens, "fr") == "qu'est-ce qu'il voit sur l'herbe?"
     assert detokenize(tokens) == "qu' est -ce qu' il voit sur l' herbe?"  # English: as before
+
+
+def test_two_named_columns_of_a_csv_are_ingested_in_the_course_layout(data_dir, tmp_path):
+    import csv
+
+    import pytest
+
+    from flows import seq2seq as flow
+    from flows.config import load_config
+    from flows.pipelines import check_source
+    from tasks.sources import SourceError
+
+    path = tmp_path / "pairs.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "english", "french"])
+        w.writerows([i, f"A dog number {i}.", f"Un chien numéro {i}."] for i in range(200))
+    mapping = [f"data.source={path}", "data.src_lang=en", "data.trg_lang=fr"]
+    config = load_config("seq2seq", "quick", [*mapping, "data.src_column=english",
+                                              "data.trg_column=french"])  # fmt: skip
+    check_source("seq2seq", config)
+    rows = flow.ingest(config, as_task=False)
+    got = {s: pq.read_table(rows.file(f"{s}.parquet")) for s in ("train", "valid", "test")}
+    assert sum(t.num_rows for t in got.values()) == 200 and min(t.num_rows for t in got.values())
+    assert rows.stats["train_pairs"] == got["train"].num_rows  # the flow's train_pairs
+    first = got["test"].to_pylist()[0]
+    assert first["src"].startswith("A dog") and first["trg"].startswith("Un chien")
+
+    bad = load_config("seq2seq", "quick", [*mapping, "data.src_column=anglais",
+                                           "data.trg_column=french"])  # fmt: skip
+    with pytest.raises(SourceError, match="no column 'anglais'.*id, english, french"):
+        check_source("seq2seq", bad)
