@@ -286,7 +286,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    """German -> English with the seq2seq model behind alias champion (or --version): one
+    """Source -> target language (the course: German -> English) with the seq2seq model behind
+    alias champion (or --version), in the languages it was trained on: one
     output line per input (sentence arguments, then the lines of --file; `-` = stdin), in
     order, a blank line for a blank input."""
     sentences = list(args.text)
@@ -321,7 +322,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
         print(f"seqflow: {labels[i]}: {message}", file=sys.stderr)
     for text in out:
         print(text)
-    print(f"(seq2seq version {version})", file=sys.stderr)
+    langs = getattr(model, "languages", None) or {"src": "de", "trg": "en"}
+    print(f"(seq2seq version {version}) {langs['src']} -> {langs['trg']}", file=sys.stderr)
     return 0
 
 
@@ -482,7 +484,7 @@ def parser() -> argparse.ArgumentParser:
     de = sub.add_parser("deploy", help="register prefect.yaml's deployments with the server")
     de.add_argument("--pool", default="seqflow", help="process work pool (created if missing)")
     de.set_defaults(func=cmd_deploy)
-    tr = sub.add_parser("translate", help="German -> English with the seq2seq champion")
+    tr = sub.add_parser("translate", help="translate with the seq2seq champion (its language pair)")
     tr.add_argument("text", nargs="*", help="sentences (each one argument)")
     tr.add_argument("--file", help="a UTF-8 file, one sentence per line (- = stdin)")
     tr.add_argument("--version", type=int, help="a registered version instead of the champion")

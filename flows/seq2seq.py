@@ -1,7 +1,9 @@
-"""The Seq2Seq translation pipeline (Laboratorio 4, part 2), German -> English on Multi30k.
+"""The Seq2Seq translation pipeline (Laboratorio 4, part 2), German -> English on Multi30k,
+or any language pair of your own data (data.source, data.src_lang/trg_lang).
 
-ingest (3 archives) -> tokenize (spaCy) -> vocab (train split) -> encode (Parquet)
-       -> train (best-validation checkpoint) -> evaluate (test loss/ppl, BLEU) -> register
+ingest (3 archives, or your source) -> tokenize (spaCy, by language) -> vocab (train split)
+       -> encode (Parquet) -> train (best-validation checkpoint)
+       -> evaluate (test loss/ppl, BLEU, chrF) -> register
 """
 
 import hashlib
@@ -15,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import champion, dashboard, recover
 from flows.config import Seq2SeqConfig
-from flows.pipelines import open_run, resolve, run_tags
+from flows.pipelines import check_source, open_run, resolve, run_tags
 from models.seq2seq import count_parameters
 from tasks.engine import records, tracking
 from tasks.engine.parity import Check, check_parity
@@ -35,7 +37,9 @@ from tasks.translation import (
     SPLITS,
     build_vocabs,
     encode_parallel,
+    ingest_own,
     ingest_parallel,
+    load_tokenizer,
     read_split,
     read_vocabs,
     tokenize_parallel,
@@ -45,18 +49,70 @@ PIPELINE = "seq2seq"
 PRIMARY_METRIC = ("test_bleu", "max")
 
 
+def own_data(config: Seq2SeqConfig) -> dict:
+    """tasks/sources.open_source's mapping for your own data: the source and target texts, from
+    data.src_column/trg_column when set, else data.translation_column's src_lang/trg_lang key.
+    Each language's tokenizer is loaded first: a code spaCy does not know is a SourceError."""
+    d = config.data
+    check_tokenizers(config)
+    src = d.src_column or f"{d.translation_column}.{d.src_lang}"
+    trg = d.trg_column or f"{d.translation_column}.{d.trg_lang}"
+    keys = (
+        "src_column" if d.src_column else "src_lang",
+        "trg_column" if d.trg_column else "trg_lang",
+    )
+    return {"wanted": {keys[0]: (src, ("string",)), keys[1]: (trg, ("string",))}}
+
+
+def check_tokenizers(config: Seq2SeqConfig) -> None:
+    """Each side's spaCy tokenizer loads (spacy.blank(code) or an installed model), else a
+    SourceError naming the code and the fix, before any stage."""
+    from tasks.sources import SourceError
+
+    d, tok = config.data, config.tokenize
+    for side, model, lang in (
+        ("src", tok.src_model, d.src_lang),
+        ("trg", tok.trg_model, d.trg_lang),
+    ):
+        try:
+            load_tokenizer(model)
+        except (ImportError, ValueError, OSError) as err:
+            raise SourceError(
+                f"data.source {d.source!r}: spaCy has no tokenizer for {model!r} "
+                f"(tokenize.{side}_model, from data.{side}_lang={lang!r}): {str(err)[:160]}. "
+                f"Set data.{side}_lang to a language code spaCy knows (e.g. en, fr, de, es), or "
+                f"--set tokenize.{side}_model=<an installed spaCy model or code>"
+            ) from None
+
+
+def ingest(config: Seq2SeqConfig, *, as_task: bool = True) -> StageOutput:
+    """The ingest stage of config's data: the course archives, or your own source."""
+    d = config.data
+    if d.own:
+        stage = ingest_own if as_task else ingest_own.fn
+        return stage(PIPELINE, d, own_data(config)["wanted"], d.limit_train)
+    stage = ingest_parallel if as_task else ingest_parallel.fn
+    return stage(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+
+
 def fingerprint(config: Seq2SeqConfig) -> str:
     """What a model is trained on: the archives as read (each fetched and verified against
-    its sha256, so a repacked or truncated one is refused here as `run` refuses it), the
+    its sha256, so a repacked or truncated one is refused here as `run` refuses it), or your
+    own source's identity (file sha256s or Hub revision, and the column mapping); the
     languages, the pair limit and, with data.incoming, the new pairs the incoming files add."""
-    from tasks.data import fetch
-    from tasks.engine.catalog import DATASETS
-
     d = config.data
-    spec = DATASETS[d.dataset]
-    for name, _ in SPLITS.values():
-        fetch(spec, name)  # refuses a file whose sha256 is not the catalog's
-    parts = [spec.file(name).sha256 for name, _ in SPLITS.values()]
+    if d.own:
+        from tasks.sources import data_fingerprint
+
+        parts = [data_fingerprint(d, own_data(config)["wanted"])]
+    else:
+        from tasks.data import fetch
+        from tasks.engine.catalog import DATASETS
+
+        spec = DATASETS[d.dataset]
+        for name, _ in SPLITS.values():
+            fetch(spec, name)  # refuses a file whose sha256 is not the catalog's
+        parts = [spec.file(name).sha256 for name, _ in SPLITS.values()]
     parts += [d.src_lang, d.trg_lang, d.limit_train]
     added = incoming_report(config).fingerprint if d.incoming else ""
     if added:  # no new pair: the same data as a run without data.incoming
@@ -75,8 +131,7 @@ def incoming_report(config: Seq2SeqConfig, files: list[Path] = ()):
     the train split the run reads: IncomingError names every bad line."""
     from tasks.pairs import check_pairs
 
-    d = config.data
-    rows = ingest_parallel.fn(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+    rows = ingest(config, as_task=False)
     names = {Path(f).name for f in files}
     earlier = [p for p in incoming_files() if p.name not in names]
     return check_pairs([Path(f) for f in files], rows, earlier)
@@ -114,7 +169,7 @@ def kept_val_loss(fitted: Fitted) -> float:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
-                  run_id: str) -> tuple[dict, str]:  # fmt: skip
+                  run_id: str, lang: str = "en") -> tuple[dict, str]:  # fmt: skip
     """Test loss/perplexity, greedy and (for a model with beam search) beam translations of
     test2016, each scored three ways: sacreBLEU on detokenized text against the raw references
     (`test_bleu`), BLEU on lowercased spaCy tokens as the pytorch-seq2seq tutorials score
@@ -137,7 +192,7 @@ def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
     for name, width in [("greedy", 1)] + ([("beam", beam)] if beam > 1 else []):
         ids = translate_ids(model, test[0], cpu, cfg.max_len, beam=width, alpha=cfg.length_penalty)
         words = [[trg_vocab[i] for i in h] for h in ids]
-        decoded[name] = [detokenize(w) for w in words]
+        decoded[name] = [detokenize(w, lang) for w in words]
         scores = {"test_bleu": corpus_bleu(decoded[name], refs),
                   "test_bleu_tok": token_bleu(words, ref_tokens),
                   "test_chrf": corpus_chrf(decoded[name], refs)}  # fmt: skip
@@ -184,9 +239,10 @@ def seq2seq(
     """Returns the MLflow run id."""
     config = resolve(PIPELINE, config, profile, overrides)
     d = config.data
+    check_source(PIPELINE, config)  # your own data: read and checked before any stage
     tags = run_tags(fingerprint(config))
     with open_run(PIPELINE, config, tags) as run_id:
-        rows = ingest_parallel(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+        rows = ingest(config)
         if d.incoming and (files := incoming_files()):
             from tasks.pairs import add_pairs
 
@@ -208,7 +264,8 @@ def seq2seq(
             model, fitted = train_task(encoded, vocab, config.train, run_id,
                                        str(ckpt) if owned else None, meta)  # fmt: skip
             scores, table = evaluate_task(model, rows, tokens, encoded, vocab, config.evaluate,
-                                          config.train.batch_size, run_id)  # fmt: skip
+                                          config.train.batch_size, run_id,
+                                          d.trg_lang)  # fmt: skip
             metrics |= scores
             reg = register_task(run_id, model, vocab, config)
         head = report_header("test translations", PIPELINE, reg["version"], config.profile,
@@ -249,9 +306,9 @@ def load_translator(version: int | str | None = None):
 
 @task(name="score", cache_policy=NO_CACHE)
 def score(config: Seq2SeqConfig, version: int | str) -> float:
-    """Test BLEU of registered model `version` on the Multi30k test split."""
-    d = config.data
-    rows = ingest_parallel.fn(PIPELINE, d.dataset, d.src_lang, d.trg_lang, d.limit_train)
+    """Test BLEU of registered model `version` on the test split of config's data (Multi30k's,
+    or your own source's)."""
+    rows = ingest(config, as_task=False)
     import pyarrow.parquet as pq
 
     table = pq.read_table(rows.file("test.parquet"))

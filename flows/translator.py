@@ -1,7 +1,9 @@
-r"""The seq2seq champion as an MLflow pyfunc: raw German text in, English text out.
+r"""The seq2seq champion as an MLflow pyfunc: raw source-language text in (German for the
+course), target-language text out (English).
 
-The weights, both vocabularies, the tokenizer settings and the decoding settings travel in the
-model's artifacts, so `mlflow models serve -m models:/seq2seq@champion --env-manager local`
+The weights, both vocabularies, the languages, the tokenizer settings (each side's spaCy code
+or model) and the decoding settings travel in the model's artifacts, so
+`mlflow models serve -m models:/seq2seq@champion --env-manager local`
 and `seqflow translate` load the same thing. The rules, for both: one output per input, in
 order; a blank input gives a blank output; an input longer than `max_src_tokens` is cut, with
 a warning naming it; a non-string or null input is refused, naming it (counted from 1). A line
@@ -25,6 +27,9 @@ log = logging.getLogger("seqflow.translator")
 BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")  # what splitlines() splits on
 
 
+EXAMPLES = {"de": "Ein Mann fährt Fahrrad.", "en": "A man rides a bike."}  # the input example
+
+
 class BadInput(ValueError):
     pass
 
@@ -42,6 +47,8 @@ class Translator(PythonModel):
         self.src_vocab = json.loads(Path(artifacts["src_vocab"]).read_text())
         self.trg_vocab = json.loads(Path(artifacts["trg_vocab"]).read_text())
         self.tok, self.dec = settings["tokenize"], settings["decode"]
+        self.languages = settings.get("languages") or {  # a model logged before they travelled
+            "src": self.tok["src_model"] or "de", "trg": self.tok["trg_model"] or "en"}  # fmt: skip
         train = Seq2SeqTrain.model_validate(settings["train"])
         self.model = build_model(train, len(self.src_vocab), len(self.trg_vocab))
         self.model.load_state_dict(checkpoint.load(Path(artifacts["weights"])))
@@ -86,7 +93,8 @@ class Translator(PythonModel):
                              alpha=self.dec["length_penalty"])  # fmt: skip
         out = [""] * len(lines)
         for i, h in zip(keep, hyps, strict=True):
-            out[i] = BREAKS.sub(" ", detokenize([self.trg_vocab[t] for t in h]))
+            words = [self.trg_vocab[t] for t in h]
+            out[i] = BREAKS.sub(" ", detokenize(words, self.languages["trg"]))
         return out, warnings
 
 
@@ -123,12 +131,15 @@ def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
 
     from flows.serving import log_pyfunc
 
+    d = config.data
     settings = {"train": config.train.model_dump(), "tokenize": config.tokenize.model_dump(),
-                "decode": config.evaluate.model_dump()}  # fmt: skip
+                "decode": config.evaluate.model_dump(),
+                "languages": {"src": d.src_lang, "trg": d.trg_lang}}  # fmt: skip
     signature = ModelSignature(Schema([ColSpec(AnyType(), "text")]),  # checked in translate()
                                Schema([ColSpec("string", "translation")]))  # fmt: skip
     jsons = {"settings": settings, "src_vocab": src_vocab, "trg_vocab": trg_vocab}
-    example = pd.DataFrame({"text": ["Ein Mann fährt Fahrrad."]})
+    sentence = EXAMPLES.get(d.src_lang) or " ".join(src_vocab[4:9])  # in the source language
+    example = pd.DataFrame({"text": [sentence]})
     return log_pyfunc(run_id, name, ENTRY, model, jsons, signature, example, ["spacy", "pandas"])
 
 

@@ -64,6 +64,65 @@ def ingest_parallel(
     )
 
 
+ROLES = {"train": "train", "valid": "validation", "test": "test"}  # split -> tasks/sources role
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_own(pipeline: str, data, wanted: dict, limit_train: int | None = None) -> StageOutput:
+    """Your own parallel text (tasks/sources.py: a dataset folder, Hub id or files, its splits
+    found or carved) -> {split}.parquet (src, trg strings), the layout ingest_parallel writes.
+    wanted: {"src_lang"/"src_column": (column, kinds), "trg_...": ...}, source side first. A pair
+    with a missing side is dropped and counted."""
+    import pyarrow.compute as pc
+
+    from tasks.engine.shards import write_shards
+    from tasks.sources import SourceError, fingerprint, open_source, rows_table
+
+    source, ident, found, carved = open_source(data, wanted)
+    src_col, trg_col = (column for column, _ in wanted.values())
+
+    def build(out: Path) -> dict:
+        stats: dict = {"source": source.name, "carved": carved}
+        for split, role in ROLES.items():
+            dropped = 0
+
+            def kept(tables):
+                nonlocal dropped
+                for t in tables:
+                    ok = pc.and_(pc.is_valid(t["src"]), pc.is_valid(t["trg"]))
+                    dropped += t.num_rows - pc.sum(ok).as_py() if t.num_rows else 0
+                    yield t.filter(ok)
+
+            limit = limit_train if split == "train" else None
+            rows = rows_table(found[role], {"src": src_col, "trg": trg_col}, limit)
+            n = write_shards(kept(rows), out / f"{split}.parquet")
+            if n == 0:
+                raise SourceError(
+                    f"data.source {source.given!r}: split {role!r} has no pair; give a source "
+                    "with rows there, or raise data.validation_fraction / test_fraction"
+                )
+            stats[f"{split}_pairs"] = n
+            stats[f"{split}_dropped_pairs"] = dropped
+        return stats
+
+    return run_stage(
+        pipeline,
+        "ingest",
+        inputs={"source": fingerprint(ident)},
+        params={  # a folder's path is in the stats: the same files elsewhere, the same key
+            "identity": {k: v for k, v in ident.items() if k != "name" or ident["kind"] == "hub"},
+            "src": data.src_lang,  # tasks/pairs.languages reads the pair from here
+            "trg": data.trg_lang,
+            "limit_train": limit_train,
+            "splits": [data.train_split, data.validation_split, data.test_split],
+            "fractions": [data.validation_fraction, data.test_fraction],
+            "seed": data.split_seed,
+        },  # fmt: skip
+        libs=("datasets", "pyarrow"),
+        build=build,
+    )
+
+
 @functools.cache  # per process: a worker loads each tokenizer once
 def load_tokenizer(name: str):
     """spaCy's rule-based tokenizer: a language code gives spacy.blank(code), which tokenizes

@@ -4,7 +4,7 @@ profiles.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flows.config.base import Section, SourceSection, TrainConfig
 
@@ -25,8 +25,12 @@ class ParallelData(SourceSection):
 
 
 class ParallelTokenize(Section):
-    src_model: str = Field("de", description="spaCy language code (blank) or model name")
-    trg_model: str = Field("en", description="spaCy language code (blank) or model name")
+    src_model: str | None = Field(
+        None, description="spaCy language code (blank) or model name; unset = data.src_lang"
+    )
+    trg_model: str | None = Field(
+        None, description="spaCy language code (blank) or model name; unset = data.trg_lang"
+    )
     lowercase: bool = True
     reverse_src: bool = Field(True, description="feed the source reversed, as the notebook")
 
@@ -81,6 +85,18 @@ class Seq2SeqConfig(Section):
     vocab: ParallelVocab = ParallelVocab()
     train: Seq2SeqTrain = Seq2SeqTrain()
     evaluate: TranslateEval = TranslateEval()
+
+    @model_validator(mode="after")
+    def _tokenizers_follow_the_languages(self):
+        """An unset tokenize.src_model/trg_model is the data's language code (the course's de
+        and en), filled here so every stage, the MLflow params and the pyfunc see the code."""
+        tok = self.tokenize
+        if tok.src_model is None or tok.trg_model is None:
+            self.tokenize = tok.model_copy(update={
+                "src_model": tok.src_model or self.data.src_lang,
+                "trg_model": tok.trg_model or self.data.trg_lang,
+            })  # fmt: skip
+        return self
 
 
 PROFILES: dict[str, dict] = {

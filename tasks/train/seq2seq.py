@@ -177,11 +177,19 @@ def evaluate_loss(model: Seq2Seq, data, batch_size: int, device) -> float:
     return float(np.mean(losses))
 
 
-def detokenize(tokens: list[str]) -> str:
-    """Spaces back out of spaCy tokens: none before punctuation or English clitics."""
+ELIDING = ("fr", "it", "ca")  # languages whose elided articles spaCy splits off: l' herbe
+
+
+def detokenize(tokens: list[str], lang: str = "en") -> str:
+    """Spaces back out of spaCy tokens: none before punctuation or English clitics, nor (in
+    French, Italian, Catalan) after an elided word (l'herbe, qu'il) or before -ce, -il."""
     text = " ".join(tokens)
     text = re.sub(r" ([.,!?;:%)])", r"\1", text)
     text = re.sub(r"([(]) ", r"\1", text)
+    if lang in ELIDING:
+        text = re.sub(r"(\w['’]) (?=\w)", r"\1", text)
+        text = re.sub(r"(?<=\w) (?=-(?:ce|ci|là|il|elle|ils|elles|on|t|je|tu|nous|vous)\b)", "",
+                      text)  # fmt: skip
     return re.sub(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", text)
 
 
