@@ -2,6 +2,7 @@
 data/incoming/<pipeline>/ atomically, then emit the Prefect event `seqflow.data.arrived` that the
 pipeline's retrain deployment is triggered by (prefect.yaml)."""
 
+import importlib
 import os
 import shutil
 import uuid
@@ -126,8 +127,12 @@ def ingest(pipeline: str, files: list[Path], overrides: list[str] = ()) -> list[
     from flows.config import load_config
 
     config = load_config(pipeline, "parity", list(overrides))
-    own = verify_own if config.data.own else verify
-    added = own(pipeline, files, config) if config.data.own else verify(pipeline, files, overrides)
+    module = importlib.import_module(f"flows.{pipeline}")
+    if config.data.own and getattr(module, "OWN_INCOMING", "source") == "source":
+        # your own data: files in a format datasets reads, checked by the column mapping
+        added = verify_own(pipeline, files, config)
+    else:
+        added = verify(pipeline, files, overrides)
     folder = data_dir() / "incoming" / pipeline
     folder.mkdir(parents=True, exist_ok=True)
     arrived = []

@@ -58,11 +58,13 @@ def check_source(name: str, config) -> None:
     spec = get(name)
     if spec.own_data is None:
         raise SourceError(f"{name} runs on the course's data only: leave data.source at 'course'")
-    check_own = getattr(importlib.import_module(f"flows.{spec.name}"), "check_own", None)
+    module = importlib.import_module(f"flows.{spec.name}")
+    check_own = getattr(module, "check_own", None)
     if check_own is not None:  # checks beyond the columns (a series: its spacing)
         check_own(config)
     else:
-        open_source(data, **spec.own_data(config), pipeline=name)
+        own_incoming = getattr(module, "OWN_INCOMING", "source") == "source"
+        open_source(data, **spec.own_data(config), pipeline=name if own_incoming else None)
 
 
 def resolve(pipeline: str, config, profile: str | None, overrides: list[str] | None):

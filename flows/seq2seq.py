@@ -120,6 +120,11 @@ def fingerprint(config: Seq2SeqConfig) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+# new pairs arrive as <src>\t<trg> .tsv files checked by tasks/pairs.py, for the course's data
+# and for yours (not tasks/sources.py's incoming files in the source's own format)
+OWN_INCOMING = "pairs"
+
+
 def incoming_files() -> list[Path]:
     from tasks.data import incoming_files as files
 
