@@ -64,6 +64,19 @@ def primary(pipeline: str, config) -> tuple[str, str]:
     return pick(config) if pick is not None else (spec.metric, spec.direction)
 
 
+def _data_of(run) -> str:
+    tags = run.data.tags
+    if "data_source" not in tags:
+        return "the course's data"
+    return f"{tags['data_source']} ({tags.get('data_mapping', '')})"
+
+
+def other_data(run, champion_run) -> str | None:
+    """Why a challenger's data is not the champion's (source or column mapping), else None."""
+    mine, theirs = _data_of(run), _data_of(champion_run)
+    return None if mine == theirs else f"trained on {mine}, the champion on {theirs}"
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -103,8 +116,9 @@ def decide(pipeline: str, config, run_id: str, version, promote: bool | None = N
             return _tagged(run_id, out | {"decision": "already champion",
                                           "line": f"version {version} is champion"})  # fmt: skip
         champ_profile = tracking.version_profile(pipeline, old) if old else None
+        other = other_data(run, tracking.get_run(champ.run_id)) if champ is not None else None
         new = old_score = None
-        if promote is None and old and not parity_failed:
+        if promote is None and old and not parity_failed and not other:
             if config.profile != QUICK or champ_profile == QUICK:
                 new = spec.score(config, version)
                 old_score = spec.score(config, old)
@@ -120,6 +134,9 @@ def decide(pipeline: str, config, run_id: str, version, promote: bool | None = N
             decision, why = "kept champion", "its parity check failed; not promoted"
         elif old is None:
             decision, why = "first model: champion", f"first model; {metric} {_fmt(new_value)}"
+        elif other:
+            decision = "kept champion"
+            why = f"{other}: their scores do not compare; --promote serves this one"
         elif config.profile == QUICK and champ_profile != QUICK:
             decision = "kept champion"
             why = f"a quick run never replaces a {champ_profile or 'non-quick'} champion"

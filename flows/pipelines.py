@@ -153,6 +153,19 @@ def dataset_input(pipeline: str, config) -> dict | None:
     return {"name": spec.folder, "where": {"url": file.url}, "schema": COURSE_SCHEMA.get(pipeline)}
 
 
+def data_line(pipeline: str, config) -> dict:
+    """Tags naming your own data and its column mapping (none for the course's data): a model
+    of other data is another line, whose scores the champion policy does not compare."""
+    d = getattr(config, "data", None)
+    if d is None or not getattr(d, "own", False) or get(pipeline).own_data is None:
+        return {}
+    import json
+
+    wanted = get(pipeline).own_data(config)["wanted"]
+    mapping = {k: c for k, (c, _) in wanted.items()}
+    return {"data_source": d.source, "data_mapping": json.dumps(mapping, sort_keys=True)}
+
+
 @contextmanager
 def open_run(pipeline: str, config, tags: dict):
     """The pipeline's MLflow run (tracking.pipeline_run) with a name and tags that tell runs
@@ -163,7 +176,7 @@ def open_run(pipeline: str, config, tags: dict):
     from tasks.engine.stage import run_logger
 
     name, extra = run_identity(pipeline, config)
-    tags = tags | extra
+    tags = tags | extra | data_line(pipeline, config)
     with tracking.pipeline_run(pipeline, config.profile, flatten(config), tags, name) as run_id:
         doc = (importlib.import_module(f"flows.{pipeline}").__doc__ or pipeline).strip()
         tracking.describe_experiment(pipeline, doc)

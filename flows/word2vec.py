@@ -110,8 +110,6 @@ def word2vec(
                                 config.train.model_dump(), (training,), ("torch",))  # fmt: skip
         tracking.log_stages(run_id, stages, [train_step])
         tracking.set_tags(run_id, {"rows_fingerprint": rows.fingerprint})
-        if d.own:
-            tracking.set_tags(run_id, {"data_source": d.source})
         metrics = {
             "train_rows": rows.stats["rows"]["all"] if d.own else rows.stats["rows"],
             "decode_errors": rows.stats.get("decode_errors", 0),

@@ -220,3 +220,25 @@ def test_new_files_of_your_own_format_are_checked_ingested_and_retrained_on(
     assert '"decision"' in out and "no new data" not in out
     assert cli(["retrain", "word2vec", *flags]) == 0
     assert "retrain word2vec: no new data" in capsys.readouterr().out
+
+
+def test_a_model_of_other_data_is_not_scored_against_the_champion(
+    prefect_server, mlflow_client, data_dir, labelled_csv, capsys
+):
+    """The course's champion and a model of your own CSV are scored on different data: the
+    policy does not compare them; the champion stays until --promote says otherwise."""
+    course = [*TINY, "data.limit_rows=1500"]
+    assert cli(["run", "word2vec", *[x for s in course for x in ("--set", s)]]) == 0
+    sets = [*TINY, "data.text_column=text", "data.label_column=sentiment",
+            "evaluate.positive_label=hate"]  # fmt: skip
+    flags = ["--data", str(labelled_csv), *[x for s in sets for x in ("--set", s)]]
+    capsys.readouterr()
+    assert cli(["run", "word2vec", *flags]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "version 2 registered; champion stays version 1 (trained on " in line, line
+    assert "the champion on the course's data: their scores do not compare" in line, line
+    tags = parent_runs(data_dir, "word2vec")[-1].data.tags
+    assert tags["data_source"] == str(labelled_csv) and "champion.challenger_score" not in tags
+    assert json.loads(tags["data_mapping"]) == {"label_column": "sentiment", "text_column": "text"}
+    assert cli(["run", "word2vec", "--promote", *flags]) == 0
+    assert "version 3 is now champion (forced by --promote)" in capsys.readouterr().out
