@@ -66,6 +66,8 @@ def primary(pipeline: str, config) -> tuple[str, str]:
 
 def _data_of(run) -> str:
     tags = run.data.tags
+    if "data_source" not in tags and (parent := tags.get("mlflow.parentRunId")):
+        tags = tracking.get_run(parent).data.tags  # a variant (charlm child run): its pipeline run
     if "data_source" not in tags:
         return "the course's data"
     return f"{tags['data_source']} ({tags.get('data_mapping', '')})"

@@ -517,6 +517,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # MLflow's advice on each pyfunc class defined (type hints on predict) is not the user's
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     dashboard.configure_prefect()  # before Prefect reads its settings: the dashboard, if up
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)

@@ -127,8 +127,9 @@ def ingest(pipeline: str, files: list[Path], overrides: list[str] = ()) -> list[
     from flows.config import load_config
 
     config = load_config(pipeline, "parity", list(overrides))
-    module = importlib.import_module(f"flows.{pipeline}")
-    if config.data.own and getattr(module, "OWN_INCOMING", "source") == "source":
+    own = config.data.own and getattr(importlib.import_module(f"flows.{pipeline}"),
+                                      "OWN_INCOMING", "source") == "source"  # fmt: skip
+    if own:
         # your own data: files in a format datasets reads, checked by the column mapping
         added = verify_own(pipeline, files, config)
     else:
