@@ -240,5 +240,12 @@ def test_a_model_of_other_data_is_not_scored_against_the_champion(
     tags = parent_runs(data_dir, "word2vec")[-1].data.tags
     assert tags["data_source"] == str(labelled_csv) and "champion.challenger_score" not in tags
     assert json.loads(tags["data_mapping"]) == {"label_column": "sentiment", "text_column": "text"}
+    # the Datasets panel names your file, its digest (the data fingerprint) and mapped columns
+    (given,) = parent_runs(data_dir, "word2vec")[-1].inputs.dataset_inputs
+    ds = given.dataset
+    assert ds.name == labelled_csv.name and ds.digest == tags["data_fingerprint"][:32]
+    assert json.loads(ds.source)["uri"] == labelled_csv.as_uri()
+    cols = {c["name"]: c["type"] for c in json.loads(ds.schema)["mlflow_colspec"]}
+    assert cols == {"text": "string", "sentiment": "string"}, cols
     assert cli(["run", "word2vec", "--promote", *flags]) == 0
     assert "version 3 is now champion (forced by --promote)" in capsys.readouterr().out
