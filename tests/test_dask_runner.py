@@ -105,3 +105,18 @@ def test_dask_charlm_encode_matches_sequential(prefect_server, tmp_path, monkeyp
     vocab = json.loads(seq.file("vocab.json").read_text(encoding="utf-8"))
     assert "".join(vocab) == " eaosnrlduitcmpqybhvgíjóféázñúxwkü"
     assert seq.stats["chapters"] > 32  # more than one shard
+
+
+def test_dask_shards_your_own_source_as_the_course(prefect_server, tmp_path, monkeypatch):
+    """Your own data (the English side of a local dataset folder, read as a stream) is sharded
+    on Dask workers as the course's is: the same stage outputs as the sequential path."""
+    from tests.conftest import MIRROR
+
+    config = load_config("word2vec", "quick", [
+        f"data.source={MIRROR / 'byo' / 'multi30k_en_fr'}", "data.text_column=translation.en",
+        "data.label_column=null", "data.limit_rows=null", "data.streaming=true"])  # fmt: skip
+    seq, par = on_both_runners(preprocess_flow, config, tmp_path, monkeypatch)
+    assert shard_count(seq[0].file("rows.parquet")) == -(-31014 // ROWS_PER_SHARD) == 4
+    for a, b in zip(seq, par, strict=True):
+        assert a.fingerprint == b.fingerprint and a.key == b.key, a.stage
+    assert seq[1].stats["rows"] == 29000 + 1014 + 1000
