@@ -243,6 +243,15 @@ def split_windows(
     return train, test
 
 
+def write_windows(out: Path, train: np.ndarray, test: np.ndarray) -> dict:
+    """train.parquet / test.parquet, one row per window (`ids`, fixed-size list<int8>)."""
+    for name, arr in (("train", train), ("test", test)):
+        flat = pa.array(arr.reshape(-1), pa.int8())
+        table = pa.table({"ids": pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])})
+        write_table(table, out / f"{name}.parquet")
+    return {"train_windows": len(train), "test_windows": len(test)}
+
+
 @task(name="windows", cache_policy=NO_CACHE)
 def window_chars(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
     """train.parquet / test.parquet: one row per window (`ids`, fixed-size list<int8>)."""
@@ -250,11 +259,7 @@ def window_chars(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
     def build(out: Path) -> dict:
         _, chaps = read_chars(encoded)
         train, test = split_windows(chaps, cfg, read_chars(encoded, "incoming")[1])
-        for name, arr in (("train", train), ("test", test)):
-            flat = pa.array(arr.reshape(-1), pa.int8())
-            table = pa.table({"ids": pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])})
-            write_table(table, out / f"{name}.parquet")
-        return {"train_windows": len(train), "test_windows": len(test)}
+        return write_windows(out, train, test)
 
     return run_stage(pipeline, "windows", inputs={"chars": encoded.fingerprint},
                      params=cfg.model_dump(), libs=("pyarrow",),
@@ -579,11 +584,7 @@ def window_sections(pipeline: str, encoded: StageOutput, cfg) -> StageOutput:
         _, chaps = read_chars(encoded)
         held = table.column("held_out").to_pylist()
         train, test = split_sections(chaps, held, cfg, read_chars(encoded, "incoming")[1])
-        for name, arr in (("train", train), ("test", test)):
-            flat = pa.array(arr.reshape(-1), pa.int8())
-            table = pa.table({"ids": pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])})
-            write_table(table, out / f"{name}.parquet")
-        return {"train_windows": len(train), "test_windows": len(test)}
+        return write_windows(out, train, test)
 
     return run_stage(pipeline, "windows", inputs={"chars": encoded.fingerprint},
                      params=cfg.model_dump(), libs=("pyarrow",), build=build)  # fmt: skip

@@ -76,7 +76,7 @@ def ingest_own(pipeline: str, data, wanted: dict, limit_train: int | None = None
     import pyarrow.compute as pc
 
     from tasks.engine.shards import write_shards
-    from tasks.sources import SourceError, fingerprint, open_source, rows_table
+    from tasks.sources import SourceError, fingerprint, keyed, open_source, rows_table
 
     source, ident, found, carved = open_source(data, wanted)
     src_col, trg_col = (column for column, _ in wanted.values())
@@ -110,7 +110,7 @@ def ingest_own(pipeline: str, data, wanted: dict, limit_train: int | None = None
         "ingest",
         inputs={"source": fingerprint(ident)},
         params={  # a folder's path is in the stats: the same files elsewhere, the same key
-            "identity": {k: v for k, v in ident.items() if k != "name" or ident["kind"] == "hub"},
+            "identity": keyed(ident),
             "src": data.src_lang,  # tasks/pairs.languages reads the pair from here
             "trg": data.trg_lang,
             "limit_train": limit_train,
