@@ -125,6 +125,43 @@ def forecast_figure(ev: Evaluator, model, base: dict, months: list[str], heading
     return fig
 
 
+def tune_stages(config: AirlineConfig) -> list:
+    """The stages a tuning trial reads (built once before the trials, then from cache)."""
+    d = config.data
+    if d.own:
+        series = ingest_own_series.fn(PIPELINE, d, check_own(config))
+    else:
+        series = ingest_series.fn(PIPELINE, d.dataset, d.file, d.expected_rows)
+    return [series, window_series.fn(PIPELINE, series, config.windows)]
+
+
+TUNE_METRIC = ("val_rmse", "min")
+
+
+def tune_trial(config: AirlineConfig, run_id: str, monitor) -> float:
+    """One tuning trial (flows/tune.py): the forecaster trained on the training windows less
+    the last season of training periods (at most a fifth of them), scored one step ahead on
+    those (val_rmse, each eval_every epochs, to `monitor`). Never reads the test windows.
+    Returns the last epoch's val_rmse."""
+    from tasks.train.airline import ValidationEvaluator
+
+    d = config.data
+    series, wins = tune_stages(config)
+    n_train = wins.stats["n_train"]
+    n_val = min(season_length(d.freq, d.season), max(1, n_train // 5))
+    ev = ValidationEvaluator(series, wins, n_val)
+    tracking.log_metrics(run_id, {"train_windows": len(ev.train[0]), "val_windows": len(ev.val[1])})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, fitted = fit(ForecastRecipe(config.train, ev, ev.train),
+                        Plan.of(config.train, progress=False), run_id=run_id,
+                        monitor=monitor)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return fitted.series("val_rmse")[-1]
+
+
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(config: AirlineConfig, ev: Evaluator, run_id: str, where) -> dict:
     """The forecaster trained by the runtime (tasks/runtime): checkpoints every

@@ -115,6 +115,48 @@ def incoming_check(config: CharLMConfig):
     return lambda path: check_incoming_own(path, vocab, config.data.lowercase)
 
 
+def plain_stages(config: CharLMConfig, new_texts: list = ()) -> list:
+    """The stages (book, characters, windows) as plain functions, from the stage cache when
+    built before (outside a flow: score, tuning trials)."""
+    d = config.data
+    if d.own:
+        return own_stages(config, new_texts, as_tasks=False)
+    book = ingest_book.fn(PIPELINE, d.dataset, d.file, new_texts)
+    chars = encode_chars.fn(PIPELINE, book, d.notebook_text)
+    return [book, chars, window_chars.fn(PIPELINE, chars, config.windows)]
+
+
+def tune_stages(config: CharLMConfig) -> list:
+    """The stages a tuning trial reads (built once before the trials, then from cache)."""
+    return plain_stages(config, incoming(config))
+
+
+TUNE_METRIC = ("val_ppl", "min")
+VALIDATION_SHARE = 0.1  # tuning: the share of training windows held out for validation
+
+
+def tune_trial(config: CharLMConfig, run_id: str, monitor) -> float:
+    """One tuning trial (flows/tune.py): the first next-character kind of train.kinds trained
+    on the training windows less a validation block (tasks/train/charlm.carve_validation), its
+    val_ppl reported to `monitor` each epoch. Never reads the test windows. Returns the last
+    epoch's val_ppl."""
+    from tasks.train.charlm import CharRecipe, carve_validation
+
+    _, chars, wins = tune_stages(config)
+    vocab, _ = read_chars(chars)
+    w = config.windows
+    stride = 1 if w.split == "parity" else w.stride
+    train, valid = carve_validation(read_split(wins.path, "train"), VALIDATION_SHARE,
+                                    -(-(w.length + 1) // stride))  # fmt: skip
+    kind = next(k for k in config.train.kinds if k != "lstm_bidir")
+    recipe = CharRecipe(kind, train, valid, len(vocab), config.train, held="val")
+    tracking.log_metrics(run_id, {"train_windows": len(train), "val_windows": len(valid)})
+    tracking.set_tags(run_id, {"model.kind": kind})
+    _, fitted = fit(recipe, Plan.of(config.train, progress=False), run_id=run_id,
+                    monitor=monitor)  # fmt: skip
+    return fitted.series("val_ppl")[-1]
+
+
 @task(name="train-variant", cache_policy=NO_CACHE)
 def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_fp: str,
                   where: Path | None, prompts: list[str] | None = None) -> dict:  # fmt: skip
@@ -289,13 +331,6 @@ PARITY = [
 def score(config: CharLMConfig, version: int | str) -> float:
     """Held-out perplexity of registered model `version` on this config's test windows (the
     book's: incoming texts only add training windows)."""
-    d = config.data
-    if d.own:
-        wins = own_stages(config, as_tasks=False)[2]
-        model = tracking.load_model(PIPELINE, version)
-        return perplexity(model, read_split(wins.path, "test"), config.train.batch_size, "cpu")
-    book = ingest_book.fn(PIPELINE, d.dataset, d.file)
-    wins = window_chars.fn(PIPELINE, encode_chars.fn(PIPELINE, book, d.notebook_text),
-                           config.windows)  # fmt: skip
+    wins = plain_stages(config)[2]
     model = tracking.load_model(PIPELINE, version)
     return perplexity(model, read_split(wins.path, "test"), config.train.batch_size, "cpu")

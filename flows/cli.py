@@ -26,6 +26,11 @@ def _config(args: argparse.Namespace, extra: list[str] = ()):
 
     try:
         use_mirror(args.mirror or os.environ.get("SEQFLOW_MIRROR"))
+        if getattr(args, "profile_file", None):  # a tuning study's best trial (seqflow tune)
+            from flows.tune import load_profile_file
+
+            _, args.profile, tuned = load_profile_file(args.profile_file, args.pipeline)
+            return load_config(args.pipeline, args.profile, [*tuned, *_sets(args), *extra])
         return load_config(args.pipeline, args.profile, [*_sets(args), *extra])
     except (ConfigError, FileNotFoundError) as err:
         print(f"seqflow: {err}", file=sys.stderr)
@@ -144,6 +149,74 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.summary import lines
 
     print("\n".join(lines(args.pipeline, run_id, spec.metric, time.time() - started)))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """An Optuna study (flows/tune.py); one line per problem before any trial (exit 2)."""
+    from flows.space import read_space
+    from flows.tune import TuneError, module_of
+
+    if args.trials < 1 or args.parallel < 1:
+        print("seqflow: --trials and --parallel take 1 or more", file=sys.stderr)
+        return 2
+    try:
+        module_of(args.pipeline)
+        space = read_space(args.space) if args.space else None
+        if space is not None:  # its keys and bounds, named with the file
+            from flows.space import distributions
+
+            distributions(args.pipeline, args.profile, _sets(args), space, f"--space {args.space}")
+    except (TuneError, ValueError) as err:
+        print(f"seqflow: {err}", file=sys.stderr)
+        return 2
+    config = _config(args)
+    if config is None or not _source_ok(args.pipeline, config):
+        return 2
+    from flows.runners import dask_runner
+    from flows.tune import tune
+
+    flow = tune
+    if args.runner == "dask":
+        flow = tune.with_options(task_runner=dask_runner(args.dask_address, args.parallel))
+    else:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        flow = tune.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.parallel))
+    try:
+        with signals.handled():
+            out = flow(pipeline=args.pipeline, profile=args.profile, trials=args.trials,
+                       parallel=args.parallel, space=space, overrides=_sets(args),
+                       resume=args.resume, study=args.study, final=args.final,
+                       pruner=args.pruner, prune_after=args.prune_after,
+                       seed=args.seed)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"seqflow: tune {args.pipeline} stopped; finished trials are kept: `seqflow "
+              f"{' '.join(args.argv)} --resume` continues the study", file=sys.stderr)  # fmt: skip
+        return 130
+    except (TuneError, ValueError) as err:
+        print(f"seqflow: {err}", file=sys.stderr)
+        return 2
+    from tasks.engine import tracking
+
+    t = out["trials"]
+    print(f"study       {out['study']}  ({out['seconds']:.0f} s)")
+    print(f"trials      {t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed")
+    print(f"MLflow      {tracking.run_link(out['parent_run'])}")
+    if out.get("best"):
+        b = out["best"]
+        value = next(v for k, v in b.items() if k not in ("trial", "params"))
+        shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                          for k, v in b["params"].items())  # fmt: skip
+        print(f"best        trial {b['trial']}: {value:.4g} on validation ({shown})")
+        print(f"profile     {out['profile_file']}  (seqflow run {args.pipeline} "
+              f"--profile-file {out['profile_file']})")  # fmt: skip
+        test = {k: v for k, v in out.items() if k.startswith("best_trial_")}
+        for k, v in test.items():
+            print(f"test        {k[len('best_trial_'):]} {v:.4g} (the best trial's profile, run "
+                  f"once: {tracking.run_link(out['final_run'])})")  # fmt: skip
+    else:
+        print("best        none: no trial completed (see the failed trials' reasons in MLflow)")
     return 0
 
 
@@ -449,6 +522,50 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--nproc", type=int, metavar="N",
                      help="DDP ranks: word2vec, seq2seq, charlm (= train.nproc)")  # fmt: skip
     run.set_defaults(func=cmd_run)
+    run.add_argument(
+        "--profile-file",
+        metavar="FILE",
+        help="a profile file `seqflow tune` wrote (its best trial's settings)",
+    )
+    tu = sub.add_parser("tune", help="an Optuna hyperparameter study, trials as MLflow child runs")
+    _pipeline_args(tu, promote=False)
+    tu.add_argument("--trials", type=int, required=True, metavar="N", help="trials in the study")
+    tu.add_argument("--space", metavar="FILE", help="a YAML/JSON search space (default: the "
+                    "pipeline's, in flows/config/<pipeline>.py)")  # fmt: skip
+    tu.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="K",
+        help="trials at a time, each in its own process (default 1)",
+    )
+    tu.add_argument(
+        "--runner",
+        choices=("threads", "dask"),
+        default="threads",
+        help="dask: the trials run on a Dask cluster",
+    )
+    tu.add_argument("--dask-address", metavar="ADDR", help="an existing Dask scheduler")
+    tu.add_argument("--resume", action="store_true", help="continue the interrupted study")
+    tu.add_argument(
+        "--study",
+        metavar="NAME",
+        help="the study's name (default: pipeline-profile-<hash of space and --set>)",
+    )
+    tu.add_argument("--final", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the best trial's profile once and report its test score "
+                    "(default: yes)")  # fmt: skip
+    tu.add_argument(
+        "--pruner",
+        choices=("median", "none"),
+        default="median",
+        help="stop hopeless trials at an epoch boundary (default: median)",
+    )
+    tu.add_argument("--prune-after", type=int, metavar="N",
+                    help="trials finished before the pruner compares (Optuna's n_startup_trials; "
+                    "default: a quarter of --trials, 1 to 5)")  # fmt: skip
+    tu.add_argument("--seed", type=int, default=2023, help="the sampler's seed")
+    tu.set_defaults(func=cmd_tune)
     re = sub.add_parser("retrain", help="retrain on new data in data/incoming/<pipeline>/")
     _pipeline_args(re)
     re.add_argument("--warm-start", action="store_true", help="start from the champion's vectors")

@@ -277,6 +277,14 @@ def retrain_run_name() -> str:
     return f"retrain-{params.get('pipeline') or 'word2vec'}-{_stamp()}"
 
 
+def tune_run_name() -> str:
+    """`flow_run_name=` of the tune flow: `tune-<pipeline>-<profile>-<YYYYmmdd-HHMMSS>`."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    return f"tune-{params.get('pipeline')}-{params.get('profile') or 'quick'}-{_stamp()}"
+
+
 # ---- seqflow server start | stop | status --------------------------------------------------
 
 

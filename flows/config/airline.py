@@ -85,3 +85,12 @@ PROFILES: dict[str, dict] = {
         "train": {"epochs": 100, "hidden": 16, "eval_every": 10},
     },
 }
+
+# `seqflow tune airline`: the default search space (ranges over config keys; flows/tune.py)
+TUNE_SPACE: dict[str, dict | list] = {
+    "train.lr": {"low": 1e-3, "high": 3e-2, "log": True},
+    "train.hidden": [8, 16, 32, 64],
+    "train.n_layers": [1, 2],
+    "train.dropout": {"low": 0.0, "high": 0.3},
+    "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+}

@@ -107,3 +107,12 @@ PROFILES: dict[str, dict] = {
         },
     },
 }
+
+# `seqflow tune charlm`: the default search space (ranges over config keys; flows/tune.py)
+TUNE_SPACE: dict[str, dict | list] = {
+    "train.lr": {"low": 5e-4, "high": 1e-2, "log": True},
+    "train.hidden": [128, 256, 384],
+    "train.dropout": {"low": 0.0, "high": 0.3},
+    "train.weight_decay": {"low": 1e-4, "high": 0.1, "log": True},
+    "train.batch_size": [16, 32, 64],
+}

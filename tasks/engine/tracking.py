@@ -117,6 +117,7 @@ COUNTERS = frozenset({
     "cache_hits", "parity_failures", "beam_width", "n_params", "vocab_size", "src_vocab_size",
     "trg_vocab_size", "train_rows", "decode_errors", "duplicate_rows", "pairs", "train_pairs",
     "new_pairs", "duplicate_pairs", "train_windows", "test_windows", "warm_start_tokens",
+    "val_windows",
 })  # fmt: skip
 
 

@@ -243,10 +243,13 @@ def run_epochs(
     fitted: Fitted,
     step: Callable | None = None,
     lead: bool = True,
+    monitor: Callable[[int, dict], None] | None = None,
 ) -> None:
     """The epoch loop itself, recording into `fitted`, in one process or on one DDP rank
     (`step`: the rank's step; only the `lead` rank checkpoints and logs). The resumed epochs
-    are logged to `run_id` again, then each new one."""
+    are logged to `run_id` again, then each new one. `monitor(epoch, row)` sees each epoch's
+    metrics after they are recorded; an exception it raises (a tuning trial pruned) ends
+    training at that epoch boundary."""
     metrics = Metrics(run_id if lead else None, fitted.history)
     step = step or (lambda batch: recipe.train_step(partial(recipe.loss, recipe.model), batch, 1.0))
     try:
@@ -303,6 +306,8 @@ def run_epochs(
                     shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items())
                     run_logger().info("%s epoch %d/%d  %s", recipe.name, epoch + 1, plan.epochs,
                                       shown)  # fmt: skip
+                if monitor is not None:
+                    monitor(epoch, row)
             signals.check(fitted.checkpoint)
     finally:
         metrics.flush()

@@ -15,12 +15,15 @@ def fit(
     checkpoints: Path | None = None,
     run_id: str | None = None,
     meta: dict | None = None,
+    monitor: Callable[[int, dict], None] | None = None,
 ) -> tuple[Recipe, Fitted]:
     """Train `build()`'s recipe by `plan`. With a `checkpoints` folder, resume after the
     newest checkpoint there and write one per `plan.checkpoint_every` epochs; per-epoch metrics
     go to MLflow run `run_id`. `meta` is stored in each checkpoint (`meta["run_ids"]`: the
     MLflow runs this training belongs to, marked KILLED by whichever run resumes it).
     With plan.nproc > 1, `build` must be picklable: each DDP rank builds its own recipe.
+    `monitor(epoch, row)` sees each epoch's metrics (one process only); what it raises stops
+    training at that epoch's end (a pruned tuning trial).
     Returns (the recipe, its model trained; with `select`, the best epoch's weights)."""
     recipe = build() if callable(build) and not isinstance(build, Recipe) else build
     fitted, state = resume(recipe, plan, checkpoints)
@@ -38,9 +41,11 @@ def fit(
             tracking.close_interrupted([r for r in run_ids if r and r != run_id], run_id)
     with signals.training():
         if plan.nproc > 1 and fitted.resumed_epochs < plan.epochs:
+            if monitor is not None:
+                raise ValueError("an epoch monitor (tuning) needs train.nproc = 1")
             fitted = ddp.launch(build, recipe, plan, checkpoints, run_id, meta)
         else:
-            run_epochs(recipe, plan, checkpoints, run_id, meta, fitted)
+            run_epochs(recipe, plan, checkpoints, run_id, meta, fitted, monitor=monitor)
     if recipe.select and fitted.best_epoch is not None and recipe.model is not None:
         best = checkpoint.load_best(checkpoints) if checkpoints is not None else None
         state = best["model"] if best is not None else fitted.best_state

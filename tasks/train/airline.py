@@ -74,10 +74,40 @@ class ForecastRecipe(Recipe):
     def evaluate(self, epoch: int) -> dict[str, float]:
         if epoch % self.cfg.eval_every and epoch != self.cfg.epochs - 1:
             return {}
-        return dict(zip(("train_rmse", "test_rmse"), self.evaluator(self.model), strict=True))
+        keys = getattr(self.evaluator, "keys", ("train_rmse", "test_rmse"))
+        return dict(zip(keys, self.evaluator(self.model), strict=True))
 
     def state_dict(self) -> dict:
         return {"generator": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["generator"])
+
+
+class ValidationEvaluator:
+    """Tuning (flows/tune.py): the training windows split by time. Windows whose last target
+    is one of the last `n_val` training periods are validation, the rest train; RMSE in the
+    series' units on each, one step ahead on validation. Reads no test window."""
+
+    keys = ("train_rmse", "val_rmse")
+
+    def __init__(self, series, wins, n_val: int):
+        self.y = read_series(series)[1]
+        self.tr = read_transform(wins)
+        x, y, t = read_windows(wins, "train")
+        cut = int(t.max()) + 1 - n_val
+        fit, val = t < cut, t >= cut
+        if fit.sum() < 1 or val.sum() < 1:
+            raise ValueError(
+                f"{len(t)} training windows leave none to fit or to validate "
+                f"on with {n_val} validation periods: lower windows.lookback"
+            )
+        self.train = (x[fit], y[fit])
+        self.fit_t, self.val = t[fit], (x[val], t[val])
+
+    def __call__(self, model) -> tuple[float, float]:
+        x, t = self.val
+        pred = self.tr.invert(predict(model, x)[:, -1, 0], t, self.y)
+        x_fit = self.train[0]
+        fit = self.tr.invert(predict(model, x_fit)[:, -1, 0], self.fit_t, self.y)
+        return rmse(fit, self.y[self.fit_t]), rmse(pred, self.y[t])

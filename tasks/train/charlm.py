@@ -35,11 +35,13 @@ def perplexity(model: nn.Module, windows: np.ndarray, batch_size: int, device) -
 class CharRecipe(Recipe):
     """One model kind on the windows: Adadelta (or AdamW), clipping at cfg.clip, shuffled
     minibatches of window indices from a numpy Generator (its state goes in checkpoints);
-    train_ppl (from the epoch's summed losses, as the notebook) and test_ppl every epoch."""
+    train_ppl (from the epoch's summed losses, as the notebook) and test_ppl every epoch
+    (`held="val"`: the held-out windows are a validation block, the metric val_ppl)."""
 
     unit = "chars"
 
-    def __init__(self, kind: str, train: np.ndarray, test: np.ndarray, vocab_size: int, cfg):
+    def __init__(self, kind: str, train: np.ndarray, test: np.ndarray, vocab_size: int, cfg,
+                 held: str = "test"):  # fmt: skip
         from models.charlm import CharLM
 
         self.name, self.cfg, self.clip = kind, cfg, cfg.clip
@@ -56,7 +58,7 @@ class CharRecipe(Recipe):
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = torch.from_numpy(train.astype(np.int64))
-        self.test = test
+        self.test, self.held = test, held
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         order, bs = torch.from_numpy(self.rng.permutation(len(self.data))), self.cfg.batch_size
@@ -83,7 +85,7 @@ class CharRecipe(Recipe):
             dist.all_reduce(both)  # every rank summed its own slices
             total, count = both.tolist()
         test_ppl = perplexity(self.model, self.test, self.cfg.batch_size, self.device)
-        return {"train_ppl": math.exp(total / max(count, 1)), "test_ppl": test_ppl}
+        return {"train_ppl": math.exp(total / max(count, 1)), f"{self.held}_ppl": test_ppl}
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -96,6 +98,18 @@ def read_split(windows: str | Path, split: str) -> np.ndarray:
     """A windows stage's `split` windows (train/test.parquet), [n, length + 1] int8."""
     col = pq.read_table(Path(windows) / f"{split}.parquet").column("ids").combine_chunks()
     return col.flatten().to_numpy().reshape(len(col), -1)
+
+
+def carve_validation(train: np.ndarray, share: float, overlap: int) -> tuple[np.ndarray, ...]:
+    """(train, validation): the last `share` of the training windows (book order: a block of
+    whole training chapters, never the test ones) held out, and the `overlap` windows before
+    it that share text with it dropped."""
+    n_val = max(1, int(len(train) * share))
+    cut = len(train) - n_val
+    if cut - overlap < 1:
+        raise ValueError(f"{len(train)} training windows are too few to hold out {share:.0%} "
+                         "for validation: use more text or shorter windows")  # fmt: skip
+    return train[: cut - overlap], train[cut:]
 
 
 def recipe(windows: str, kind: str, vocab_size: int, cfg) -> CharRecipe:
