@@ -29,7 +29,7 @@ from tasks.engine import tracking
 from tasks.engine.settings import data_dir
 from tasks.engine.stage import run_logger
 
-TUNABLE = ("charlm", "airline")  # pipelines with a `tune_trial` on a validation split
+TUNABLE = ("word2vec", "charlm", "airline")  # pipelines with a `tune_trial` on a validation split
 
 
 class TuneError(ValueError):

@@ -83,6 +83,58 @@ def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = 
     return [rows, tokens, vocab, encoded, pairs]
 
 
+def tune_stages(config: Word2VecConfig) -> list:
+    """The stages a tuning trial reads, as plain functions (built once before the trials, then
+    from cache): ingest -> tokenize -> vocab -> drop rare -> windows. Tuning scores downstream
+    F1, so the data needs labels."""
+    d = config.data
+    if not labelled(config):
+        raise ValueError(
+            f"word2vec tuning scores downstream F1 on validation rows: "
+            f"{d.source!r} has no label column (set data.label_column)"
+        )
+    if d.own:
+        rows = ingest_own(config, ingest_source.fn)
+    else:
+        rows = ingest_csv.fn(PIPELINE, d.dataset, d.file, d.limit_rows)
+    check_evaluation_split(rows, config.evaluate)
+    tokens = tokenize_tweets.fn(PIPELINE, rows, config.tokenize)
+    vocab = build_vocab.fn(PIPELINE, tokens, config.vocab.min_count)
+    encoded = drop_rare_tokens.fn(PIPELINE, tokens, vocab)
+    pairs = window_pairs.fn(PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
+    return [rows, tokens, vocab, encoded, pairs]
+
+
+TUNE_METRIC = ("val_f1", "max")
+
+
+def tune_trial(config: Word2VecConfig, run_id: str, monitor) -> float:
+    """One tuning trial (flows/tune.py): the embeddings trained as the flow trains them, and
+    after each epoch the downstream classifier fit on part of its training rows and scored on
+    the rest (tasks/evaluation.validation_f1: val_f1, to `monitor`). The classifier's test rows
+    are never scored. Returns the last epoch's val_f1."""
+    from tasks.evaluation import label_codes, validation_f1
+    from tasks.runtime.loop import Plan
+    from tasks.runtime.trainer import fit
+    from tasks.vocab import read_encoded
+
+    _, _, vocab, encoded, pairs = tune_stages(config)
+    ids, offsets, table = read_encoded(encoded)
+    ev = config.evaluate
+    labels, _, positive = label_codes(table.column("label").to_pylist(), ev.positive_label)
+    recipe = training.recipe(str(pairs.path), str(vocab.path), config.train)
+    values = []
+
+    def each(epoch: int, row: dict) -> None:
+        vectors = recipe.model.word_vectors().float().cpu().numpy()
+        values.append(validation_f1(vectors, ids, offsets, labels, ev, positive))
+        tracking.log_metrics(run_id, {"val_f1": values[-1]}, step=epoch)
+        monitor(epoch, row | {"val_f1": values[-1]})
+
+    fit(recipe, Plan.of(config.train, progress=False), run_id=run_id, monitor=each)
+    return values[-1]
+
+
 @flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def word2vec(
     config: Word2VecConfig | None = None,

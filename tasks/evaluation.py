@@ -81,21 +81,47 @@ def downstream_classifier(
     """(downstream_f1, the fitted scikit-learn pipeline: scaler, logistic regression).
     pos_label: the class whose F1 is reported; None: macro F1 over the classes. Rows labelled
     -1 (label_codes: no label) are left out."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
+    features, labels = doc_features(vectors, ids, offsets, labels)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        features, labels, test_size=cfg.test_size, random_state=cfg.split_seed, stratify=labels
+    )
+    return _fit_score(x_tr, y_tr, x_te, y_te, pos_label)
+
+
+def doc_features(vectors, ids, offsets, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(mean-pooled document vectors, labels) of the labelled rows (-1: no label, left out)."""
     lengths = np.diff(offsets)  # a document's vector: the mean of its tokens' (0 for none)
     sums = np.zeros((len(lengths), vectors.shape[1]), dtype=np.float64)
     np.add.at(sums, np.repeat(np.arange(len(lengths)), lengths), vectors[ids])
     features = sums / np.maximum(lengths, 1)[:, None]
     if (labels == -1).any():  # rows without a label
         features, labels = features[labels != -1], labels[labels != -1]
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        features, labels, test_size=cfg.test_size, random_state=cfg.split_seed, stratify=labels
-    )
+    return features, labels
+
+
+def validation_f1(vectors, ids, offsets, labels, cfg, pos_label: int | None = 1) -> float:
+    """Tuning: downstream F1 on a validation part of the classifier's training rows. The same
+    stratified split as downstream_classifier sets its test rows aside (never scored here);
+    the training rows are split again (same test_size and seed): fit on one part, F1 on the
+    other."""
+    from sklearn.model_selection import train_test_split
+
+    features, labels = doc_features(vectors, ids, offsets, labels)
+    split = {"test_size": cfg.test_size, "random_state": cfg.split_seed}
+    x_tr, _, y_tr, _ = train_test_split(features, labels, stratify=labels, **split)
+    x_fit, x_val, y_fit, y_val = train_test_split(x_tr, y_tr, stratify=y_tr, **split)
+    return _fit_score(x_fit, y_fit, x_val, y_val, pos_label)[0]
+
+
+def _fit_score(x_tr, y_tr, x_te, y_te, pos_label) -> tuple[float, object]:
+    """Scaler + balanced logistic regression fit on (x_tr, y_tr); its F1 on (x_te, y_te)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     model = LogisticRegression(max_iter=2000, class_weight="balanced")
     pipe = make_pipeline(StandardScaler(), model).fit(x_tr, y_tr)
     predicted = pipe.predict(x_te)

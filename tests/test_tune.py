@@ -180,6 +180,8 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
     """The pipelines' trials read the training windows only (spies on the split readers)."""
     import flows.airline
     import flows.charlm
+    import flows.word2vec
+    import tasks.evaluation
     import tasks.train.airline
     from flows.config import load_config
     from tasks.engine import tracking
@@ -195,11 +197,15 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
 
         monkeypatch.setattr(module, name, reader)
 
+    def never(*args, **kwargs):
+        raise AssertionError("a trial scored the downstream classifier's test rows")
+
+    monkeypatch.setattr(tasks.evaluation, "downstream_classifier", never)
     spy(flows.charlm, "read_split", "charlm")
     spy(tasks.train.airline, "read_windows", "airline")
     spy(tasks.train.airline, "read_next", "airline")
     seen = []
-    cases = [(flows.charlm, ["train.epochs=2"]),
+    cases = [(flows.word2vec, ["train.epochs=2"]), (flows.charlm, ["train.epochs=2"]),
              (flows.airline, ["train.epochs=4", "train.eval_every=2"])]  # fmt: skip
     for module, sets in cases:
         config = load_config(module.PIPELINE, "quick", sets)
@@ -209,6 +215,7 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
         assert value == rows[-1][1][module.TUNE_METRIC[0]]
         seen.append((module.PIPELINE, rows))
     assert {s for _, s in read} == {"train"}, read
-    assert [e for e, _ in seen[0][1]] == [0, 1]  # charlm: val_ppl every epoch
+    assert [e for e, _ in seen[0][1]] == [0, 1]  # word2vec: val_f1 every epoch
+    assert [e for e, _ in seen[1][1]] == [0, 1]  # charlm: val_ppl every epoch
     assert all("test_ppl" not in row and "test_rmse" not in row for _, rows in seen
                for _, row in rows)  # fmt: skip

@@ -92,5 +92,5 @@ TUNE_SPACE: dict[str, dict | list] = {
     "train.hidden": [8, 16, 32, 64],
     "train.n_layers": [1, 2],
     "train.dropout": {"low": 0.0, "high": 0.3},
-    "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+    "train.weight_decay": [0.0, 1e-5, 1e-4, 1e-3, 1e-2],
 }

@@ -171,3 +171,12 @@ PROFILES: dict[str, dict] = {
         },
     },
 }
+
+# `seqflow tune word2vec`: the default search space (ranges over config keys; flows/tune.py)
+TUNE_SPACE: dict[str, dict | list] = {
+    "train.lr": {"low": 0.01, "high": 0.1, "log": True},
+    "train.negatives": [3, 5, 10, 15],
+    "train.subsample": [0.0001, 0.001, 0.01],
+    "windows.size": [2, 3, 5],
+    "vocab.min_count": [3, 5, 11],
+}
