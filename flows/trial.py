@@ -42,6 +42,10 @@ def main(spec: dict) -> dict:
     from tasks.engine.settings import use_mirror
 
     use_mirror(spec.get("mirror"))
+    if spec.get("threads"):  # K trials side by side share the cores instead of fighting
+        import torch
+
+        torch.set_num_threads(spec["threads"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = make_pruner(spec["pruner"], spec["startup"])
     study = optuna.load_study(study_name=spec["study"], storage=storage(), pruner=pruner)

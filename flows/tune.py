@@ -313,7 +313,8 @@ def tune(
 
     base = {"pipeline": pipeline, "profile": profile, "overrides": overrides, "study": name,
             "parent": parent, "metric": metric, "pruner": pruner, "startup": startup,
-            "mirror": os.environ.get("SEQFLOW_MIRROR")}  # fmt: skip
+            "mirror": os.environ.get("SEQFLOW_MIRROR"),
+            "threads": max(1, (os.cpu_count() or 1) // parallel)}  # fmt: skip
     logs = data_dir() / "tune" / name
     running = {}
     started = time.time()
