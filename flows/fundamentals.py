@@ -116,6 +116,40 @@ def _logged(run_id, kind, trained, fitted, parts, pairs, idx_to_word, profile) -
     return final
 
 
+def tune_stages(config: FundamentalsConfig) -> list:
+    """The stage a tuning trial reads (the toy sequences; built once, then from cache)."""
+    return [make_sequences.fn(PIPELINE, config.data, config.train.seed)]
+
+
+TUNE_METRIC = ("val_loss", "min")
+
+
+def trial_epochs(config: FundamentalsConfig) -> int:
+    """The epochs of the kind a tuning trial trains (each kind has its own count)."""
+    return getattr(config.train, EPOCHS[config.train.kinds[0]])
+
+
+def tune_trial(config: FundamentalsConfig, run_id: str, monitor) -> float:
+    """One tuning trial (flows/tune.py): the first kind of train.kinds trained on the train
+    sequences, its validation loss reported each epoch to `monitor` (taken before the epoch's
+    updates, as the notebook). Never reads the test sequences. Returns the validation loss
+    after the last epoch."""
+    (seqs,) = tune_stages(config)
+    parts, word_to_idx, idx_to_word = read_sequences(seqs)
+    pairs = one_hot_pairs({k: parts[k] for k in ("train", "val")}, word_to_idx)
+    kind, cfg = config.train.kinds[0], config.train
+    tracking.set_tags(run_id, {"model.kind": kind})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one sequence per step
+    try:
+        trained, _ = fit(recipe(kind, len(idx_to_word), pairs, cfg),
+                         Plan.of(cfg, epochs=trial_epochs(config), progress=False),
+                         run_id=run_id, monitor=monitor)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return trained.mean_loss(pairs["val"])
+
+
 @flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
 def fundamentals(
     config: FundamentalsConfig | None = None,

@@ -20,8 +20,13 @@ class SpaceError(ConfigError):
     """A search space that cannot be sampled; the message names the key and the fix."""
 
 
-def default_space(pipeline: str) -> dict:
-    space = getattr(importlib.import_module(f"flows.config.{pipeline}"), "TUNE_SPACE", None)
+def default_space(pipeline: str, config=None) -> dict:
+    """flows/config/<pipeline>.py's TUNE_SPACE, or its tune_space(config) when the space
+    depends on the config (fundamentals: the learning rate of the kind trained)."""
+    module = importlib.import_module(f"flows.config.{pipeline}")
+    if config is not None and hasattr(module, "tune_space"):
+        return module.tune_space(config)
+    space = getattr(module, "TUNE_SPACE", None)
     if space is None:
         raise SpaceError(f"{pipeline} has no default search space: give one with --space FILE")
     return space

@@ -47,13 +47,13 @@ def main(spec: dict) -> dict:
 
         torch.set_num_threads(spec["threads"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = make_pruner(spec["pruner"], spec["startup"])
-    study = optuna.load_study(study_name=spec["study"], storage=storage(), pruner=pruner)
+    study = optuna.load_study(study_name=spec["study"], storage=storage())
     trial = optuna.trial.Trial(study, spec["trial_id"])
     number, key = spec["number"], spec["metric"]
     trial.set_user_attr("pid", os.getpid())
     params = trial.params
     pipeline = spec["pipeline"]
+    module = importlib.import_module(f"flows.{pipeline}")
     tags = {"optuna.study": spec["study"], "optuna.trial": number, "pipeline.tuned": pipeline,
             "mlflow.note.content": f"trial {number} of study {spec['study']}: "
             + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
@@ -62,7 +62,9 @@ def main(spec: dict) -> dict:
     try:
         sets = [f"{k}={json.dumps(v)}" for k, v in params.items()]
         config = load_config(pipeline, spec["profile"], [*spec["overrides"], *sets])
-        module = importlib.import_module(f"flows.{pipeline}")
+        # no pruning in the first quarter of the epochs: early losses say little yet
+        epochs = getattr(module, "trial_epochs", lambda c: c.train.epochs)(config)
+        study.pruner = make_pruner(spec["pruner"], spec["startup"], max(1, epochs // 4))
         with tracking.child_run(spec["parent"], f"{pipeline}-tune", f"trial-{number}",
                                 flatten(config), tags) as run_id:  # fmt: skip
             trial.set_user_attr("mlflow_run", run_id)

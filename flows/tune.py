@@ -29,7 +29,12 @@ from tasks.engine import tracking
 from tasks.engine.settings import data_dir
 from tasks.engine.stage import run_logger
 
-TUNABLE = ("word2vec", "charlm", "airline")  # pipelines with a `tune_trial` on a validation split
+TUNABLE = (
+    "word2vec",
+    "charlm",
+    "fundamentals",
+    "airline",
+)  # pipelines with a `tune_trial` on a validation split
 
 
 class TuneError(ValueError):
@@ -109,11 +114,11 @@ def repeat_of(study, trial):
 
 
 def reclaim(study) -> list[int]:
-    """Trials a killed study left RUNNING: refused while their process lives; else marked
-    FAIL (interrupted), their MLflow runs KILLED and their params queued to run again."""
+    """Trials a stopped study left behind: one still RUNNING is refused while its process
+    lives, else marked FAIL (interrupted) with its MLflow run KILLED; every interrupted trial
+    (those too that Ctrl-C stopped) not yet retried has its params queued to run again."""
     from optuna.trial import TrialState
 
-    again = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
         if pid and _alive(pid):
@@ -124,10 +129,13 @@ def reclaim(study) -> list[int]:
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if run := t.user_attrs.get("mlflow_run"):
             tracking.end_run(run, "KILLED", "its study was interrupted; resumed with --resume")
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    again = [t for t in trials if t.user_attrs.get("interrupted") and t.number not in retried]
+    for t in again:
         if t.params:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-        again.append(t.number)
-    return again
+    return [t.number for t in again]
 
 
 def open_study(name: str, direction: str, seed: int, resume: bool, trials: int, attrs: dict):
@@ -290,7 +298,7 @@ def tune(
     overrides = [*(overrides or []), "train.nproc=1"]
     module = module_of(pipeline)
     config = load_config(pipeline, profile, overrides)
-    space = space or default_space(pipeline)
+    space = space or default_space(pipeline, config)
     dists = distributions(pipeline, profile, overrides, space)
     check_source(pipeline, config)
     metric, direction = module.TUNE_METRIC

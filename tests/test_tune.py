@@ -180,6 +180,7 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
     """The pipelines' trials read the training windows only (spies on the split readers)."""
     import flows.airline
     import flows.charlm
+    import flows.fundamentals
     import flows.word2vec
     import tasks.evaluation
     import tasks.train.airline
@@ -202,19 +203,32 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
 
     monkeypatch.setattr(tasks.evaluation, "downstream_classifier", never)
     spy(flows.charlm, "read_split", "charlm")
+    encode = flows.fundamentals.one_hot_pairs
+    monkeypatch.setattr(flows.fundamentals, "one_hot_pairs",
+                        lambda parts, w: read.extend(("fundamentals", k) for k in parts)
+                        or encode(parts, w))  # fmt: skip
     spy(tasks.train.airline, "read_windows", "airline")
     spy(tasks.train.airline, "read_next", "airline")
     seen = []
-    cases = [(flows.word2vec, ["train.epochs=2"]), (flows.charlm, ["train.epochs=2"]),
-             (flows.airline, ["train.epochs=4", "train.eval_every=2"])]  # fmt: skip
+    cases = [
+        (flows.word2vec, ["train.epochs=2"]),
+        (flows.charlm, ["train.epochs=2"]),
+        (flows.airline, ["train.epochs=4", "train.eval_every=2"]),
+        (flows.fundamentals, ['train.kinds=["torch_lstm"]', "train.torch_epochs=3"]),
+    ]
     for module, sets in cases:
         config = load_config(module.PIPELINE, "quick", sets)
         run_id = tracking.start_run("tune-test", {}, {}, "trial")
         rows = []
         value = module.tune_trial(config, run_id, lambda epoch, row, r=rows: r.append((epoch, row)))
-        assert value == rows[-1][1][module.TUNE_METRIC[0]]
+        last = rows[-1][1][module.TUNE_METRIC[0]]
+        if module is flows.fundamentals:  # its epochs' val_loss is taken before the updates
+            assert 0 < value < last
+        else:
+            assert value == last
         seen.append((module.PIPELINE, rows))
-    assert {s for _, s in read} == {"train"}, read
+    assert {s for p, s in read if p != "fundamentals"} == {"train"}, read
+    assert {s for p, s in read if p == "fundamentals"} == {"train", "val"}, read
     assert [e for e, _ in seen[0][1]] == [0, 1]  # word2vec: val_f1 every epoch
     assert [e for e, _ in seen[1][1]] == [0, 1]  # charlm: val_ppl every epoch
     assert all("test_ppl" not in row and "test_rmse" not in row for _, rows in seen

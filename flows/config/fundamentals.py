@@ -68,3 +68,12 @@ PROFILES: dict[str, dict] = {
     "quick": {"train": {"numpy_rnn_epochs": 30, "numpy_lstm_epochs": 10, "torch_epochs": 10}},
     "best": {"train": {"notebook_gradients": False}},
 }
+
+
+def tune_space(config) -> dict[str, dict | list]:
+    """`seqflow tune fundamentals`: the width and the learning rate of the kind a trial trains
+    (the first of train.kinds; flows/tune.py)."""
+    lr = {"numpy_rnn": ("train.numpy_rnn_lr", 1e-4, 1e-2),
+          "numpy_lstm": ("train.numpy_lstm_lr", 1e-2, 0.5),
+          "torch_lstm": ("train.torch_lr", 1e-4, 1e-2)}[config.train.kinds[0]]  # fmt: skip
+    return {"train.hidden": [25, 50, 100], lr[0]: {"low": lr[1], "high": lr[2], "log": True}}
