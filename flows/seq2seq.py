@@ -166,6 +166,50 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
     return recipe.model.cpu(), fitted
 
 
+def tune_stages(config: Seq2SeqConfig) -> list:
+    """The stages a tuning trial reads, as plain functions (built once, then from cache)."""
+    rows = ingest(config, as_task=False)
+    tokens = tokenize_parallel.fn(PIPELINE, rows, config.tokenize)
+    vocab = build_vocabs.fn(PIPELINE, tokens, config.vocab.min_freq)
+    return [rows, tokens, vocab, encode_parallel.fn(PIPELINE, tokens, vocab)]
+
+
+TUNE_METRIC = ("val_bleu", "max")
+TUNE_EPOCH_SENTENCES = 500  # the validation sentences decoded after each epoch (pruning)
+
+
+def val_bleu(model, valid, refs: list[str], trg_vocab: list[str], cfg, lang: str) -> float:
+    """sacreBLEU (as test_bleu) of greedy translations of validation sources against their
+    raw references."""
+    ids = translate_ids(model, valid, torch.device("cpu"), cfg.max_len, beam=1)
+    return corpus_bleu([detokenize([trg_vocab[i] for i in h], lang) for h in ids], refs)
+
+
+def tune_trial(config: Seq2SeqConfig, run_id: str, monitor) -> float:
+    """One tuning trial (flows/tune.py): the model trained as the flow trains it (best epoch
+    or averaged weights kept by validation loss); after each epoch greedy val_bleu on the
+    first TUNE_EPOCH_SENTENCES validation pairs goes to `monitor`. Returns greedy val_bleu of
+    the kept weights on the whole validation split. Never reads the test split."""
+    import pyarrow.parquet as pq
+
+    from tasks.train.seq2seq import recipe as make_recipe
+
+    rows, _, vocab, encoded = tune_stages(config)
+    src_vocab, trg_vocab = read_vocabs(vocab)
+    refs = pq.read_table(rows.file("valid.parquet")).column("trg").to_pylist()
+    built = make_recipe(encoded.path, len(src_vocab), len(trg_vocab), config.train)
+    sources, n, lang = built.valid[0], TUNE_EPOCH_SENTENCES, config.data.trg_lang
+
+    def each(epoch: int, row: dict) -> None:
+        score = val_bleu(built.model, sources[:n], refs[:n], trg_vocab, config.evaluate, lang)
+        tracking.log_metrics(run_id, {"val_bleu_part": score}, step=epoch)
+        monitor(epoch, row | {"val_bleu": score})
+
+    recipe, _ = fit(built, Plan.of(config.train, progress=False), run_id=run_id, monitor=each)
+    recipe.model.cpu()
+    return val_bleu(recipe.model, sources, refs, trg_vocab, config.evaluate, lang)
+
+
 def kept_val_loss(fitted: Fitted) -> float:
     """The validation loss of the weights training kept: the best epoch's where the recipe
     selects, else the last (averaged) epoch's."""

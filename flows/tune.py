@@ -29,12 +29,14 @@ from tasks.engine import tracking
 from tasks.engine.settings import data_dir
 from tasks.engine.stage import run_logger
 
+# pipelines with a `tune_trial` on a validation split (flows/<pipeline>.py)
 TUNABLE = (
     "word2vec",
+    "seq2seq",
     "charlm",
     "fundamentals",
     "airline",
-)  # pipelines with a `tune_trial` on a validation split
+)
 
 
 class TuneError(ValueError):

@@ -181,9 +181,11 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
     import flows.airline
     import flows.charlm
     import flows.fundamentals
+    import flows.seq2seq
     import flows.word2vec
     import tasks.evaluation
     import tasks.train.airline
+    import tasks.train.seq2seq
     from flows.config import load_config
     from tasks.engine import tracking
 
@@ -207,11 +209,13 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
     monkeypatch.setattr(flows.fundamentals, "one_hot_pairs",
                         lambda parts, w: read.extend(("fundamentals", k) for k in parts)
                         or encode(parts, w))  # fmt: skip
+    spy(tasks.train.seq2seq, "read_split", "seq2seq")
     spy(tasks.train.airline, "read_windows", "airline")
     spy(tasks.train.airline, "read_next", "airline")
     seen = []
     cases = [
         (flows.word2vec, ["train.epochs=2"]),
+        (flows.seq2seq, ["train.epochs=1"]),
         (flows.charlm, ["train.epochs=2"]),
         (flows.airline, ["train.epochs=4", "train.eval_every=2"]),
         (flows.fundamentals, ['train.kinds=["torch_lstm"]', "train.torch_epochs=3"]),
@@ -224,12 +228,14 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
         last = rows[-1][1][module.TUNE_METRIC[0]]
         if module is flows.fundamentals:  # its epochs' val_loss is taken before the updates
             assert 0 < value < last
+        elif module is flows.seq2seq:  # epochs: a part of the validation split; value: all
+            assert 0 <= value <= 1 and 0 <= last <= 1
         else:
             assert value == last
         seen.append((module.PIPELINE, rows))
-    assert {s for p, s in read if p != "fundamentals"} == {"train"}, read
+    assert {s for p, s in read if p in ("charlm", "airline")} == {"train"}, read
+    assert {s for p, s in read if p == "seq2seq"} == {"train", "valid"}, read
     assert {s for p, s in read if p == "fundamentals"} == {"train", "val"}, read
     assert [e for e, _ in seen[0][1]] == [0, 1]  # word2vec: val_f1 every epoch
-    assert [e for e, _ in seen[1][1]] == [0, 1]  # charlm: val_ppl every epoch
-    assert all("test_ppl" not in row and "test_rmse" not in row for _, rows in seen
-               for _, row in rows)  # fmt: skip
+    assert [e for e, _ in seen[2][1]] == [0, 1]  # charlm: val_ppl every epoch
+    assert not any(k.startswith("test_") for _, rows in seen for _, row in rows for k in row)

@@ -142,3 +142,11 @@ PROFILES: dict[str, dict] = {
         },
     },
 }
+
+# `seqflow tune seq2seq`: the default search space (ranges over config keys; flows/tune.py)
+TUNE_SPACE: dict[str, dict | list] = {
+    "train.lr": {"low": 3e-4, "high": 2e-3, "log": True},
+    "train.dropout": {"low": 0.1, "high": 0.4},
+    "train.warmup": [400, 800, 1600],
+    "train.label_smoothing": [0.0, 0.1, 0.2],
+}
