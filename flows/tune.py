@@ -317,8 +317,6 @@ def tune(
     log = run_logger()
     if again:
         log.info("resumed %s: interrupted trial(s) %s queued again", name, again)
-    tune_stages = task(name="stages", cache_policy=NO_CACHE)(module.tune_stages)
-    tune_stages(config)  # once, before the trials: they read the stage cache
     from prefect.futures import wait
 
     base = {"pipeline": pipeline, "profile": profile, "overrides": overrides, "study": name,
@@ -329,6 +327,8 @@ def tune(
     running = {}
     started = time.time()
     try:
+        stages = task(name="stages", cache_policy=NO_CACHE)(module.tune_stages)
+        stages(config)  # once, before the trials: they read the stage cache
         while True:
             done = sum(counted(t) for t in st.get_trials(deepcopy=False))
             while len(running) < parallel and done + len(running) < trials:
@@ -349,11 +349,12 @@ def tune(
             for f in finished:
                 running.pop(f)
                 f.result(raise_on_failure=False)
+        return report(st, pipeline, profile, parent, metric, overrides, final,
+                      time.time() - started)  # fmt: skip
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         tracking.end_run(parent, status, f"{type(err).__name__}: {err}; resume with --resume")
         raise
-    return report(st, pipeline, profile, parent, metric, overrides, final, time.time() - started)
 
 
 def report(st, pipeline: str, profile: str, parent: str, metric: str, overrides: list[str],

@@ -239,3 +239,16 @@ def test_a_trial_never_reads_a_test_split(data_dir, monkeypatch):
     assert [e for e, _ in seen[0][1]] == [0, 1]  # word2vec: val_f1 every epoch
     assert [e for e, _ in seen[2][1]] == [0, 1]  # charlm: val_ppl every epoch
     assert not any(k.startswith("test_") for _, rows in seen for _, row in rows for k in row)
+
+
+def test_trials_run_on_a_dask_cluster(data_dir, capsys):
+    args = ["--no-final", "--set", "train.epochs=20", "--set", "train.eval_every=5"]
+    code = cli.main(["tune", "airline", "--trials", "2", "--parallel", "2", "--runner", "dask",
+                     *args])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    study = the_study(data_dir)
+    assert [t.state.name in ("COMPLETE", "PRUNED") for t in study.trials] == [True, True]
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 2
+    _, children = study_runs(data_dir)
+    assert {r.data.tags["trial.state"] for r in children} <= {"complete", "pruned"}
+    assert len(children) == 2
