@@ -86,11 +86,19 @@ def counted(trial) -> bool:
 
 
 def _alive(pid) -> bool:
+    """Whether trial process `pid` still runs: not gone, not a zombie nobody reaped (a killed
+    study's orphans, where PID 1 does not reap), not a new process that reuses the number."""
     try:
         os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError):
         return False
-    return True
+    proc = Path(f"/proc/{int(pid)}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = (proc / "cmdline").read_bytes()
+    except OSError:  # no /proc (macOS): the signal answered
+        return True
+    return state != "Z" and b"flows.trial" in command
 
 
 def profile_point(config, dists: dict) -> dict | None:

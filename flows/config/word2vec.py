@@ -158,12 +158,16 @@ PROFILES: dict[str, dict] = {
         "train": {"epochs": 2, "batch_size": 1024, "lr": 0.01},
     },
     "best": {
+        # window 5, min count 5, lr 0.1: `seqflow tune word2vec` (bench/RESULTS.md, Tuning);
+        # downstream F1 0.448 vs 0.406 with the notebook's window 3, min count 11, lr 0.05
+        "vocab": {"min_count": 5},
+        "windows": {"size": 5},
         "train": {
             "model": "sgns",
             "embed_size": 100,
             "epochs": 5,
             "batch_size": 4096,
-            "lr": 0.05,
+            "lr": 0.1,
             "negatives": 5,
             # word2vec's and gensim's defaults: together they skip ~45% of the pairs
             "subsample": 1e-3,
@@ -174,7 +178,7 @@ PROFILES: dict[str, dict] = {
 
 # `seqflow tune word2vec`: the default search space (ranges over config keys; flows/tune.py)
 TUNE_SPACE: dict[str, dict | list] = {
-    "train.lr": {"low": 0.01, "high": 0.1, "log": True},
+    "train.lr": {"low": 0.02, "high": 0.2, "log": True},
     "train.negatives": [3, 5, 10, 15],
     "train.subsample": [0.0001, 0.001, 0.01],
     "windows.size": [2, 3, 5],
