@@ -211,7 +211,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"best        trial {b['trial']}: {value:.4g} on validation ({shown})")
         print(f"profile     {out['profile_file']}  (seqflow run {args.pipeline} "
               f"--profile-file {out['profile_file']})")  # fmt: skip
-        test = {k: v for k, v in out.items() if k.startswith("best_trial_")}
+        test = {k: v for k, v in out.items() if k.startswith("best_trial_") and v is not None}
         for k, v in test.items():
             print(f"test        {k[len('best_trial_'):]} {v:.4g} (the best trial's profile, run "
                   f"once: {tracking.run_link(out['final_run'])})")  # fmt: skip

@@ -403,8 +403,12 @@ def report(st, pipeline: str, profile: str, parent: str, metric: str, overrides:
     if final:
         spec = get(pipeline)
         _, prof, sets = load_profile_file(path, pipeline)
-        final_run = spec.flow(config=load_config(pipeline, prof, sets))
-        test = tracking.values(tracking.get_run(final_run)).get(spec.metric)
+        final_config = load_config(pipeline, prof, sets)
+        final_run = spec.flow(config=final_config)
+        values = tracking.values(tracking.get_run(final_run))
+        test = values.get(spec.metric)
+        if test is None and (kinds := getattr(final_config.train, "kinds", None)):
+            test = values.get(f"{spec.metric}.{kinds[0]}")  # several kinds: the tuned one's
         tracking.set_tags(parent, {"final_run": final_run})
         if test is not None:
             tracking.log_metrics(parent, {f"best_trial_{spec.metric}": test})

@@ -66,7 +66,8 @@ class FundamentalsConfig(Section):
 PROFILES: dict[str, dict] = {
     "parity": {},
     "quick": {"train": {"numpy_rnn_epochs": 30, "numpy_lstm_epochs": 10, "torch_epochs": 10}},
-    "best": {"train": {"notebook_gradients": False}},
+    # numpy_rnn_lr 0.009 (the notebook's 3e-4): `seqflow tune fundamentals` (bench/RESULTS.md)
+    "best": {"train": {"notebook_gradients": False, "numpy_rnn_lr": 0.009}},
 }
 
 
