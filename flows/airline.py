@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from flows import champion, dashboard, forecasting, recover  # noqa: E402
 from flows.config import AirlineConfig  # noqa: E402
 from flows.pipelines import open_run, resolve, run_tags  # noqa: E402
+from tasks import baselines as classic  # noqa: E402
 from tasks.engine import records, tracking  # noqa: E402
 from tasks.engine.parity import Check, check_parity  # noqa: E402
 from tasks.engine.stage import run_logger  # noqa: E402
@@ -227,6 +228,11 @@ def airline(
             "drift_test_rmse": rmse(base["drift"], test_y),
             "train_seconds": fitted.seconds,
         }
+        compared = classic.compare(ev.y, n_train, season)  # fitted on the training part only
+        for name, r in compared.items():
+            if "error" not in r:
+                metrics |= {f"baseline_{name}_rmse": r["one_step_rmse"],
+                            f"baseline_{name}_horizon_rmse": r["horizon_rmse"]}  # fmt: skip
         if d.own:  # gaps filled by interpolation (data.fill_gaps), the season used
             metrics |= {"gaps_filled": series.stats["filled"], "season_length": season}
             run_logger().info(
@@ -246,6 +252,12 @@ def airline(
         tracking.log_figure(run_id, fig, "forecast.png")
         plt.close(fig)
         tracking.log_text(run_id, ev.tr.to_json(), "transform.json")
+        unit = d.value_column if d.own else "passengers"
+        tracking.log_text(run_id, classic.table(metrics["test_rmse_next"], compared, unit),
+                          "comparison.md")  # fmt: skip
+        tracking.log_json(run_id, {k: {f: v for f, v in r.items() if f not in ("one_step",
+                                                                            "horizon")}
+                                   for k, r in compared.items()}, "baselines.json")  # fmt: skip
         metrics["model_version"] = reg["version"]
         record = records.pipeline_record(PIPELINE, config.profile, run_id,
                                          tracking.run_link(run_id), stages, metrics)  # fmt: skip
