@@ -12,17 +12,17 @@ import warnings
 
 import numpy as np
 
+from tasks.series import baselines as naive_forecasts
+from tasks.series import rmse
+
 NAMES = ("seasonal_naive", "sarima", "holt_winters")
-
-
-def rmse(pred: np.ndarray, target: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(target)) ** 2)))
 
 
 def seasonal_naive(y: np.ndarray, n_train: int, season: int) -> dict:
     t = np.arange(n_train, len(y))
     last = y[n_train - season : n_train]  # the last training season, repeated
-    return {"one_step": y[t - season], "horizon": last[(t - n_train) % season], "params": {}}
+    one_step = naive_forecasts(y, n_train, season)["seasonal_naive"]
+    return {"one_step": one_step, "horizon": last[(t - n_train) % season], "params": {}}
 
 
 def sarima(y: np.ndarray, n_train: int, season: int) -> dict:
