@@ -70,7 +70,7 @@ class Forecaster(PythonModel):
         labels = series.get("times") or series["months"]
         self.last = (month_index(labels[-1]) if self.freq == "M"
                      else period_index(labels[-1], self.freq))  # fmt: skip
-        self.model = LSTMForecaster(1, s["hidden"], s["n_layers"])
+        self.model = LSTMForecaster(1, s["hidden"], s["n_layers"], highway=s.get("highway", 0))
         self.model.load_state_dict(checkpoint.load(Path(artifacts["weights"])))
         self.model.eval()
 
@@ -118,11 +118,12 @@ class Forecaster(PythonModel):
         elif (last := month_index(last_month)) is None:
             raise BadInput(f"input {i}: last_month {last_month!r} is not a month; send "
                            '"YYYY-MM", the month of the last history value')  # fmt: skip
-        need = self.lookback + self.tr.lag
+        need = self.lookback + self.tr.first
         if len(values) < need:
             raise BadInput(f"input {i}: history has {len(values)} months; with last_month "
                            f"the model needs the last {need} at least (its window of "
-                           f"{self.lookback}, seasonal lag {self.tr.lag}), or leave "
+                           f"{self.lookback}, seasonal lag {self.tr.lag}, "
+                           f"differences {self.tr.diff}), or leave "
                            "last_month out to continue its own series")  # fmt: skip
         return int(horizon), values, last
 
@@ -163,7 +164,8 @@ def log_forecaster(run_id: str, model, series, ev, config, name: str) -> dict:
     months, values = read_series(series)
     t = config.train
     settings = {"lookback": config.windows.lookback, "transform": asdict(ev.tr),
-                "hidden": t.hidden, "n_layers": t.n_layers}  # fmt: skip
+                "hidden": t.hidden, "n_layers": t.n_layers,
+                "highway": config.windows.lookback if t.highway else 0}  # fmt: skip
     signature = ModelSignature(
         # Any: request() checks each value as sent, in every payload form (typed columns
         # would let MLflow turn null into "None" and "3" into 3.0 before it)

@@ -279,25 +279,37 @@ def read_series(stage: StageOutput) -> tuple[list[str], np.ndarray]:
 
 @dataclass
 class Transform:
-    """y -> z = log(y) or y -> d_t = z_t - z_{t-lag} (lag 0: none) -> (d - mean) / std."""
+    """y -> z = log(y) or y -> w_t = z_t - z_{t-lag} (lag 0: none) -> d_t = w_t - w_{t-1}
+    (diff 1; 0: d = w) -> (d - mean) / std."""
 
     log: bool = False
     lag: int = 0
     mean: float = 0.0
     std: float = 1.0
+    diff: int = 0
+
+    @property
+    def first(self) -> int:
+        """The first index with a transformed value (the ones before it are NaN)."""
+        return self.lag + self.diff
 
     def forward(self, y: np.ndarray) -> np.ndarray:
-        """Transformed series, same length; the first `lag` entries are NaN."""
+        """Transformed series, same length; the first `lag + diff` entries are NaN."""
         z = self._z(y.astype(np.float64))
         d = np.full_like(z, np.nan)
         d[self.lag :] = z[self.lag :] - (z[: len(z) - self.lag] if self.lag else 0)
+        if self.diff:
+            d[1:] = d[1:] - d[:-1]  # NaN stays NaN: index lag becomes NaN too
+            d[: self.first] = np.nan
         return (d - self.mean) / self.std
 
     def invert(self, pred: np.ndarray, t: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Predictions `pred` of the transformed value at months `t` -> passengers, using the
-        known history y (y[t - lag])."""
-        d = pred * self.std + self.mean
-        z = d + (self._z(y)[t - self.lag] if self.lag else 0)
+        known history y (y[t - lag], and y[t - 1], y[t - 1 - lag] with diff)."""
+        z_hist = self._z(y)
+        z = pred * self.std + self.mean + (z_hist[t - self.lag] if self.lag else 0)
+        if self.diff:  # + w_{t-1}, the previous month's seasonal difference
+            z = z + z_hist[t - 1] - (z_hist[t - 1 - self.lag] if self.lag else 0)
         return np.exp(z) if self.log else z
 
     def _z(self, y: np.ndarray) -> np.ndarray:
@@ -307,10 +319,11 @@ class Transform:
         return json.dumps(asdict(self))
 
 
-def fit_transform(y: np.ndarray, n_train: int, log: bool, lag: int, scale: bool) -> Transform:
-    tr = Transform(log, lag)
+def fit_transform(y: np.ndarray, n_train: int, log: bool, lag: int, scale: bool,
+                  diff: int = 0) -> Transform:  # fmt: skip
+    tr = Transform(log, lag, diff=diff)
     if scale:
-        d = tr.forward(y[:n_train])[lag:]
+        d = tr.forward(y[:n_train])[tr.first :]
         tr.mean, tr.std = float(d.mean()), float(d.std()) or 1.0
     return tr
 
@@ -350,13 +363,14 @@ def window_series(pipeline: str, series: StageOutput, cfg) -> StageOutput:
     def build(out: Path) -> dict:
         _, y = read_series(series)
         n_train = int(len(y) * cfg.train_fraction)  # the notebook: int(len * p_train)
-        first = cfg.lag  # transformed values start at the lag
+        first = cfg.lag + cfg.diff  # transformed values start there
         if n_train - first <= cfg.lookback or len(y) - n_train <= cfg.lookback:
             raise SeriesError(
                 f"{len(y)} months split at {n_train} leave no window of lookback "
-                f"{cfg.lookback} (lag {cfg.lag}) in each part; lower windows.lookback"
+                f"{cfg.lookback} (lag {cfg.lag}, diff {cfg.diff}) in each part; lower "
+                f"windows.lookback to {min(n_train - first, len(y) - n_train) - 1} or less"
             )
-        tr = fit_transform(y, n_train, cfg.log, cfg.lag, cfg.scale)
+        tr = fit_transform(y, n_train, cfg.log, cfg.lag, cfg.scale, cfg.diff)
         s = tr.forward(y)
         train = windows(s, first, n_train, cfg.lookback)
         test = windows(s, n_train, len(y), cfg.lookback)

@@ -218,3 +218,41 @@ def test_the_pyfunc_answers_in_its_own_periods(tmp_path):
     assert f.forecast(*f.request(1, 1, [1.0, 2.0], "2010-Q4"))[0] == ["2011-Q1"]
     with pytest.raises(BadInput, match="last_month 'later' is not a timestamp"):
         f.request(1, 1, [1.0, 2.0], "later")
+
+
+def test_the_pyfunc_forecasts_with_differences_and_a_highway(tmp_path):
+    """The best recipe's model (seasonal + first differences of log y, an LSTM with a highway)
+    served: its first forecast is the model's one-step prediction turned back into passengers,
+    and a history of its own must cover the window, the season and the first difference."""
+    import torch
+
+    from flows.forecasting import Forecaster
+    from flows.serving import BadInput
+    from models.forecaster import LSTMForecaster
+    from tasks.runtime import checkpoint
+    from tasks.series import Transform
+
+    torch.manual_seed(0)
+    model = LSTMForecaster(1, 4, 1, highway=3)
+    checkpoint.write(tmp_path / "w.pt", model.state_dict())
+    tr = Transform(log=True, lag=12, mean=0.01, std=0.05, diff=1)
+    settings = {"lookback": 3, "transform": {"log": True, "lag": 12, "mean": 0.01, "std": 0.05,
+                                             "diff": 1}, "hidden": 4, "n_layers": 1,
+                "highway": 3}  # fmt: skip
+    y = 100 + 10 * np.sin(np.arange(40) / 2) + np.arange(40)
+    series = {"months": [f"{1950 + i // 12}-{i % 12 + 1:02d}" for i in range(40)],
+              "values": y.tolist()}  # fmt: skip
+    (tmp_path / "s.json").write_text(json.dumps(settings))
+    (tmp_path / "t.json").write_text(json.dumps(series))
+    f = Forecaster()
+    f.load({"settings": tmp_path / "s.json", "series": tmp_path / "t.json",
+            "weights": tmp_path / "w.pt"})  # fmt: skip
+    months, out = f.forecast(*f.request(1, 2, None, None))
+    assert months == ["1953-05", "1953-06"]
+    with torch.no_grad():
+        x = torch.tensor(tr.forward(y)[-3:], dtype=torch.float32)[None, :, None]
+        pred = float(model(x)[0, -1, 0])
+    assert out[0] == pytest.approx(float(tr.invert(np.array([pred]), np.array([40]), y)[0]))
+    with pytest.raises(BadInput, match="needs the last 16 at least"):  # 3 + 12 + 1
+        f.request(1, 1, y[-15:].tolist(), "1960-01")
+    assert f.forecast(*f.request(1, 1, y[-16:].tolist(), "1960-01"))[0] == ["1960-02"]

@@ -99,6 +99,55 @@ def test_transform_round_trip():
     assert Transform().forward(y).tolist() == y.tolist()
 
 
+def test_transform_with_first_differences_round_trip():
+    y = np.exp(np.linspace(4.5, 6.0, 60)) * (1 + 0.2 * np.sin(np.arange(60)))
+    tr = fit_transform(y, 48, log=True, lag=12, scale=False, diff=1)
+    s, z = tr.forward(y), np.log(y)
+    assert tr.first == 13 and np.isnan(s[:13]).all() and np.isfinite(s[13:]).all()
+    t = 30  # the airline model's d=1, D=1 difference of log y, by hand
+    assert s[t] == pytest.approx(z[t] - z[t - 12] - z[t - 1] + z[t - 13])
+    scaled = fit_transform(y, 48, log=True, lag=12, scale=True, diff=1)
+    d = scaled.forward(y)[13:48]
+    assert abs(d.mean()) < 1e-9 and abs(d.std() - 1) < 1e-9  # fitted on the training part
+    ts = np.arange(13, 60)
+    np.testing.assert_allclose(scaled.invert(scaled.forward(y)[ts], ts, y), y[ts])
+    plain = Transform(diff=1)  # no log, no seasonal lag: plain first differences
+    np.testing.assert_allclose(plain.forward(y)[1:], np.diff(y))
+    np.testing.assert_allclose(plain.invert(np.diff(y), np.arange(1, 60), y), y[1:])
+
+
+def test_highway_is_causal_and_the_last_step_loss_reads_only_it():
+    import torch
+
+    from models.forecaster import LSTMForecaster
+    from tasks.train.airline import ForecastRecipe
+
+    torch.manual_seed(0)
+    m = LSTMForecaster(1, 4, highway=5)
+    x = torch.randn(2, 8, 1)
+    later = x.clone()
+    later[:, 5:] += 3.0  # change steps 5.. only
+    with torch.no_grad():
+        a, b = m(x), m(later)
+    assert torch.equal(a[:, :5], b[:, :5]) and not torch.allclose(a[:, 5:], b[:, 5:])
+    with torch.no_grad():  # zero LSTM weights: its part is the same for any input
+        m.lstm.weight_hh_l0.zero_(), m.lstm.weight_ih_l0.zero_()
+        gap = m(later)[:, -1, 0] - m(x)[:, -1, 0]
+    w = m.highway.weight[0, 0].detach()  # taps over the last 5 steps, oldest first
+    assert torch.allclose(gap, 3.0 * w[-3:].sum().expand(2), atol=1e-5)  # steps 5, 6, 7
+
+    cfg = load_config("airline", "best").train
+    xs, ys = np.random.default_rng(0).normal(size=(2, 3, 6, 1)).astype(np.float32)
+    recipe = ForecastRecipe(cfg, None, (xs, ys))
+    assert recipe.model.highway.kernel_size == (6,)  # the window's length
+    idx = torch.arange(3)
+    loss, n = recipe.loss(recipe.model, idx)
+    with torch.no_grad():
+        out = recipe.model(torch.from_numpy(xs))
+    expected = torch.mean((out[:, -1] - torch.from_numpy(ys)[:, -1]) ** 2)
+    assert n == 3 and loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_real_series_and_notebook_shapes(data_dir):
     series = ingest_series.fn("airline", "airline_passengers", "airline-passengers.csv", 144)
     ms, y = read_series(series)

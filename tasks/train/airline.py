@@ -1,5 +1,6 @@
 """The airline forecaster's training pieces, as the notebook trains it: batches of 8 in order
-(or shuffled by the recipe's own generator), Adam, MSE over every position of each window;
+(or shuffled by the recipe's own generator), Adam, MSE over every position of each window
+(train.loss_on "last": its last position only);
 RMSE in passengers on train and test at epoch 0, every `eval_every` epochs and the last."""
 
 import numpy as np
@@ -55,11 +56,13 @@ class ForecastRecipe(Recipe):
         seed_everything(cfg.seed)  # torch's stream draws the weights, as the notebook's
         self.cfg, self.evaluator = cfg, evaluator
         device = pick_device(cfg.device)
-        self.model = LSTMForecaster(1, cfg.hidden, cfg.n_layers, cfg.dropout).to(device)
+        x, y = train if train is not None else evaluator.split["train"][:2]
+        lookback = x.shape[1]
+        self.model = LSTMForecaster(1, cfg.hidden, cfg.n_layers, cfg.dropout,
+                                    lookback if cfg.highway else 0).to(device)  # fmt: skip
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)  # fmt: skip
         self.criterion = nn.MSELoss()
-        x, y = train if train is not None else evaluator.split["train"][:2]
         self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # the shuffle's own stream
 
@@ -69,7 +72,10 @@ class ForecastRecipe(Recipe):
         return [order[i : i + size].to(self.x.device) for i in range(0, n, size)]
 
     def loss(self, model, idx):
-        return self.criterion(model(self.x[idx]), self.y[idx]), len(idx)
+        out, target = model(self.x[idx]), self.y[idx]
+        if self.cfg.loss_on == "last":  # the one-step-ahead forecast only
+            out, target = out[:, -1], target[:, -1]
+        return self.criterion(out, target), len(idx)
 
     def evaluate(self, epoch: int) -> dict[str, float]:
         if epoch % self.cfg.eval_every and epoch != self.cfg.epochs - 1:
