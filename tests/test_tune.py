@@ -46,7 +46,7 @@ def test_a_study_prunes_records_failures_and_writes_a_profile_that_runs(tmp_path
                                                                          capsys):  # fmt: skip
     space = tmp_path / "space.yaml"  # lookback 1000 cannot window 144 months: a failed trial
     space.write_text("train.lr: {low: 1.0e-7, high: 0.05, log: true}\n"
-                     "windows.lookback: [12, 1000]\n")  # fmt: skip
+                     "windows.lookback: [24, 1000]\n")  # fmt: skip
     code = cli.main(["tune", "airline", "--profile", "best", "--trials", "6", "--space",
                      str(space), "--prune-after", "1", *SHORT])  # fmt: skip
     out = capsys.readouterr().out
@@ -70,7 +70,7 @@ def test_a_study_prunes_records_failures_and_writes_a_profile_that_runs(tmp_path
     assert runs[pruned].data.tags["trial.pruned_at_epoch"]
     # trial 0 is the profile's own point
     assert runs["0"].data.params["train.lr"] == "0.001"
-    assert runs["0"].data.params["windows.lookback"] == "12"
+    assert runs["0"].data.params["windows.lookback"] == "24"
     # the parent: best value and params, both plots, the profile file, the final test score
     study = the_study(data_dir)
     best = study.best_trial
