@@ -151,7 +151,7 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("kernel", ["torch", "numba"])
+@pytest.mark.parametrize("kernel", ["torch", "numba", "c"])
 def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, request):
     """Model, optimizer, the recipe's generators and the RNG states come back from the
     checkpoint (weights-only): the resumed run ends bit-equal to the uninterrupted one."""
@@ -171,6 +171,10 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path, kernel, reque
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         request.addfinalizer(lambda: numba.set_num_threads(threads))
+    if kernel == "c":  # the same, with torch's thread count (the C kernel's team)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        request.addfinalizer(lambda: torch.set_num_threads(threads))
     whole, whole_fitted = train_word2vec(pairs, counts, cfg)
 
     crashing = make_recipe(pairs, counts, cfg)

@@ -59,6 +59,7 @@ def same_topic_margin(vectors: np.ndarray) -> float:
         {"model": "softmax", "batch_size": 512, "lr": 0.05},
         {"model": "sgns", "kernel": "torch", "batch_size": 512, "lr": 0.05, "embed_size": 16},
         {"model": "sgns", "kernel": "numba", "lr": 0.05, "embed_size": 16},
+        {"model": "sgns", "kernel": "c", "lr": 0.05, "embed_size": 16},
     ],
 )
 def test_each_model_and_kernel_learns_the_topics(overrides):
@@ -78,14 +79,29 @@ def test_max_steps_per_epoch_cuts_epochs_short():
         update={"epochs": 2, "batch_size": 100, "max_steps_per_epoch": 3}
     )
     assert train_word2vec(pairs, counts, cfg)[1].items == 2 * 3 * 100
-    numba_cfg = cfg.model_copy(update={"model": "sgns", "kernel": "numba"})
-    assert train_word2vec(pairs, counts, numba_cfg)[1].items == 2 * 3 * 100
+    for kernel in ("numba", "c"):
+        compiled = cfg.model_copy(update={"model": "sgns", "kernel": kernel})
+        assert train_word2vec(pairs, counts, compiled)[1].items == 2 * 3 * 100
 
 
 def test_no_pairs_is_a_clear_error():
     cfg = load_config("word2vec", "quick").train
     with pytest.raises(ValueError, match="no training pairs"):
         train_word2vec(np.zeros((0, 2), np.int32), np.ones(5), cfg)
+
+
+def test_the_compiled_loop_reads_the_kept_pairs_in_corpus_order():
+    """As word2vec and gensim read a corpus: each epoch keeps its own draw of pairs, in order."""
+    from tasks.train.word2vec import make_recipe
+
+    pairs, counts = toy_pairs()
+    distance = np.ones(len(pairs), dtype=np.int8)
+    cfg = load_config("word2vec", "best").train.model_copy(update={"kernel": "c"})
+    recipe = make_recipe(pairs, counts, cfg, distance)
+    assert recipe.kernel == "c"
+    (first,), (second,) = recipe.batches(0), recipe.batches(1)
+    assert (np.diff(first) > 0).all() and (np.diff(second) > 0).all()  # ascending, no repeats
+    assert not np.array_equal(first, second)  # subsampling drawn afresh each epoch
 
 
 def test_alias_table_reproduces_the_noise_distribution_exactly():
@@ -105,7 +121,8 @@ def test_pair_probability_subsampling_and_dynamic_window():
     p = pair_probability(pairs, counts, cfg, distance)
     keep = keep_probability(counts, cfg.subsample)
     assert keep[0] < 1 and keep[1] == keep[2] == 1
-    np.testing.assert_allclose(p, [keep[0], keep[0] * 2 / 3, keep[0] / 3, 1.0])
+    assert p.dtype == np.float32  # as the draws it is compared with
+    np.testing.assert_allclose(p, [keep[0], keep[0] * 2 / 3, keep[0] / 3, 1.0], rtol=1e-6)
     plain = cfg.model_copy(update={"subsample": 0.0, "dynamic_window": False})
     assert pair_probability(pairs, counts, plain, None) is None
     with pytest.raises(ValueError, match="distance"):
@@ -137,3 +154,33 @@ def test_warm_start_keeps_known_tokens_and_starts_new_ones_fresh():
         assert torch.equal(got[0], src[2]) and torch.equal(got[2], src[0])
         assert torch.equal(got[1], fresh[name][1]) and torch.equal(got[3], fresh[name][3])
     assert warm_start(Word2Vec(4, 8), old, ["a", "b", "c"], ["c", "x", "a", "y"]) == 0
+
+
+def test_the_c_and_numba_loops_compute_the_same_updates():
+    """One thread each, the same pairs, noise draws and schedule: the same weights (to float
+    rounding: each compiler orders the dot products' sums its own way)."""
+    import numba
+
+    from models.sgns_cpu import sgns_epoch
+
+    pairs, counts = toy_pairs(n=2000)
+    rng = np.random.default_rng(0)
+    start = (rng.normal(size=(len(counts), 16)) * 0.1).astype(np.float32)
+    noise = alias_table(counts.astype(np.float64) ** 0.75)
+    centers, contexts = np.ascontiguousarray(pairs.T, dtype=np.int32)
+    order = np.arange(len(pairs))
+    out = {}
+    threads = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1), numba.set_num_threads(1)
+    try:
+        for kernel in ("c", "numba"):
+            win, wout = start.copy(), start[::-1].copy()
+            loss = sgns_epoch(win, wout, centers, contexts, order, noise, 5, 0.05, 0,
+                              len(pairs), 3, kernel)  # fmt: skip
+            out[kernel] = (win, wout, loss)
+    finally:
+        torch.set_num_threads(threads[0]), numba.set_num_threads(threads[1])
+    for a, b in zip(out["c"][:2], out["numba"][:2], strict=True):
+        assert not np.array_equal(a, start)  # trained
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert out["c"][2] == pytest.approx(out["numba"][2], rel=1e-4)

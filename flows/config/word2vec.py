@@ -95,10 +95,11 @@ class Word2VecTrain(TrainConfig):
     weight_decay: float = Field(0.01, ge=0)
     negatives: int = Field(5, ge=1, description="sgns: negative samples per pair")
     unigram_power: float = Field(0.75, description="sgns: noise distribution exponent")
-    kernel: Literal["auto", "torch", "numba"] = Field(
+    kernel: Literal["auto", "torch", "c", "numba"] = Field(
         "auto",
-        description="sgns on CPU: numba = compiled per-pair SGD loop (auto picks it on CPU); "
-        "torch = minibatch SparseAdam (always on GPU)",
+        description="sgns on CPU: c = the per-pair SGD loop built at install (models/sgns.c), "
+        "numba = the same loop in numba; auto picks c, else numba, on CPU; torch = minibatch "
+        "SparseAdam (always on GPU)",
     )
     subsample: float = Field(
         0.0, ge=0, description="frequent-word subsampling (word2vec's 'sample')"

@@ -190,9 +190,9 @@ class Metrics:
                 self.flush()
 
     def flush(self) -> None:
-        from tasks.engine import tracking
-
         if self.queue and not self.down:
+            from tasks.engine import tracking  # only with metrics to send: mlflow loads slowly
+
             try:
                 tracking.log_steps(self.run_id, self.queue)
             except Exception as err:

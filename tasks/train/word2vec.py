@@ -62,8 +62,9 @@ def pair_probability(
     with probability (w - d + 1) / w.
     """
     p = None
-    if cfg.subsample > 0:
-        p = keep_probability(counts, cfg.subsample)[pairs].prod(axis=1)  # both words kept
+    if cfg.subsample > 0:  # both words kept; float32, as the draws compared with it
+        keep = keep_probability(counts, cfg.subsample).astype(np.float32)
+        p = keep[pairs[:, 0]] * keep[pairs[:, 1]]
     if cfg.dynamic_window:
         if distance is None or len(distance) != len(pairs):
             raise ValueError(
@@ -71,21 +72,31 @@ def pair_probability(
                 "'distance' column); re-run the windows stage or set train.dynamic_window=false"
             )
         w = int(distance.max()) if len(distance) else 1
-        by_window = (w - distance.astype(np.float64) + 1) / w
+        by_window = ((w + 1 - np.arange(w + 1)) / w).astype(np.float32)[distance]
         p = by_window if p is None else p * by_window
     return p
 
 
-def use_cpu_kernel(cfg, device: torch.device) -> bool:
+def cpu_kernel(cfg, device: torch.device) -> str | None:
+    """The compiled sgns loop to train with on this device: "c", "numba" or None (torch)."""
     if cfg.kernel == "torch" or device.type != "cpu":
-        return False
+        return None
+    from models.sgns_cpu import c_kernel
+
+    if cfg.kernel == "c":
+        if c_kernel() is None:
+            raise RuntimeError("train.kernel=c: the C kernels could not be built or loaded (see "
+                               "the warning above); set train.kernel=auto or numba")  # fmt: skip
+        return "c"
+    if cfg.kernel == "auto" and c_kernel() is not None:
+        return "c"
     try:
-        import models.sgns_cpu  # noqa: F401  (needs numba)
+        import models.sgns_numba  # noqa: F401  (needs numba)
     except ImportError:
         if cfg.kernel == "numba":
             raise
-        return False
-    return True
+        return None
+    return "numba"
 
 
 def warm_start(model: nn.Module, old: nn.Module, old_vocab: list[str], new_vocab: list[str]) -> int:
@@ -158,25 +169,28 @@ class PairRecipe(Recipe):
 
 
 class KernelRecipe(Recipe):
-    """sgns with the compiled per-pair loop (models/sgns_cpu.py) on the model's own
-    weights: an epoch is one batch — its order of pairs — and one `sgns_epoch` call, whose
-    learning rate decays over every pair of the run (`done` of `total`)."""
+    """sgns with the compiled per-pair loop (models/sgns_cpu.py, kernel "c" or "numba") on
+    the model's own weights: an epoch is one batch — the pairs it keeps, in corpus order, as
+    word2vec reads them — and one `sgns_epoch` call, whose learning rate decays over every
+    pair of the run (`done` of `total`)."""
 
     name, unit = NAME, "pairs"
 
-    def __init__(self, pairs, counts, cfg, p_pair):
+    def __init__(self, pairs, counts, cfg, p_pair, kernel: str = "c"):
         from models.sgns_cpu import alias_table
 
-        self.cfg, self.p_pair = cfg, p_pair
+        self.cfg, self.p_pair, self.kernel = cfg, p_pair, kernel
         self.model = model = SkipGramNS(len(counts), cfg.embed_size)
         # NumPy views of the weights: the kernel updates them in place, a resume copies into them
         self.win, self.wout = model.inp.weight.data.numpy(), model.out.weight.data.numpy()
         self.noise = alias_table(counts.astype(np.float64) ** cfg.unigram_power)
         self.centers, self.contexts = np.ascontiguousarray(pairs.T, dtype=np.int32)
         self.rng = np.random.default_rng(cfg.seed)
-        self.per_epoch = len(pairs) if p_pair is None else int(p_pair.sum())
+        self.per_epoch = len(pairs) if p_pair is None else int(p_pair.sum())  # expected
+        self.cap = None  # max_steps_per_epoch: at most this many pairs an epoch
         if cfg.max_steps_per_epoch:
-            self.per_epoch = min(self.per_epoch, cfg.max_steps_per_epoch * cfg.batch_size)
+            self.cap = cfg.max_steps_per_epoch * cfg.batch_size
+            self.per_epoch = min(self.per_epoch, self.cap)
         self.total = max(self.per_epoch * cfg.epochs, 1)
         self.done, self.epoch = 0, 0
 
@@ -185,17 +199,20 @@ class KernelRecipe(Recipe):
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         n = len(self.centers)
-        order = self.rng.permutation(n)
-        if self.p_pair is not None:
-            order = order[self.rng.random(n) < self.p_pair[order]]
-        return [order[: self.per_epoch]]
+        if self.p_pair is None:
+            order = np.arange(n)
+        else:  # subsampling / dynamic window, drawn afresh each epoch
+            order = np.flatnonzero(self.rng.random(n, dtype=np.float32) < self.p_pair)
+        if self.cap and len(order) > self.cap:  # cut short: a random stretch of the corpus
+            order = np.roll(order, -int(self.rng.integers(len(order))))[: self.cap]
+        return [order]
 
     def train_step(self, compute, batch: np.ndarray, scale: float) -> tuple[torch.Tensor, int]:
         from models.sgns_cpu import sgns_epoch
 
         c, seed = self.cfg, self.cfg.seed + self.epoch
         mean = sgns_epoch(self.win, self.wout, self.centers, self.contexts, batch, self.noise,
-                          c.negatives, c.lr, self.done, self.total, seed)  # fmt: skip
+                          c.negatives, c.lr, self.done, self.total, seed, self.kernel)  # fmt: skip
         self.done += len(batch)
         return torch.tensor(mean, dtype=torch.float64), len(batch)  # float64: the mean is exact
 
@@ -219,8 +236,9 @@ def make_recipe(
     if len(pairs) == 0:
         raise ValueError("no training pairs: every document has fewer than 2 in-vocabulary tokens")
     p_pair = pair_probability(pairs, counts, cfg, distance)
-    if cfg.model == "sgns" and use_cpu_kernel(cfg, device):
-        return KernelRecipe(pairs, counts, cfg, p_pair)
+    kernel = cpu_kernel(cfg, device) if cfg.model == "sgns" else None
+    if kernel:
+        return KernelRecipe(pairs, counts, cfg, p_pair, kernel)
     return PairRecipe(pairs, counts, cfg, p_pair, device)
 
 
