@@ -1,9 +1,10 @@
 """The Seq2Seq translation pipeline (Laboratorio 4, part 2), German -> English on Multi30k,
 or any language pair of your own data (data.source, data.src_lang/trg_lang).
 
-ingest (3 archives, or your source) -> tokenize (spaCy, by language) -> vocab (train split)
+ingest (3 archives, or your source) -> [subword (SentencePiece, tokenize.subword)]
+       -> tokenize (spaCy words by language, or subword pieces) -> vocab (train split)
        -> encode (Parquet) -> train (best-validation checkpoint)
-       -> evaluate (test loss/ppl, BLEU, chrF) -> register
+       -> evaluate (test loss/ppl, BLEU lowercased and cased, chrF) -> register
 """
 
 import hashlib
@@ -25,16 +26,18 @@ from tasks.engine.stage import StageOutput, run_logger
 from tasks.plots import report_header
 from tasks.runtime.loop import Build, Fitted, Plan
 from tasks.runtime.trainer import fit
+from tasks.subword import MODEL, Subword, to_text, train_subword
 from tasks.train.seq2seq import (
+    cased_bleu,
     corpus_bleu,
     corpus_chrf,
-    detokenize,
     evaluate_loss,
     token_bleu,
     translate_ids,
 )
 from tasks.translation import (
     SPLITS,
+    UNK,
     build_vocabs,
     encode_parallel,
     ingest_own,
@@ -43,6 +46,7 @@ from tasks.translation import (
     read_split,
     read_vocabs,
     tokenize_parallel,
+    tokenize_texts,
 )
 
 PIPELINE = "seq2seq"
@@ -166,23 +170,40 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
     return recipe.model.cpu(), fitted
 
 
+def text_stages(config: Seq2SeqConfig, rows: StageOutput, *, as_task: bool = True) -> list:
+    """rows -> [subword (with tokenize.subword), tokens, vocab, encoded]: Prefect tasks, or
+    their plain functions (as_task=False)."""
+    def call(stage, *args):
+        return stage(*args) if as_task else stage.fn(*args)
+
+    tok = config.tokenize
+    sub = call(train_subword, PIPELINE, rows, tok) if tok.subword != "none" else None
+    tokens = call(tokenize_parallel, PIPELINE, rows, tok, sub)
+    vocab = call(build_vocabs, PIPELINE, tokens, config.vocab.min_freq, sub)
+    return [*([sub] if sub else []), tokens, vocab, call(encode_parallel, PIPELINE, tokens, vocab)]
+
+
+def subword_of(stages: list) -> Subword | None:
+    """The subword model among a run's stages, if it has one."""
+    return next((Subword.read(s.file(MODEL)) for s in stages if s.stage == "subword"), None)
+
+
 def tune_stages(config: Seq2SeqConfig) -> list:
     """The stages a tuning trial reads, as plain functions (built once, then from cache)."""
     rows = ingest(config, as_task=False)
-    tokens = tokenize_parallel.fn(PIPELINE, rows, config.tokenize)
-    vocab = build_vocabs.fn(PIPELINE, tokens, config.vocab.min_freq)
-    return [rows, tokens, vocab, encode_parallel.fn(PIPELINE, tokens, vocab)]
+    return [rows, *text_stages(config, rows, as_task=False)]
 
 
 TUNE_METRIC = ("val_bleu", "max")
 TUNE_EPOCH_SENTENCES = 500  # the validation sentences decoded after each epoch (pruning)
 
 
-def val_bleu(model, valid, refs: list[str], trg_vocab: list[str], cfg, lang: str) -> float:
+def val_bleu(model, valid, refs: list[str], trg_vocab: list[str], cfg, lang: str,
+             subword: Subword | None = None) -> float:  # fmt: skip
     """sacreBLEU (as test_bleu) of greedy translations of validation sources against their
     raw references."""
     ids = translate_ids(model, valid, torch.device("cpu"), cfg.max_len, beam=1)
-    return corpus_bleu([detokenize([trg_vocab[i] for i in h], lang) for h in ids], refs)
+    return corpus_bleu([to_text([trg_vocab[i] for i in h], lang, subword) for h in ids], refs)
 
 
 def tune_trial(config: Seq2SeqConfig, run_id: str, monitor) -> float:
@@ -194,20 +215,22 @@ def tune_trial(config: Seq2SeqConfig, run_id: str, monitor) -> float:
 
     from tasks.train.seq2seq import recipe as make_recipe
 
-    rows, _, vocab, encoded = tune_stages(config)
+    stages = tune_stages(config)
+    rows, vocab, encoded, subword = stages[0], stages[-2], stages[-1], subword_of(stages)
     src_vocab, trg_vocab = read_vocabs(vocab)
     refs = pq.read_table(rows.file("valid.parquet")).column("trg").to_pylist()
     built = make_recipe(encoded.path, len(src_vocab), len(trg_vocab), config.train)
     sources, n, lang = built.valid[0], TUNE_EPOCH_SENTENCES, config.data.trg_lang
 
     def each(epoch: int, row: dict) -> None:
-        score = val_bleu(built.model, sources[:n], refs[:n], trg_vocab, config.evaluate, lang)
+        score = val_bleu(built.model, sources[:n], refs[:n], trg_vocab, config.evaluate, lang,
+                         subword)  # fmt: skip
         tracking.log_metrics(run_id, {"val_bleu_part": score}, step=epoch)
         monitor(epoch, row | {"val_bleu": score})
 
     recipe, _ = fit(built, Plan.of(config.train, progress=False), run_id=run_id, monitor=each)
     recipe.model.cpu()
-    return val_bleu(recipe.model, sources, refs, trg_vocab, config.evaluate, lang)
+    return val_bleu(recipe.model, sources, refs, trg_vocab, config.evaluate, lang, subword)
 
 
 def kept_val_loss(fitted: Fitted) -> float:
@@ -218,13 +241,16 @@ def kept_val_loss(fitted: Fitted) -> float:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
-                  run_id: str, lang: str = "en") -> tuple[dict, str]:  # fmt: skip
+                  run_id: str, lang: str = "en", subword: StageOutput | None = None,
+                  trg_model: str | None = None) -> tuple[dict, str]:  # fmt: skip
     """Test loss/perplexity, greedy and (for a model with beam search) beam translations of
-    test2016, each scored three ways: sacreBLEU on detokenized text against the raw references
-    (`test_bleu`), BLEU on lowercased spaCy tokens as the pytorch-seq2seq tutorials score
-    (`test_bleu_tok`) and chrF (`test_chrf`). The unsuffixed metrics are the decoding the model
-    serves with (beam where it has it); `_greedy` ones are always greedy. Returns (metrics,
-    the translations table the flow logs once the model's version is known)."""
+    test2016, each scored four ways: sacreBLEU on detokenized text against the raw references,
+    lowercased (`test_bleu`) and cased as translation systems are compared
+    (`test_sacrebleu_cased`, its signature a param), BLEU on lowercased spaCy tokens as the
+    pytorch-seq2seq tutorials score (`test_bleu_tok`) and chrF (`test_chrf`). The unsuffixed
+    metrics are the decoding the model serves with (beam where it has it); `_greedy` ones are
+    always greedy; `test_unk_outputs` counts <unk> in the served translations. Returns
+    (metrics, the translations table the flow logs once the model's version is known)."""
     import pyarrow.parquet as pq
 
     logger = run_logger()
@@ -234,22 +260,36 @@ def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
     test_loss = evaluate_loss(model, test, batch_size, cpu)
     table = pq.read_table(rows.file("test.parquet"))
     sources, refs = table.column("src").to_pylist(), table.column("trg").to_pylist()
-    ref_tokens = pq.read_table(tokens.file("test.parquet")).column("trg_tokens").to_pylist()
+    sub = Subword.read(subword.file(MODEL)) if subword else None
+    if sub:  # the tutorials' token BLEU on spaCy words, whatever the model's units
+        spacy_words = load_tokenizer(trg_model or lang)
+        ref_tokens = tokenize_texts(refs, spacy_words, True, False)
+    else:
+        ref_tokens = pq.read_table(tokens.file("test.parquet")).column("trg_tokens").to_pylist()
     metrics = {"test_loss": test_loss, "test_ppl": math.exp(test_loss)}
     beam = cfg.beam if hasattr(model, "beam") else 1
     decoded = {}
     for name, width in [("greedy", 1)] + ([("beam", beam)] if beam > 1 else []):
         ids = translate_ids(model, test[0], cpu, cfg.max_len, beam=width, alpha=cfg.length_penalty)
         words = [[trg_vocab[i] for i in h] for h in ids]
-        decoded[name] = [detokenize(w, lang) for w in words]
+        decoded[name] = [to_text(w, lang, sub) for w in words]
+        if sub:
+            words = tokenize_texts(decoded[name], spacy_words, True, False)
+        cased, signature = cased_bleu(decoded[name], refs)
         scores = {"test_bleu": corpus_bleu(decoded[name], refs),
+                  "test_sacrebleu_cased": cased,
                   "test_bleu_tok": token_bleu(words, ref_tokens),
                   "test_chrf": corpus_chrf(decoded[name], refs)}  # fmt: skip
         metrics |= {f"{k}_{name}": v for k, v in scores.items()}
-        logger.info("test %s: BLEU %.2f (sacreBLEU), %.2f (tokens), chrF %.2f", name,
-                    *scores.values())  # fmt: skip
+        unks = sum(h.count(UNK) for h in ids)
+        logger.info("test %s: BLEU %.2f (sacreBLEU, lowercased), %.2f (cased), %.2f (tokens), "
+                    "chrF %.2f; %d <unk> in the outputs", name, *scores.values(),
+                    unks)  # fmt: skip
     served = "beam" if beam > 1 else "greedy"
-    metrics |= {k: metrics[f"{k}_{served}"] for k in ("test_bleu", "test_bleu_tok", "test_chrf")}
+    metrics |= {k: metrics[f"{k}_{served}"]
+                for k in ("test_bleu", "test_sacrebleu_cased", "test_bleu_tok", "test_chrf")}
+    metrics["test_unk_outputs"] = unks
+    tracking.log_params(run_id, {"sacrebleu_signature": signature})
     metrics["beam_width"] = beam
     logger.info("test loss %.3f  ppl %.1f  BLEU %.2f (%s)", test_loss, metrics["test_ppl"],
                 metrics["test_bleu"], served)  # fmt: skip
@@ -271,11 +311,14 @@ def translations_markdown(sources: list, refs: list, decoded: dict, n: int) -> s
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(run_id: str, model, vocab: StageOutput, config: Seq2SeqConfig) -> dict:
-    """The model as the translator pyfunc (flows/translator.py), registered."""
+def register_task(run_id: str, model, vocab: StageOutput, config: Seq2SeqConfig,
+                  subword: StageOutput | None = None) -> dict:  # fmt: skip
+    """The model as the translator pyfunc (flows/translator.py), registered; its subword
+    model travels with it."""
     from flows.translator import log_translator
 
-    return log_translator(run_id, model, *read_vocabs(vocab), config, PIPELINE)
+    return log_translator(run_id, model, *read_vocabs(vocab), config, PIPELINE,
+                          subword.file(MODEL) if subword else None)  # fmt: skip
 
 
 @flow(name=PIPELINE, flow_run_name=dashboard.RunName(PIPELINE))
@@ -296,10 +339,9 @@ def seq2seq(
             from tasks.pairs import add_pairs
 
             rows = add_pairs(PIPELINE, rows, files)
-        tokens = tokenize_parallel(PIPELINE, rows, config.tokenize)
-        vocab = build_vocabs(PIPELINE, tokens, config.vocab.min_freq)
-        encoded = encode_parallel(PIPELINE, tokens, vocab)
-        stages = [rows, tokens, vocab, encoded]
+        stages = [rows, *text_stages(config, rows)]
+        tokens, vocab, encoded = stages[-3:]
+        sub = stages[1] if len(stages) == 5 else None
         tracking.log_stages(run_id, stages)
         metrics = {"src_vocab_size": vocab.stats["src_vocab_size"],
                    "trg_vocab_size": vocab.stats["trg_vocab_size"],
@@ -313,10 +355,10 @@ def seq2seq(
             model, fitted = train_task(encoded, vocab, config.train, run_id,
                                        str(ckpt) if owned else None, meta)  # fmt: skip
             scores, table = evaluate_task(model, rows, tokens, encoded, vocab, config.evaluate,
-                                          config.train.batch_size, run_id,
-                                          d.trg_lang)  # fmt: skip
+                                          config.train.batch_size, run_id, d.trg_lang, sub,
+                                          config.tokenize.trg_model)  # fmt: skip
             metrics |= scores
-            reg = register_task(run_id, model, vocab, config)
+            reg = register_task(run_id, model, vocab, config, sub)
         head = report_header("test translations", PIPELINE, reg["version"], config.profile,
                              PRIMARY_METRIC[0], scores[PRIMARY_METRIC[0]])  # fmt: skip
         tracking.log_text(run_id, head + table, "translations.md")

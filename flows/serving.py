@@ -96,10 +96,11 @@ def number(params: dict | None, name: str, default, low, high, whole: bool = Fal
 
 
 def log_pyfunc(run_id: str, name: str, entry, model, jsons: dict, signature, example,
-               requirements: list[str]) -> dict:  # fmt: skip
+               requirements: list[str], files: dict | None = None) -> dict:  # fmt: skip
     """Log a raw-input pyfunc (models-from-code `entry`) to run `run_id` and register a new
-    version of model `name`: the weights and each of `jsons` (artifact name -> JSON value)
-    travel as its artifacts. Returns tracking.registered's {version, uri}."""
+    version of model `name`: the weights, each of `jsons` (artifact name -> JSON value) and
+    each of `files` (artifact name -> a file's path) travel as its artifacts. Returns
+    tracking.registered's {version, uri}."""
     import json
     import tempfile
     from pathlib import Path
@@ -110,7 +111,7 @@ def log_pyfunc(run_id: str, name: str, entry, model, jsons: dict, signature, exa
     from tasks.runtime import checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
-        files = {"weights": Path(tmp) / "weights.pt"}
+        files = {"weights": Path(tmp) / "weights.pt"} | dict(files or {})
         checkpoint.write(files["weights"], model.cpu().state_dict())
         for key, value in jsons.items():
             files[key] = Path(tmp) / f"{key}.json"

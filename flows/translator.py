@@ -2,7 +2,8 @@ r"""The seq2seq champion as an MLflow pyfunc: raw source-language text in (Germa
 course), target-language text out (English).
 
 The weights, both vocabularies, the languages, the tokenizer settings (each side's spaCy code
-or model) and the decoding settings travel in the model's artifacts, so
+or model, or the SentencePiece model of a model with subword units) and the decoding settings
+travel in the model's artifacts, so
 `mlflow models serve -m models:/seq2seq@champion --env-manager local`
 and `seqflow translate` load the same thing. The rules, for both: one output per input, in
 order; a blank input gives a blank output; an input longer than `max_src_tokens` is cut, with
@@ -53,7 +54,13 @@ class Translator(PythonModel):
         self.model = build_model(train, len(self.src_vocab), len(self.trg_vocab))
         self.model.load_state_dict(checkpoint.load(Path(artifacts["weights"])))
         self.model.eval()
-        self.tokenizer = load_tokenizer(self.tok["src_model"])
+        self.subword = None  # a model with subword units: its SentencePiece model travels too
+        if self.tok.get("subword", "none") != "none":
+            from tasks.subword import Subword
+
+            self.subword = Subword.read(artifacts["subword"])
+        else:
+            self.tokenizer = load_tokenizer(self.tok["src_model"])
 
     def predict(self, context, model_input, params=None) -> list[str]:
         from mlflow.exceptions import MlflowException
@@ -70,7 +77,8 @@ class Translator(PythonModel):
     def translate(self, lines: list, beam: int | None = None) -> tuple[list[str], list]:
         """(one translation per line, [(index of a line that was cut, what was cut)])."""
         from flows.serving import what
-        from tasks.train.seq2seq import detokenize, translate_ids
+        from tasks.subword import to_text
+        from tasks.train.seq2seq import translate_ids
         from tasks.translation import encode, tokenize_texts
 
         for i, line in enumerate(lines, 1):
@@ -78,8 +86,11 @@ class Translator(PythonModel):
                 raise BadInput(f"input {i} is {what(line)}, not text: send strings")
         lines = [BREAKS.sub(" ", line) for line in lines]
         keep = [i for i, line in enumerate(lines) if line.strip()]
-        docs = tokenize_texts([lines[i] for i in keep], self.tokenizer, self.tok["lowercase"],
-                              False)  # fmt: skip
+        texts = [lines[i] for i in keep]
+        if self.subword:
+            docs = self.subword.encode(texts, self.tok["lowercase"])
+        else:
+            docs = tokenize_texts(texts, self.tokenizer, self.tok["lowercase"], False)
         limit, warnings = self.dec["max_src_tokens"], []
         for i, doc in zip(keep, docs, strict=True):
             if len(doc) > limit:
@@ -94,7 +105,7 @@ class Translator(PythonModel):
         out = [""] * len(lines)
         for i, h in zip(keep, hyps, strict=True):
             words = [self.trg_vocab[t] for t in h]
-            out[i] = BREAKS.sub(" ", detokenize(words, self.languages["trg"]))
+            out[i] = BREAKS.sub(" ", to_text(words, self.languages["trg"], self.subword))
         return out, warnings
 
 
@@ -122,8 +133,10 @@ def input_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
-    """Log the trained model as the pyfunc and register a new version: {version, uri}."""
+def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str,
+                   subword: Path | None = None):  # fmt: skip
+    """Log the trained model as the pyfunc and register a new version: {version, uri}.
+    subword: the SentencePiece model file of a model with subword units."""
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -140,7 +153,9 @@ def log_translator(run_id: str, model, src_vocab, trg_vocab, config, name: str):
     jsons = {"settings": settings, "src_vocab": src_vocab, "trg_vocab": trg_vocab}
     sentence = EXAMPLES.get(d.src_lang) or " ".join(src_vocab[4:9])  # in the source language
     example = pd.DataFrame({"text": [sentence]})
-    return log_pyfunc(run_id, name, ENTRY, model, jsons, signature, example, ["spacy", "pandas"])
+    files = {"subword": subword} if subword else {}
+    needs = ["spacy", "pandas"] + (["sentencepiece"] if subword else [])
+    return log_pyfunc(run_id, name, ENTRY, model, jsons, signature, example, needs, files)
 
 
 def load(version) -> Translator:

@@ -146,15 +146,24 @@ def tokenize_texts(texts: list[str], tokenizer, lowercase: bool, reverse: bool) 
     return [[t.text.lower() if lowercase else t.text for t in doc][::step] for doc in docs]
 
 
-def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> int:
+def tokenize_shard(shard: int, src: str, parts: str, cfg: dict, subword: str | None = None) -> int:
     """Rows shard*ROWS_PER_SHARD.. of a split -> part file (src_tokens, trg_tokens); returns
-    the source token count. cfg: the tokenize section. Runs in this process or on a Dask
-    worker (tasks/engine/shards.py)."""
+    the source token count. cfg: the tokenize section; subword: the subword stage's model
+    file, whose pieces are the tokens when given (else spaCy's words). Runs in this process
+    or on a Dask worker (tasks/engine/shards.py)."""
     table = pq.read_table(src).slice(shard * ROWS_PER_SHARD, ROWS_PER_SHARD)
-    src_tok = tokenize_texts(table.column("src").to_pylist(), load_tokenizer(cfg["src_model"]),
-                             cfg["lowercase"], cfg["reverse_src"])  # fmt: skip
-    trg_tok = tokenize_texts(table.column("trg").to_pylist(), load_tokenizer(cfg["trg_model"]),
-                             cfg["lowercase"], False)  # fmt: skip
+    texts = table.column("src").to_pylist(), table.column("trg").to_pylist()
+    if subword:
+        from tasks.subword import load
+
+        src_tok, trg_tok = (load(subword).encode(t, cfg["lowercase"]) for t in texts)
+        if cfg["reverse_src"]:
+            src_tok = [doc[::-1] for doc in src_tok]
+    else:
+        src_tok = tokenize_texts(texts[0], load_tokenizer(cfg["src_model"]), cfg["lowercase"],
+                                 cfg["reverse_src"])  # fmt: skip
+        trg_tok = tokenize_texts(texts[1], load_tokenizer(cfg["trg_model"]), cfg["lowercase"],
+                                 False)  # fmt: skip
     result = pa.table({"src_tokens": pa.array(src_tok, pa.list_(pa.string())),
                        "trg_tokens": pa.array(trg_tok, pa.list_(pa.string()))})  # fmt: skip
     pq.write_table(result, part_path(parts, shard))
@@ -162,9 +171,14 @@ def tokenize_shard(shard: int, src: str, parts: str, cfg: dict) -> int:
 
 
 @task(name="tokenize", cache_policy=NO_CACHE)
-def tokenize_parallel(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
+def tokenize_parallel(pipeline: str, rows: StageOutput, cfg,
+                      subword: StageOutput | None = None) -> StageOutput:  # fmt: skip
     """{split}.parquet -> {split}.parquet (src_tokens, trg_tokens), in shards of
-    ROWS_PER_SHARD rows (on Dask workers under `--runner dask`), merged in order."""
+    ROWS_PER_SHARD rows (on Dask workers under `--runner dask`), merged in order. With a
+    subword stage (tasks/subword.py) the tokens are its pieces."""
+    from tasks.subword import MODEL
+
+    model = str(subword.file(MODEL)) if subword else None
 
     def build(out: Path) -> dict:
         stats = {}
@@ -174,18 +188,19 @@ def tokenize_parallel(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
             parts = scratch(out) / split
             parts.mkdir()
             counts = map_shards(tokenize_shard, shards, src=str(src), parts=str(parts),
-                                cfg=cfg.model_dump())  # fmt: skip
+                                cfg=cfg.model_dump(), subword=model)  # fmt: skip
             stats[f"{split}_src_tokens"] = sum(counts)
             merge_parts(parts, shards, out / f"{split}.parquet")
         shutil.rmtree(scratch(out), ignore_errors=True)
         return stats
 
+    inputs = {"rows": rows.fingerprint} | ({"subword": subword.fingerprint} if subword else {})
     return run_stage(
         pipeline,
         "tokenize",
-        inputs={"rows": rows.fingerprint},
+        inputs=inputs,
         params=cfg.model_dump(),
-        libs=("spacy", "pyarrow"),
+        libs=("spacy", "pyarrow") + (("sentencepiece",) if subword else ()),
         build=build,
     )
 
@@ -200,14 +215,23 @@ def build_vocab_list(docs: list[list[str]], min_freq: int) -> list[str]:
 
 
 @task(name="vocab", cache_policy=NO_CACHE)
-def build_vocabs(pipeline: str, tokens: StageOutput, min_freq: int) -> StageOutput:
-    """The train split's tokens -> src_vocab.json, trg_vocab.json (index -> token)."""
+def build_vocabs(pipeline: str, tokens: StageOutput, min_freq: int,
+                 subword: StageOutput | None = None) -> StageOutput:  # fmt: skip
+    """The train split's tokens -> src_vocab.json, trg_vocab.json (index -> token). With a
+    subword stage both are the specials + every piece of its model (so no piece, bytes
+    included, is ever <unk>), and min_freq does not apply."""
 
     def build(out: Path) -> dict:
         table = pq.read_table(tokens.file("train.parquet"))
         stats = {}
+        if subword:
+            from tasks.subword import MODEL, Subword
+
+            pieces = Subword.read(subword.file(MODEL)).pieces()
+            pieces = SPECIALS + [p for p in pieces if p not in SPECIALS]
         for side in ("src", "trg"):
-            vocab = build_vocab_list(table.column(f"{side}_tokens").to_pylist(), min_freq)
+            vocab = (pieces if subword else
+                     build_vocab_list(table.column(f"{side}_tokens").to_pylist(), min_freq))  # fmt: skip
             if len(vocab) == len(SPECIALS):
                 raise ValueError(
                     f"no {side} token of the train split occurs at least {min_freq} times in "
@@ -218,6 +242,10 @@ def build_vocabs(pipeline: str, tokens: StageOutput, min_freq: int) -> StageOutp
             stats[f"{side}_vocab_size"] = len(vocab)
         return stats
 
+    if subword:
+        return run_stage(pipeline, "vocab", build=build, params={"subword": True},
+                         inputs={"tokens": tokens.fingerprint,
+                                 "subword": subword.fingerprint})  # fmt: skip
     return run_stage(
         pipeline,
         "vocab",

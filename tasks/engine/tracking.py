@@ -108,6 +108,12 @@ def set_tags(run_id: str, tags: dict) -> None:
     client().log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
 
 
+def log_params(run_id: str, params: dict) -> None:
+    from mlflow.entities import Param
+
+    client().log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in params.items()])
+
+
 def log_metrics(run_id: str, metrics: dict, step: int = 0) -> None:
     log_steps(run_id, [(step, metrics)])
 

@@ -212,10 +212,19 @@ def translate_ids(model, src: list[np.ndarray], device, max_len=50, batch=256, b
 
 
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
-    """sacreBLEU (13a tokenization), case-insensitive: the model writes lowercase."""
+    """sacreBLEU (13a tokenization), case-insensitive: the word-level models write lowercase."""
     import sacrebleu
 
     return float(sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True).score)
+
+
+def cased_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
+    """sacreBLEU as translation systems are compared: 13a tokenization, cased. (score, the
+    metric's signature, e.g. nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.5.1)."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU(tokenize="13a", lowercase=False)
+    return float(bleu.corpus_score(hypotheses, [references]).score), str(bleu.get_signature())
 
 
 def token_bleu(hypotheses: list[list[str]], references: list[list[str]]) -> float:
