@@ -2,10 +2,10 @@
 
 Each candidate (the `best` profile with overrides) is trained on the course series' training
 months less the last 12 and scored one step ahead on those 12 (val, the tuning split,
-ValidationEvaluator), for seeds 2023 (the profiles' own) and 0..4; the SARIMA airline model is fitted and scored on the
-same split. The candidate with the lowest mean val RMSE is the recipe; every candidate's
-one-step test RMSE (the 29 test months, trained on all 115 training months) is printed
-beside it, read after the choice. Results: bench/RESULTS.md, "Forecaster `best` above SARIMA".
+ValidationEvaluator), for seeds 2023 (the profiles' own) and 0..4; the SARIMA airline model
+is fitted and scored on the same split. The candidate with the lowest mean val RMSE is the
+recipe; every candidate's one-step test RMSE (the 29 test months, trained on all 115
+training months) is printed beside it, read after the choice. Results: bench/RESULTS.md, "Forecaster `best` above SARIMA".
 
     .venv/bin/python bench/forecaster_recipes.py [--seeds 6]
 """

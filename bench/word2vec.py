@@ -85,8 +85,6 @@ def main() -> None:
         (vocab, encoded, pairs), ours_pre = timed(preprocess, cfg)
         id2tok, counts = read_vocab(vocab)
         data = read_pairs(pairs)
-        ids, offsets, table = read_encoded(encoded)
-        labels = table.column("label").to_numpy()
 
         if "b" not in skip:
             base, nb_pre = timed(notebook_preprocess, str(TRAIN_CSV), f"{tmp}/hf")
@@ -113,8 +111,11 @@ def main() -> None:
 def versus_gensim() -> dict:
     """(c): empty compile caches, the install step's build, then first_run() in a new process."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = os.environ | {"SEQFLOW_KERNEL_CACHE": f"{tmp}/kernels",
-                            "NUMBA_CACHE_DIR": f"{tmp}/numba", "SEQFLOW_DATA_DIR": f"{tmp}/data"}
+        env = os.environ | {
+            "SEQFLOW_KERNEL_CACHE": f"{tmp}/kernels",
+            "NUMBA_CACHE_DIR": f"{tmp}/numba",
+            "SEQFLOW_DATA_DIR": f"{tmp}/data",
+        }
         python = sys.executable
         start = time.perf_counter()
         subprocess.run([python, "-m", "models.kernels"], env=env, cwd=REPO, check=True,
@@ -124,8 +125,9 @@ def versus_gensim() -> dict:
                               capture_output=True, text=True)  # fmt: skip
     out = json.loads(done.stdout.strip().splitlines()[-1]) | {"install_build_s": build_s}
     out["ratio_with_build"] = (out["seqflow_s"] + build_s) / out["gensim_s"]
-    print(f"(c) best vs gensim: first run {out['seqflow_s']:.2f}s (warm {out['seqflow_warm_s']:.2f}s)"
-          f" vs {out['gensim_s']:.2f}s = {out['ratio']:.2f}x; install-time build {build_s:.2f}s; "
+    print(f"(c) best vs gensim: first run {out['seqflow_s']:.2f}s "
+          f"(warm {out['seqflow_warm_s']:.2f}s) vs {out['gensim_s']:.2f}s = {out['ratio']:.2f}x; "
+          f"install-time build {build_s:.2f}s; "
           f"f1 {out['seqflow_f1']:.4f} vs {out['gensim_f1']:.4f}", flush=True)  # fmt: skip
     return out
 

@@ -126,14 +126,21 @@ def forecast_figure(ev: Evaluator, model, base: dict, months: list[str], heading
     return fig
 
 
+def series_stages(config: AirlineConfig, read: dict | None = None,
+                  as_tasks: bool = True) -> list:  # fmt: skip
+    """[ingest, windows] of config's series (read: check_own's, for your own data). as_tasks
+    False: the plain functions (outside a flow)."""
+    d, call = config.data, (lambda t: t) if as_tasks else (lambda t: t.fn)
+    if d.own:
+        series = call(ingest_own_series)(PIPELINE, d, read or check_own(config))
+    else:
+        series = call(ingest_series)(PIPELINE, d.dataset, d.file, d.expected_rows)
+    return [series, call(window_series)(PIPELINE, series, config.windows)]
+
+
 def tune_stages(config: AirlineConfig) -> list:
     """The stages a tuning trial reads (built once before the trials, then from cache)."""
-    d = config.data
-    if d.own:
-        series = ingest_own_series.fn(PIPELINE, d, check_own(config))
-    else:
-        series = ingest_series.fn(PIPELINE, d.dataset, d.file, d.expected_rows)
-    return [series, window_series.fn(PIPELINE, series, config.windows)]
+    return series_stages(config, as_tasks=False)
 
 
 TUNE_METRIC = ("val_rmse", "min")
@@ -201,12 +208,8 @@ def airline(
     season = season_length(d.freq, d.season)  # the course: 12 months
     tags = run_tags(fingerprint(config))
     with open_run(PIPELINE, config, tags) as run_id:
-        if d.own:
-            series = ingest_own_series(PIPELINE, d, read)
-        else:
-            series = ingest_series(PIPELINE, d.dataset, d.file, d.expected_rows)
-        wins = window_series(PIPELINE, series, config.windows)
-        stages = [series, wins]
+        stages = series_stages(config, read)
+        series, wins = stages
         tracking.log_stages(run_id, stages)
         ev = Evaluator(series, wins)
         ckpt = recover.checkpoint_folder(PIPELINE, [series.fingerprint, wins.fingerprint],
@@ -286,10 +289,5 @@ PARITY = [
 @task(name="score", cache_policy=NO_CACHE)
 def score(config: AirlineConfig, version: int | str) -> float:
     """The notebook's test RMSE of registered model `version` on this config's test windows."""
-    d = config.data
-    if d.own:
-        series = ingest_own_series.fn(PIPELINE, d, check_own(config))
-    else:
-        series = ingest_series.fn(PIPELINE, d.dataset, d.file, d.expected_rows)
-    wins = window_series.fn(PIPELINE, series, config.windows)
+    series, wins = series_stages(config, as_tasks=False)
     return Evaluator(series, wins).window_rmse(tracking.load_model(PIPELINE, version), "test")

@@ -173,6 +173,7 @@ def train_task(encoded: StageOutput, vocab: StageOutput, cfg, run_id: str,
 def text_stages(config: Seq2SeqConfig, rows: StageOutput, *, as_task: bool = True) -> list:
     """rows -> [subword (with tokenize.subword), tokens, vocab, encoded]: Prefect tasks, or
     their plain functions (as_task=False)."""
+
     def call(stage, *args):
         return stage(*args) if as_task else stage.fn(*args)
 
@@ -286,8 +287,10 @@ def evaluate_task(model, rows, tokens, encoded, vocab, cfg, batch_size: int,
                     "chrF %.2f; %d <unk> in the outputs", name, *scores.values(),
                     unks)  # fmt: skip
     served = "beam" if beam > 1 else "greedy"
-    metrics |= {k: metrics[f"{k}_{served}"]
-                for k in ("test_bleu", "test_sacrebleu_cased", "test_bleu_tok", "test_chrf")}
+    metrics |= {
+        k: metrics[f"{k}_{served}"]
+        for k in ("test_bleu", "test_sacrebleu_cased", "test_bleu_tok", "test_chrf")
+    }
     metrics["test_unk_outputs"] = unks
     tracking.log_params(run_id, {"sacrebleu_signature": signature})
     metrics["beam_width"] = beam

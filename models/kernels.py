@@ -1,8 +1,9 @@
 """The compiled kernels: the fused recurrence cells (models/cells.c) and word2vec's SGNS loop
 (models/sgns.c), one shared library built with the system C compiler at install time (`make
-install` runs `python -m models.kernels`) or else on first use, cached, and loaded with ctypes. They split the batch rows over OpenMP threads; the
-library is loaded after torch, so its libgomp is torch's own (same soname) and the kernels
-share torch's thread pool instead of competing with its spinning workers.
+install` runs `python -m models.kernels`) or else on first use, cached, and loaded with
+ctypes. They split their work over OpenMP threads; the library is loaded after torch, so
+its libgomp is torch's own (same soname) and the kernels share torch's thread pool instead of
+competing with its spinning workers.
 
 `library()` returns None, with one warning, when the kernels cannot be used: no C compiler
 (`cc`, or $CC), a failed build, or SEQFLOW_KERNELS=0. The scratch cells then run their
@@ -38,8 +39,25 @@ _tried = False
 _I, _L, _P, _F = ctypes.c_int, ctypes.c_long, ctypes.c_void_p, ctypes.c_float
 _RESULT = {"sgns_epoch": ctypes.c_double}  # the others return nothing
 _SIGNATURES = {
-    "sgns_epoch": [_I, _P, _P, _I, _I, _P, _P, _P, _L, _P, _P, _I, _F, _F, _L, _L,
-                   ctypes.c_uint64],  # fmt: skip
+    "sgns_epoch": [
+        _I,
+        _P,
+        _P,
+        _I,
+        _I,
+        _P,
+        _P,
+        _P,
+        _L,
+        _P,
+        _P,
+        _I,
+        _F,
+        _F,
+        _L,
+        _L,
+        ctypes.c_uint64,
+    ],  # fmt: skip
     "rnn_forward": [_I] * 4 + [_P] * 4,
     "rnn_backward": [_I] * 5 + [_P] * 4 + [_L, _L, _P, _L, _L] + [_P] * 6,
     "lstm_forward": [_I] * 4 + [_P] * 7,
@@ -74,8 +92,9 @@ def build(cache: Path | None = None) -> Path:
         raise RuntimeError("no C compiler (cc) on PATH; install gcc or set CC")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        "\0".join([*(f.read_text() for f in SOURCES), " ".join(CFLAGS), version,
-                   _cpu_flags()]).encode()  # fmt: skip
+        "\0".join(
+            [*(f.read_text() for f in SOURCES), " ".join(CFLAGS), version, _cpu_flags()]
+        ).encode()  # fmt: skip
     ).hexdigest()[:16]
     cache = cache or Path(
         os.environ.get("SEQFLOW_KERNEL_CACHE", Path.home() / ".cache" / "seqflow" / "kernels")
@@ -91,7 +110,7 @@ def build(cache: Path | None = None) -> Path:
         steps.append([cc, "-shared", "-fopenmp", *objs, "-o", str(lib), "-lm"])
         compiling = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
                      for cmd in steps[:-1]]  # fmt: skip
-        for cmd, proc in [*zip(steps, compiling), (steps[-1], None)]:  # compile all, then link
+        for cmd, proc in [*zip(steps[:-1], compiling, strict=True), (steps[-1], None)]:  # link last
             proc = proc or subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
             if proc.wait():
                 raise RuntimeError(f"building the kernels failed: {' '.join(cmd)}\n"

@@ -91,8 +91,11 @@ def train_subword(pipeline: str, rows: StageOutput, cfg) -> StageOutput:
         pipeline,
         "subword",
         inputs={"rows": rows.fingerprint},
-        params={"type": cfg.subword_type, "vocab": cfg.subword_vocab,
-                "lowercase": cfg.lowercase},  # fmt: skip
+        params={
+            "type": cfg.subword_type,
+            "vocab": cfg.subword_vocab,
+            "lowercase": cfg.lowercase,
+        },  # fmt: skip
         libs=("sentencepiece",),
         build=build,
     )

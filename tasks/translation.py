@@ -230,8 +230,8 @@ def build_vocabs(pipeline: str, tokens: StageOutput, min_freq: int,
             pieces = Subword.read(subword.file(MODEL)).pieces()
             pieces = SPECIALS + [p for p in pieces if p not in SPECIALS]
         for side in ("src", "trg"):
-            vocab = (pieces if subword else
-                     build_vocab_list(table.column(f"{side}_tokens").to_pylist(), min_freq))  # fmt: skip
+            docs = None if subword else table.column(f"{side}_tokens").to_pylist()
+            vocab = pieces if subword else build_vocab_list(docs, min_freq)
             if len(vocab) == len(SPECIALS):
                 raise ValueError(
                     f"no {side} token of the train split occurs at least {min_freq} times in "

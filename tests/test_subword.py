@@ -71,8 +71,9 @@ def test_the_tokenize_stage_holds_pieces_and_reverses_the_source_when_asked(stag
     src = pq.read_table(rows.file("train.parquet")).column("src").to_pylist()
     model = Subword.read(sub.file(MODEL))
     assert table.column("src_tokens")[0].as_py() == model.encode([src[0]])[0]
-    flipped = tokenize_parallel.fn("seq2seq", rows,
-                                   cfg.tokenize.model_copy(update={"reverse_src": True}), sub)
+    flipped = tokenize_parallel.fn(
+        "seq2seq", rows, cfg.tokenize.model_copy(update={"reverse_src": True}), sub
+    )
     first = pq.read_table(flipped.file("train.parquet")).column("src_tokens")[0].as_py()
     assert first == model.encode([src[0]])[0][::-1]
     assert 300 < sub.stats["pieces"] <= 600 and sub.stats["texts"] == 2 * 1500

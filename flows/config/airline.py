@@ -48,7 +48,8 @@ class AirlineTrain(TrainConfig):
         False, description="add a linear autoregression over the window to the LSTM (LSTNet)"
     )
     loss_on: Literal["window", "last"] = Field(
-        "window", description="window: every step of the window (the notebook); last: the "
+        "window",
+        description="window: every step of the window (the notebook); last: the "
         "last step only, the one-step-ahead forecast that is scored",
     )
     batch_size: int = Field(8, ge=1)
@@ -93,8 +94,7 @@ PROFILES: dict[str, dict] = {
         # seasons of lookback, standardised; a small LSTM plus a linear autoregression over
         # the window (highway), trained on the one-step forecast (bench/RESULTS.md)
         "windows": {"lookback": 24, "log": True, "lag": "season", "diff": 1, "scale": True},
-        "train": {"epochs": 100, "hidden": 8, "highway": True, "loss_on": "last",
-                  "eval_every": 10},
+        "train": {"epochs": 100, "hidden": 8, "highway": True, "loss_on": "last", "eval_every": 10},
     },
 }
 

@@ -34,7 +34,8 @@ class ParallelTokenize(Section):
     lowercase: bool = True
     reverse_src: bool = Field(True, description="feed the source reversed, as the notebook")
     subword: Literal["none", "sentencepiece"] = Field(
-        "none", description="sentencepiece: one joint subword vocabulary learnt from the train "
+        "none",
+        description="sentencepiece: one joint subword vocabulary learnt from the train "
         "split's raw text (tasks/subword.py): cased unless lowercase, no <unk> (byte fallback), "
         "translations decoded to plain text; none: spaCy words, vocab.min_freq",
     )
@@ -132,8 +133,13 @@ PROFILES: dict[str, dict] = {
     },
     "best": {
         # cased text in one joint SentencePiece vocabulary (no <unk>, plain-text output)
-        "tokenize": {"reverse_src": False, "lowercase": False, "subword": "sentencepiece",
-                     "subword_type": "bpe", "subword_vocab": 8000},
+        "tokenize": {
+            "reverse_src": False,
+            "lowercase": False,
+            "subword": "sentencepiece",
+            "subword_type": "bpe",
+            "subword_vocab": 8000,
+        },
         "train": {
             "model": "transformer",
             "epochs": 20,
