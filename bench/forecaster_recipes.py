@@ -5,7 +5,8 @@ months less the last 12 and scored one step ahead on those 12 (val, the tuning s
 ValidationEvaluator), for seeds 2023 (the profiles' own) and 0..4; the SARIMA airline model
 is fitted and scored on the same split. The candidate with the lowest mean val RMSE is the
 recipe; every candidate's one-step test RMSE (the 29 test months, trained on all 115
-training months) is printed beside it, read after the choice. Results: bench/RESULTS.md, "Forecaster `best` above SARIMA".
+training months) is printed beside it, read after the choice. Results: bench/RESULTS.md,
+"Forecaster `best` above SARIMA".
 
     .venv/bin/python bench/forecaster_recipes.py [--seeds 6]
 """
