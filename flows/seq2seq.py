@@ -26,12 +26,13 @@ from tasks.engine.stage import StageOutput, run_logger
 from tasks.plots import report_header
 from tasks.runtime.loop import Build, Fitted, Plan
 from tasks.runtime.trainer import fit
-from tasks.subword import MODEL, Subword, to_text, train_subword
+from tasks.subword import MODEL, Subword, train_subword
 from tasks.train.seq2seq import (
     cased_bleu,
     corpus_bleu,
     corpus_chrf,
     evaluate_loss,
+    to_text,
     token_bleu,
     translate_ids,
 )

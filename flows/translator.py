@@ -77,8 +77,7 @@ class Translator(PythonModel):
     def translate(self, lines: list, beam: int | None = None) -> tuple[list[str], list]:
         """(one translation per line, [(index of a line that was cut, what was cut)])."""
         from flows.serving import what
-        from tasks.subword import to_text
-        from tasks.train.seq2seq import translate_ids
+        from tasks.train.seq2seq import to_text, translate_ids
         from tasks.translation import encode, tokenize_texts
 
         for i, line in enumerate(lines, 1):

@@ -45,18 +45,6 @@ class Subword:
         return self.sp.decode_pieces(pieces)
 
 
-def to_text(tokens: list[str], lang: str, subword: "Subword | None") -> str:
-    """A translation's tokens as text: the subword model's decoding (the pipeline's specials
-    dropped), else spaCy words with their spaces taken back out (detokenize)."""
-    if subword is None:
-        from tasks.train.seq2seq import detokenize
-
-        return detokenize(tokens, lang)
-    from tasks.translation import SPECIALS
-
-    return subword.decode([t for t in tokens if t not in SPECIALS])
-
-
 @functools.cache  # per process: a worker reads the model once
 def load(path: str) -> Subword:
     return Subword.read(path)

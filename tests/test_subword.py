@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.config import load_config
-from tasks.subword import MODEL, Subword, to_text, train_subword
+from tasks.subword import MODEL, Subword, train_subword
+from tasks.train.seq2seq import to_text
 from tasks.translation import (
     SPECIALS,
     UNK,

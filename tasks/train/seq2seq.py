@@ -13,7 +13,7 @@ from models.seq2seq import Seq2Seq
 from tasks.engine.accel import compiled, to_device, use_cudnn
 from tasks.engine.stage import StageOutput
 from tasks.runtime.loop import Recipe, pick_device, seed_everything
-from tasks.translation import EOS, PAD, SOS, read_split
+from tasks.translation import EOS, PAD, SOS, SPECIALS, read_split
 
 
 def pad_batch(seqs: list[np.ndarray], device, length: int | None = None) -> torch.Tensor:
@@ -191,6 +191,14 @@ def detokenize(tokens: list[str], lang: str = "en") -> str:
         text = re.sub(r"(?<=\w) (?=-(?:ce|ci|là|il|elle|ils|elles|on|t|je|tu|nous|vous)\b)", "",
                       text)  # fmt: skip
     return re.sub(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", text)
+
+
+def to_text(tokens: list[str], lang: str, subword=None) -> str:
+    """A translation's tokens as text: the subword model's decoding (tasks/subword.py; the
+    pipeline's specials dropped), else spaCy words with their spaces taken back out."""
+    if subword is None:
+        return detokenize(tokens, lang)
+    return subword.decode([t for t in tokens if t not in SPECIALS])
 
 
 @torch.no_grad()
