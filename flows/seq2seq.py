@@ -185,9 +185,15 @@ def text_stages(config: Seq2SeqConfig, rows: StageOutput, *, as_task: bool = Tru
     return [*([sub] if sub else []), tokens, vocab, call(encode_parallel, PIPELINE, tokens, vocab)]
 
 
+def subword_stage(stages: list) -> StageOutput | None:
+    """The subword stage among a run's stages, if it has one."""
+    return next((s for s in stages if s.stage == "subword"), None)
+
+
 def subword_of(stages: list) -> Subword | None:
     """The subword model among a run's stages, if it has one."""
-    return next((Subword.read(s.file(MODEL)) for s in stages if s.stage == "subword"), None)
+    stage = subword_stage(stages)
+    return Subword.read(stage.file(MODEL)) if stage else None
 
 
 def tune_stages(config: Seq2SeqConfig) -> list:
@@ -345,7 +351,7 @@ def seq2seq(
             rows = add_pairs(PIPELINE, rows, files)
         stages = [rows, *text_stages(config, rows)]
         tokens, vocab, encoded = stages[-3:]
-        sub = stages[1] if len(stages) == 5 else None
+        sub = subword_stage(stages)
         tracking.log_stages(run_id, stages)
         metrics = {"src_vocab_size": vocab.stats["src_vocab_size"],
                    "trg_vocab_size": vocab.stats["trg_vocab_size"],
