@@ -51,3 +51,25 @@ def test_seqflow_run_nproc_2(prefect_server, tmp_path):
     kids = resume.children(tmp_path / "data", parent.info.run_id, "charlm")
     assert list(kids) == ["gru_scratch"] and kids["gru_scratch"].data.metrics["chars_per_sec"] > 0
     assert not resume.checkpoints(tmp_path / "data", "charlm")  # gone once registered
+
+
+def test_cosine_schedule_warms_up_then_ends_at_the_floor_on_the_runs_last_step(windows):
+    cfg, path = windows
+    train = cfg.train.model_copy(update={"schedule": "cosine", "warmup": 3, "lr_floor": 0.1,
+                                         "optimizer": "adamw", "lr": 1e-2,
+                                         "max_steps_per_epoch": 5})  # fmt: skip
+    build = Build("tasks.train.charlm:recipe", {"windows": path, "kind": "gru", "vocab_size": 34,
+                                                 "cfg": train})  # fmt: skip
+    recipe = build()
+    lrs = []
+    for _ in range(10):  # 2 epochs of at most 5 steps: the schedule spans exactly 10
+        lrs.append(recipe.optimizer.param_groups[0]["lr"])
+        recipe.optimizer.step()
+        recipe.scheduler.step()
+    assert lrs[:3] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2])
+    assert lrs[3] == pytest.approx(1e-2)
+    assert all(a > b for a, b in zip(lrs[3:], lrs[4:]))  # decays after the warm-up
+    assert lrs[-1] == pytest.approx(1e-3)  # lr x floor on the last step
+    recipe, fitted = fit(build, Plan.of(train, progress=False))
+    assert len(fitted.step_losses) == 10
+    assert recipe.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)

@@ -64,6 +64,12 @@ class CharLMTrain(TrainConfig):
     lr_rnn_scratch: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     clip: float = Field(1.0, gt=0)
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine = linear warm-up, then a cosine decay to lr * lr_floor "
+        "over every step of the run"
+    )
+    warmup: int = Field(0, ge=0, description="cosine: warm-up steps")
+    lr_floor: float = Field(0.05, ge=0, le=1, description="cosine: the last step's share of lr")
 
 
 class CharEval(Section):

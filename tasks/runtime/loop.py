@@ -7,6 +7,7 @@ with RNG states and resume, the NaN/inf stop, SIGINT/SIGTERM, device and precisi
 (`plan.nproc`, see tasks/runtime/ddp.py) and best-checkpoint selection.
 """
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -95,6 +96,20 @@ class Recipe:
         if self.scheduler is not None:
             self.scheduler.step()
         return loss.detach(), n
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int = 0,
+                  floor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:  # fmt: skip
+    """lr x (step + 1) / warmup for the first `warmup` steps, then a cosine from lr down to
+    lr x floor on step `total - 1`, the run's last (and floor after it, should a run go on)."""
+
+    def rate(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.runtime.loop import Recipe, pick_device
+from tasks.runtime.loop import Recipe, pick_device, warmup_cosine
 
 
 def _loss_sum(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -33,7 +33,8 @@ def perplexity(model: nn.Module, windows: np.ndarray, batch_size: int, device) -
 
 
 class CharRecipe(Recipe):
-    """One model kind on the windows: Adadelta (or AdamW), clipping at cfg.clip, shuffled
+    """One model kind on the windows: Adadelta (or AdamW, constant or warm-up + cosine over
+    the run's steps), clipping at cfg.clip, shuffled
     minibatches of window indices from a numpy Generator (its state goes in checkpoints);
     train_ppl (from the epoch's summed losses, as the notebook) and test_ppl every epoch
     (`held="val"`: the held-out windows are a validation block, the metric val_ppl)."""
@@ -56,6 +57,10 @@ class CharRecipe(Recipe):
             self.optimizer = torch.optim.Adadelta(params, lr=lr)
         else:
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "cosine":
+            per_epoch = math.ceil(len(train) / cfg.batch_size)
+            steps = min(per_epoch, cfg.max_steps_per_epoch or per_epoch) * cfg.epochs
+            self.scheduler = warmup_cosine(self.optimizer, steps, cfg.warmup, cfg.lr_floor)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = torch.from_numpy(train.astype(np.int64))
         self.test, self.held = test, held
