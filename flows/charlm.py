@@ -44,7 +44,7 @@ from tasks.incoming import data_fingerprint  # noqa: E402
 from tasks.plots import integer_epochs, report_header, title  # noqa: E402
 from tasks.runtime.loop import Build, Plan  # noqa: E402
 from tasks.runtime.trainer import fit  # noqa: E402
-from tasks.train.charlm import continue_text, perplexity, read_split  # noqa: E402
+from tasks.train.charlm import continue_text, overlapping, perplexity, read_split  # noqa: E402
 
 PIPELINE = "charlm"
 PRIMARY_METRIC = ("test_ppl", "min")
@@ -135,6 +135,11 @@ TUNE_METRIC = ("val_ppl", "min")
 VALIDATION_SHARE = 0.1  # tuning: the share of training windows held out for validation
 
 
+def window_overlap(w) -> int:
+    """Training windows that share text with the next one's start (validation carving)."""
+    return overlapping(w.length, 1 if w.split == "parity" else w.stride)
+
+
 def tune_trial(config: CharLMConfig, run_id: str, monitor) -> float:
     """One tuning trial (flows/tune.py): the first next-character kind of train.kinds trained
     on the training windows less a validation block (tasks/train/charlm.carve_validation), its
@@ -144,10 +149,8 @@ def tune_trial(config: CharLMConfig, run_id: str, monitor) -> float:
 
     _, chars, wins = tune_stages(config)
     vocab, _ = read_chars(chars)
-    w = config.windows
-    stride = 1 if w.split == "parity" else w.stride
     train, valid = carve_validation(read_split(wins.path, "train"), VALIDATION_SHARE,
-                                    -(-(w.length + 1) // stride))  # fmt: skip
+                                    window_overlap(config.windows))  # fmt: skip
     kind = next(k for k in config.train.kinds if k != "lstm_bidir")
     recipe = CharRecipe(kind, train, valid, len(vocab), config.train, held="val")
     tracking.log_metrics(run_id, {"train_windows": len(train), "val_windows": len(valid)})
@@ -165,8 +168,9 @@ def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_f
     cfg = config.train
     tags = {"model.kind": kind, "mlflow.note.content": DESCRIPTIONS.get(kind, f"{kind} model"),
             "data_fingerprint": data_fp}  # fmt: skip
-    build = Build("tasks.train.charlm:recipe", {"windows": wins.path, "kind": kind,
-                                                 "vocab_size": len(vocab), "cfg": cfg})  # fmt: skip
+    build = Build("tasks.train.charlm:recipe",
+                  {"windows": wins.path, "kind": kind, "vocab_size": len(vocab), "cfg": cfg,
+                   "overlap": window_overlap(config.windows)})  # fmt: skip
     with tracking.child_run(parent, PIPELINE, kind, {"model.kind": kind, **flatten(cfg)},
                             tags) as run_id:  # fmt: skip
         tracking.log_metrics(run_id, {"vocab_size": len(vocab)})

@@ -65,44 +65,39 @@ def ingest_own(config: Word2VecConfig, task=ingest_source):
     return task(PIPELINE, d, own_data(config)["wanted"], columns, merged=True, limit=d.limit_rows)
 
 
-def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = None) -> list:
-    """ingest -> tokenize -> vocab -> drop rare -> windows: the stage outputs, in order. Inside
-    a flow on a Dask task runner the stages run their row-group shards on the workers.
+def preprocess(config: Word2VecConfig, incoming: list = (), keep: dict | None = None, *,
+               as_task: bool = True) -> list:  # fmt: skip
+    """ingest -> tokenize -> vocab -> drop rare -> windows: the stage outputs, in order, as
+    Prefect tasks or their plain functions (as_task=False: outside a flow). Inside a flow on a
+    Dask task runner the stages run their row-group shards on the workers.
     keep: which incoming rows to take (tasks/incoming.py: duplicates are dropped)."""
+
+    def call(stage, *args):
+        return stage(*args) if as_task else stage.fn(*args)
+
     d = config.data
     if d.own:
-        rows = ingest_own(config)
+        rows = ingest_own(config, ingest_source if as_task else ingest_source.fn)
     else:
-        rows = ingest_csv(PIPELINE, d.dataset, d.file, d.limit_rows, incoming, keep)
+        rows = call(ingest_csv, PIPELINE, d.dataset, d.file, d.limit_rows, incoming, keep)
     if labelled(config):
         check_evaluation_split(rows, config.evaluate)  # before any training
-    tokens = tokenize_tweets(PIPELINE, rows, config.tokenize)
-    vocab = build_vocab(PIPELINE, tokens, config.vocab.min_count)
-    encoded = drop_rare_tokens(PIPELINE, tokens, vocab)
-    pairs = window_pairs(PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
+    tokens = call(tokenize_tweets, PIPELINE, rows, config.tokenize)
+    vocab = call(build_vocab, PIPELINE, tokens, config.vocab.min_count)
+    encoded = call(drop_rare_tokens, PIPELINE, tokens, vocab)
+    pairs = call(window_pairs, PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
     return [rows, tokens, vocab, encoded, pairs]
 
 
 def tune_stages(config: Word2VecConfig) -> list:
     """The stages a tuning trial reads, as plain functions (built once before the trials, then
-    from cache): ingest -> tokenize -> vocab -> drop rare -> windows. Tuning scores downstream
-    F1, so the data needs labels."""
-    d = config.data
+    from cache). Tuning scores downstream F1, so the data needs labels."""
     if not labelled(config):
         raise ValueError(
             f"word2vec tuning scores downstream F1 on validation rows: "
-            f"{d.source!r} has no label column (set data.label_column)"
+            f"{config.data.source!r} has no label column (set data.label_column)"
         )
-    if d.own:
-        rows = ingest_own(config, ingest_source.fn)
-    else:
-        rows = ingest_csv.fn(PIPELINE, d.dataset, d.file, d.limit_rows)
-    check_evaluation_split(rows, config.evaluate)
-    tokens = tokenize_tweets.fn(PIPELINE, rows, config.tokenize)
-    vocab = build_vocab.fn(PIPELINE, tokens, config.vocab.min_count)
-    encoded = drop_rare_tokens.fn(PIPELINE, tokens, vocab)
-    pairs = window_pairs.fn(PIPELINE, encoded, config.windows.size, config.windows.shard_rows)
-    return [rows, tokens, vocab, encoded, pairs]
+    return preprocess(config, as_task=False)
 
 
 TUNE_METRIC = ("val_f1", "max")

@@ -7,6 +7,7 @@ from flows.config import load_config
 from tasks.chars import encode_chars, ingest_book, window_chars
 from tasks.runtime.loop import Build, Plan
 from tasks.runtime.trainer import fit
+from tasks.train.charlm import perplexity
 from tests import resume
 
 TINY = ["windows.n_train=512", "windows.n_test=128", "train.epochs=2", "train.batch_size=64",
@@ -68,8 +69,23 @@ def test_cosine_schedule_warms_up_then_ends_at_the_floor_on_the_runs_last_step(w
         recipe.scheduler.step()
     assert lrs[:3] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2])
     assert lrs[3] == pytest.approx(1e-2)
-    assert all(a > b for a, b in zip(lrs[3:], lrs[4:]))  # decays after the warm-up
+    assert all(a > b for a, b in zip(lrs[3:-1], lrs[4:], strict=True))  # decays after warm-up
     assert lrs[-1] == pytest.approx(1e-3)  # lr x floor on the last step
     recipe, fitted = fit(build, Plan.of(train, progress=False))
     assert len(fitted.step_losses) == 10
     assert recipe.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_validation_share_keeps_the_epoch_with_the_lowest_val_ppl(windows, tmp_path):
+    cfg, path = windows
+    train = cfg.train.model_copy(update={"validation_share": 0.25, "epochs": 3, "lr": 30.0})
+    build = Build("tasks.train.charlm:recipe", {"windows": path, "kind": "gru", "vocab_size": 34,
+                                                 "cfg": train, "overlap": 2})  # fmt: skip
+    recipe, fitted = fit(build, Plan.of(train, progress=False), checkpoints=tmp_path)
+    assert len(recipe.data) == 512 - 128 - 2 and len(recipe.valid) == 128  # carved, gap of 2
+    assert recipe.select == ("val_ppl", "min") and len(recipe.test) == 128
+    val = fitted.series("val_ppl")
+    assert len(val) == 3 and fitted.best_epoch == val.index(min(val))
+    # the model returned is the best epoch's: its val_ppl is the lowest one logged
+    assert perplexity(recipe.model, recipe.valid, 64, "cpu") == pytest.approx(min(val), rel=1e-5)
+    assert fitted.best_epoch < 2, f"lr 30 should make a later epoch worse than an earlier: {val}"

@@ -18,6 +18,12 @@ def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     return model(torch.from_numpy(x).to(next(model.parameters()).device)).cpu().numpy()
 
 
+def one_step(model, x: np.ndarray, t: np.ndarray, tr, y: np.ndarray) -> np.ndarray:
+    """The model's forecasts of months `t` from the windows `x` ending before them (their last
+    position), in the series' units (`tr` inverted against the series `y`)."""
+    return tr.invert(predict(model, x)[:, -1, 0], t, y)
+
+
 class Evaluator:
     """RMSE in passengers: the notebook's (every position of every window of a split) and
     one step ahead (each test month from the `lookback` months before it)."""
@@ -39,11 +45,11 @@ class Evaluator:
         return self.window_rmse(model, "train"), self.window_rmse(model, "test")
 
     def next_step(self, model) -> np.ndarray:
-        return self.tr.invert(predict(model, self.next_x)[:, -1, 0], self.next_t, self.y)
+        return one_step(model, self.next_x, self.next_t, self.tr, self.y)
 
     def train_fit(self, model) -> tuple[np.ndarray, np.ndarray]:
         x, _, t = self.split["train"]
-        return t, self.tr.invert(predict(model, x)[:, -1, 0], t, self.y)
+        return t, one_step(model, x, t, self.tr, self.y)
 
 
 class ForecastRecipe(Recipe):
@@ -112,8 +118,7 @@ class ValidationEvaluator:
         self.fit_t, self.val = t[fit], (x[val], t[val])
 
     def __call__(self, model) -> tuple[float, float]:
-        x, t = self.val
-        pred = self.tr.invert(predict(model, x)[:, -1, 0], t, self.y)
-        x_fit = self.train[0]
-        fit = self.tr.invert(predict(model, x_fit)[:, -1, 0], self.fit_t, self.y)
+        (x, t), x_fit = self.val, self.train[0]
+        pred = one_step(model, x, t, self.tr, self.y)
+        fit = one_step(model, x_fit, self.fit_t, self.tr, self.y)
         return rmse(fit, self.y[self.fit_t]), rmse(pred, self.y[t])

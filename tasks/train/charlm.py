@@ -37,12 +37,13 @@ class CharRecipe(Recipe):
     the run's steps), clipping at cfg.clip, shuffled
     minibatches of window indices from a numpy Generator (its state goes in checkpoints);
     train_ppl (from the epoch's summed losses, as the notebook) and test_ppl every epoch
-    (`held="val"`: the held-out windows are a validation block, the metric val_ppl)."""
+    (`held="val"`: the held-out windows are a validation block, the metric val_ppl). With
+    `valid` windows, val_ppl too, and the runtime keeps the epoch with the lowest val_ppl."""
 
     unit = "chars"
 
     def __init__(self, kind: str, train: np.ndarray, test: np.ndarray, vocab_size: int, cfg,
-                 held: str = "test"):  # fmt: skip
+                 held: str = "test", valid: np.ndarray | None = None):  # fmt: skip
         from models.charlm import CharLM
 
         self.name, self.cfg, self.clip = kind, cfg, cfg.clip
@@ -63,7 +64,9 @@ class CharRecipe(Recipe):
             self.scheduler = warmup_cosine(self.optimizer, steps, cfg.warmup, cfg.lr_floor)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = torch.from_numpy(train.astype(np.int64))
-        self.test, self.held = test, held
+        self.test, self.held, self.valid = test, held, valid
+        if valid is not None:
+            self.select = ("val_ppl", "min")
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         order, bs = torch.from_numpy(self.rng.permutation(len(self.data))), self.cfg.batch_size
@@ -89,8 +92,11 @@ class CharRecipe(Recipe):
             both = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
             dist.all_reduce(both)  # every rank summed its own slices
             total, count = both.tolist()
-        test_ppl = perplexity(self.model, self.test, self.cfg.batch_size, self.device)
-        return {"train_ppl": math.exp(total / max(count, 1)), f"{self.held}_ppl": test_ppl}
+        held = {f"{self.held}_ppl": perplexity(self.model, self.test, self.cfg.batch_size,
+                                                self.device)}  # fmt: skip
+        if self.valid is not None:
+            held["val_ppl"] = perplexity(self.model, self.valid, self.cfg.batch_size, self.device)
+        return {"train_ppl": math.exp(total / max(count, 1)), **held}
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -117,11 +123,20 @@ def carve_validation(train: np.ndarray, share: float, overlap: int) -> tuple[np.
     return train[: cut - overlap], train[cut:]
 
 
-def recipe(windows: str, kind: str, vocab_size: int, cfg) -> CharRecipe:
+def overlapping(length: int, stride: int) -> int:
+    """How many training windows before a validation block share text with it."""
+    return -(-(length + 1) // stride)
+
+
+def recipe(windows: str, kind: str, vocab_size: int, cfg, overlap: int = 0) -> CharRecipe:
     """The recipe from a windows stage folder (what `Build("tasks.train.charlm:recipe", ...)`
-    calls in every DDP rank)."""
+    calls in every DDP rank); with cfg.validation_share, a validation block carved from the
+    training windows (`overlap` windows before it dropped)."""
     train, test = read_split(windows, "train"), read_split(windows, "test")
-    return CharRecipe(kind, train, test, vocab_size, cfg)
+    valid = None
+    if cfg.validation_share:
+        train, valid = carve_validation(train, cfg.validation_share, overlap)
+    return CharRecipe(kind, train, test, vocab_size, cfg, valid=valid)
 
 
 @torch.no_grad()
