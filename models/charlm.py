@@ -241,6 +241,8 @@ class CharLM(nn.Module):
     (2 * hidden features): its backward half has read the characters it must predict, so
     `sees_future` is True and its perplexity is not a next-character perplexity.
     dropout applies between stacked layers and to the last layer's outputs before the linear.
+    weight_drop (torch kinds) drops hidden-to-hidden weights while training, one mask per
+    batch for every step (DropConnect, as AWD-LSTM); the saved weights keep their names.
     The state starts at zeros.
     """
 
@@ -251,6 +253,7 @@ class CharLM(nn.Module):
         hidden: int = 32,
         n_layers: int | None = None,
         dropout: float = 0.0,
+        weight_drop: float = 0.0,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -259,11 +262,14 @@ class CharLM(nn.Module):
             n_layers = 2 if kind in ("lstm_deep", "lstm_bidir") else 1
         if n_layers < 1 or (kind == "lstm_deep" and n_layers < 2):
             raise ValueError(f"{kind}: n_layers={n_layers} is too few")
+        if weight_drop and kind in _SCRATCH:
+            raise ValueError(f"{kind}: weight_drop applies to the torch kinds only; set it to 0")
         self.vocab_size = vocab_size
         self.kind = kind
         self.hidden = hidden
         self.n_layers = n_layers
         self.sees_future = kind == "lstm_bidir"
+        self.weight_drop = weight_drop
         directions = 2 if self.sees_future else 1
         if kind in _SCRATCH:
             cls = _SCRATCH[kind]
@@ -300,6 +306,13 @@ class CharLM(nn.Module):
                     x = self.dropout(x)
                 x, states[k] = cell(x, states[k])
             new_state = tuple(states)
+        elif self.weight_drop and self.training:
+            dropped = {
+                name: F.dropout(w, self.weight_drop)
+                for name, w in self.rnn.named_parameters()
+                if name.startswith("weight_hh")
+            }
+            x, new_state = torch.func.functional_call(self.rnn, dropped, (x, state))
         else:
             x, new_state = self.rnn(x, state)
         return self.output(self.dropout(x)), new_state

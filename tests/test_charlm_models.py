@@ -289,3 +289,22 @@ def test_adam_steps_lower_the_loss(kind):
     with torch.no_grad():
         end = loss().item()
     assert end < 0.5 * start, (kind, start, end)
+
+
+def test_weight_drop_masks_recurrent_weights_only_while_training():
+    torch.manual_seed(7)
+    plain = CharLM(11, "lstm", hidden=16, n_layers=2)
+    dropped = CharLM(11, "lstm", hidden=16, n_layers=2, weight_drop=0.5)
+    dropped.load_state_dict(plain.state_dict())  # same names: a checkpoint loads either way
+    ids = torch.randint(0, 11, (4, 9))
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(ids), dropped(ids))  # evaluation uses the full weights
+    dropped.train()
+    a, b = dropped(ids), dropped(ids)
+    assert not torch.allclose(a, b)  # a fresh mask per call
+    a.sum().backward()
+    w = dropped.rnn.weight_hh_l1
+    assert w.grad is not None and (w.grad == 0).any() and w.grad.abs().sum() > 0
+    assert dropped.rnn.weight_ih_l0.grad is not None
+    with pytest.raises(ValueError, match="weight_drop"):
+        CharLM(11, "lstm_scratch", weight_drop=0.2)

@@ -50,7 +50,9 @@ class CharRecipe(Recipe):
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         layers = 2 if kind in ("lstm_deep", "lstm_bidir") else cfg.n_layers  # the notebook's 2
-        model = CharLM(vocab_size, kind, hidden=cfg.hidden, n_layers=layers, dropout=cfg.dropout)
+        model = CharLM(
+            vocab_size, kind, cfg.hidden, layers, dropout=cfg.dropout, weight_drop=cfg.weight_drop
+        )
         self.model = model.to(self.device)
         params = self.model.parameters()
         if cfg.optimizer == "adadelta":  # the notebook: lr 1 for the scratch RNN, 4 for the rest
