@@ -28,7 +28,8 @@ from tasks.engine.settings import use_mirror  # noqa: E402
 from tasks.train.charlm import CharRecipe, carve_validation, perplexity, read_split  # noqa: E402
 
 # a probe is cut short: constant lr, no validation block of the profile's own on top
-CONSTANT = ["train.schedule=constant", "train.warmup=0", "train.validation_share=0"]
+CONSTANT = ["train.schedule=constant", "train.warmup=0", "train.validation_share=0",
+            "windows.stride=128"]
 CANDIDATES = {
     "gru 256x2, batch 32, lr 3e-3, dropout 0.1 (the old best)": [
         'train.kinds=["gru"]', "train.hidden=256", "train.dropout=0.1", *CONSTANT],
