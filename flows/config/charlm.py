@@ -110,7 +110,7 @@ PROFILES: dict[str, dict] = {
     },
     "best": {
         "data": {"notebook_text": False},
-        # sized for 2 CPU cores (~60 min): torch's LSTM runs faster here than a GRU of the
+        # sized for 2 CPU cores (~40 min): torch's LSTM runs faster here than a GRU of the
         # same width; batch 32 learns faster per second than 64 (validation probes, RESULTS).
         # Fixed windows overfit after ~12 epochs (dropout 0.25) or flatten (0.5, or weight
         # drop): training windows start every 32 characters instead (the held-out windows are
