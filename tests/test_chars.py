@@ -141,4 +141,10 @@ def test_chapter_split_on_the_full_book(data_dir):
     step = max(1, len(test) // 200)
     for w in test[::step]:
         assert "".join(vocab[i] for i in w) not in text
-    assert 0.05 < len(test) * width / (len(train) * width + len(test) * width) < 0.2
+    assert len(train) == sum(
+        len(range(0, len(c) - width, cfg.windows.stride))
+        for i, c in enumerate(chaps)
+        if i % cfg.windows.test_every != cfg.windows.test_every - 1
+    )
+    share = sum(map(len, held)) / sum(map(len, chaps))  # of the text, whatever the stride
+    assert 0.05 < share < 0.2
