@@ -160,30 +160,70 @@ def tune_trial(config: CharLMConfig, run_id: str, monitor) -> float:
     return fitted.series("val_ppl")[-1]
 
 
+def fit_member(kind: str, wins, vocab_size: int, config, run_id: str, where: Path | None,
+               meta: dict):  # fmt: skip
+    """One model of `kind` trained by the runtime (checkpoints in `where`, resumed from them;
+    None: no checkpoints), its epochs logged to `run_id`. Returns (model on the CPU, Fitted)."""
+    build = Build("tasks.train.charlm:recipe",
+                  {"windows": wins.path, "kind": kind, "vocab_size": vocab_size,
+                   "cfg": config.train, "overlap": window_overlap(config.windows)})  # fmt: skip
+    recipe, fitted = fit(build, Plan.of(config.train), checkpoints=where, run_id=run_id,
+                         meta=meta)  # fmt: skip
+    return recipe.model.cpu(), fitted
+
+
+def fit_members(kind: str, wins, vocab_size: int, config, run_id: str, where: Path | None,
+                test) -> tuple:  # fmt: skip
+    """train.members models of `kind` (seeds seed, seed + 1, ...), each in its own MLflow run
+    nested under `run_id` and its own checkpoint folder under `where`, as one CharEnsemble.
+    Logs each member's held-out perplexity to `run_id` (test_ppl.member<k>). Returns (the
+    ensemble, the first member's Fitted)."""
+    from models.charlm import CharEnsemble
+
+    cfg, models, first = config.train, [], None
+    for k in range(1, cfg.members + 1):
+        member_cfg = config.model_copy(update={"train": cfg.model_copy(
+            update={"seed": cfg.seed + k - 1, "members": 1})})  # fmt: skip
+        tags = {"model.kind": kind, "member": str(k),
+                "mlflow.note.content": f"{kind}: member {k} of {cfg.members} (seed "
+                f"{member_cfg.train.seed}) of the ensemble in the run above"}  # fmt: skip
+        params = {"model.kind": kind, "member": k, **flatten(member_cfg.train)}
+        folder = None if where is None else where / f"member-{k}"
+        with tracking.child_run(run_id, PIPELINE, f"{kind} member {k}", params,
+                                tags) as member_run:  # fmt: skip
+            meta = {"run_ids": [member_run, run_id], "pipeline": PIPELINE, "kind": kind}
+            model, fitted = fit_member(kind, wins, vocab_size, member_cfg, member_run, folder,
+                                       meta)  # fmt: skip
+            ppl = perplexity(model, test, cfg.batch_size, "cpu")
+            tracking.log_metrics(member_run, {"test_ppl": ppl}, step=cfg.epochs)
+        tracking.log_metrics(run_id, {f"test_ppl.member{k}": ppl})
+        run_logger().info("%s member %d: test perplexity %.3f", kind, k, ppl)
+        models.append(model)
+        first = first or fitted
+    return CharEnsemble(models), first
+
+
 @task(name="train-variant", cache_policy=NO_CACHE)
 def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_fp: str,
                   where: Path | None, prompts: list[str] | None = None) -> dict:  # fmt: skip
     """One model kind in its own child run, trained by the runtime (checkpoints in `where`,
-    resumed from them; None: no checkpoints)."""
+    resumed from them; None: no checkpoints); with train.members > 1 (next-character kinds),
+    an ensemble of that many, each in a run nested under the kind's (its curves: the first
+    member's)."""
     cfg = config.train
     tags = {"model.kind": kind, "mlflow.note.content": DESCRIPTIONS.get(kind, f"{kind} model"),
             "data_fingerprint": data_fp}  # fmt: skip
-    build = Build("tasks.train.charlm:recipe",
-                  {"windows": wins.path, "kind": kind, "vocab_size": len(vocab), "cfg": cfg,
-                   "overlap": window_overlap(config.windows)})  # fmt: skip
     with tracking.child_run(parent, PIPELINE, kind, {"model.kind": kind, **flatten(cfg)},
                             tags) as run_id:  # fmt: skip
         tracking.log_metrics(run_id, {"vocab_size": len(vocab)})
-        meta = {"run_ids": [run_id, parent], "pipeline": PIPELINE, "kind": kind}
-        recipe, fitted = fit(
-            build,
-            Plan.of(cfg),
-            checkpoints=where,
-            run_id=run_id,
-            meta=meta,
-        )
-        model = recipe.model.cpu()
-        final = perplexity(model, recipe.test, cfg.batch_size, "cpu")
+        if cfg.members > 1 and kind != "lstm_bidir":
+            test = read_split(wins.path, "test")
+            model, fitted = fit_members(kind, wins, len(vocab), config, run_id, where, test)
+        else:
+            meta = {"run_ids": [run_id, parent], "pipeline": PIPELINE, "kind": kind}
+            model, fitted = fit_member(kind, wins, len(vocab), config, run_id, where, meta)
+            test = read_split(wins.path, "test")
+        final = perplexity(model, test, cfg.batch_size, "cpu")
         samples = {p: {"greedy": continue_text(model, vocab, p, config.evaluate.n_chars),
                        "sampled": continue_text(model, vocab, p, config.evaluate.n_chars,
                                                 config.evaluate.temperature, seed=cfg.seed)}

@@ -84,10 +84,16 @@ def keep_models(folders: dict[str, Path], epochs: int | dict[str, int]):
     except Exception as err:
         kept = []
         for k, where in folders.items():
-            found = checkpoint.latest(where) if locks[k] is not None else None
-            if found is not None:
-                planned = epochs[k] if isinstance(epochs, dict) else epochs
-                kept.append(f"{k}: {found[0]} (epoch {found[1]['epoch'] + 1} of {planned})")
+            if locks[k] is None:
+                continue
+            planned = epochs[k] if isinstance(epochs, dict) else epochs
+            # an ensemble's members checkpoint in member-<n> subfolders
+            for name, folder in [(k, where)] + [
+                (f"{k} {m.name}", m) for m in sorted(where.glob("member-*"))
+            ]:
+                found = checkpoint.latest(folder)
+                if found is not None:
+                    kept.append(f"{name}: {found[0]} (epoch {found[1]['epoch'] + 1} of {planned})")
         if not kept:
             raise
         raise ModelNotLogged(f"{type(err).__name__}: {err}\n  checkpoints kept: "

@@ -34,12 +34,14 @@ class Writer(PythonModel):
         self.load(context.artifacts)
 
     def load(self, artifacts: dict) -> None:
-        from models.charlm import CharLM
+        from models.charlm import CharEnsemble, CharLM
 
         self.settings = s = json.loads(Path(artifacts["settings"]).read_text())
         self.vocab = json.loads(Path(artifacts["vocab"]).read_text())
         self.index = {c: i for i, c in enumerate(self.vocab)}
-        self.model = CharLM(len(self.vocab), s["kind"], hidden=s["hidden"], n_layers=s["n_layers"])
+        members = [CharLM(len(self.vocab), s["kind"], hidden=s["hidden"], n_layers=s["n_layers"])
+                   for _ in range(s.get("members", 1))]  # fmt: skip
+        self.model = members[0] if len(members) == 1 else CharEnsemble(members)
         self.model.load_state_dict(checkpoint.load(Path(artifacts["weights"])))
         self.model.eval()
 
@@ -101,9 +103,9 @@ def register_task(run_id: str, model, vocab: list[str], config, prompts: list[st
 
 def log_writer(run_id: str, model, vocab: list[str], config, name: str,
                prompts: list[str] | None = None, reading: dict | None = None) -> dict:  # fmt: skip
-    """Log a trained CharLM (a next-character kind) as the pyfunc and register a new version:
-    {version, uri}. Your own text: `prompts` (the example's) and `reading` (how a prompt is
-    read: tasks/chars.py `prepare`'s lowercase, the replacement symbol)."""
+    """Log a trained CharLM (a next-character kind) or CharEnsemble as the pyfunc and register
+    a new version: {version, uri}. Your own text: `prompts` (the example's) and `reading` (how
+    a prompt is read: tasks/chars.py `prepare`'s lowercase, the replacement symbol)."""
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -111,8 +113,14 @@ def log_writer(run_id: str, model, vocab: list[str], config, name: str,
 
     ev = config.evaluate
     defaults = {"temperature": ev.temperature, "seed": 0, "length": ev.n_chars}
-    settings = {"kind": model.kind, "hidden": model.hidden, "n_layers": model.n_layers,
-                "defaults": defaults} | ({"reading": reading} if reading else {})  # fmt: skip
+    settings = {
+        "kind": model.kind,
+        "hidden": model.hidden,
+        "n_layers": model.n_layers,
+        "members": len(getattr(model, "members", [model])),
+        "defaults": defaults,
+    }
+    settings |= {"reading": reading} if reading else {}
     signature = ModelSignature(
         Schema([ColSpec(AnyType(), "prompt")]),  # checked by predict(), in every payload form
         Schema([ColSpec("string", "prompt"), ColSpec("string", "continuation")]),

@@ -19,6 +19,8 @@ per gate and side inside the loop) and must give the same outputs.
 Tensors are batch-major: [batch, time, features].
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -319,6 +321,38 @@ class CharLM(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T] -> logits [B, T, V]; logits[:, t] predicts the character after ids[:, t]."""
+        return self.run(ids)[0]
+
+
+class CharEnsemble(nn.Module):
+    """Several next-character CharLMs of one setup (seeds differ) read the same text; the
+    ensemble's next-character distribution is the mean of theirs. `run` returns log-probabilities
+    as logits (softmax gives the mean back, so perplexity and sampling read them as any
+    CharLM's) and a tuple of the members' states."""
+
+    def __init__(self, members: list[CharLM]):
+        super().__init__()
+        first = members[0]
+        if first.sees_future:
+            raise ValueError("lstm_bidir reads the characters it predicts: it is never an ensemble")
+        if any((m.vocab_size, m.kind) != (first.vocab_size, first.kind) for m in members):
+            raise ValueError("ensemble members must share the vocabulary and the kind")
+        self.members = nn.ModuleList(members)
+        self.vocab_size, self.kind, self.sees_future = first.vocab_size, first.kind, False
+        self.hidden, self.n_layers = first.hidden, first.n_layers
+
+    def run(self, ids: torch.Tensor, state=None):
+        """ids [B, T] -> (log of the members' mean probabilities [B, T, V], their states)."""
+        states = [None] * len(self.members) if state is None else state
+        logps, new_states = [], []
+        for member, s in zip(self.members, states, strict=True):
+            logits, s = member.run(ids, s)
+            logps.append(F.log_softmax(logits, dim=-1))
+            new_states.append(s)
+        mean = torch.logsumexp(torch.stack(logps), dim=0) - math.log(len(self.members))
+        return mean, tuple(new_states)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.run(ids)[0]
 
 
