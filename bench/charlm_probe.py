@@ -24,12 +24,14 @@ import torch  # noqa: E402
 from flows.charlm import VALIDATION_SHARE, tune_stages  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from tasks.chars import read_chars  # noqa: E402
+from tasks.engine.accel import autocast  # noqa: E402
 from tasks.engine.settings import use_mirror  # noqa: E402
 from tasks.train.charlm import CharRecipe, carve_validation, perplexity, read_split  # noqa: E402
 
-# a probe is cut short: constant lr, no validation block of the profile's own on top
+# a probe is cut short: constant lr, no validation block of the profile's own on top, fp32
+# unless a candidate says otherwise
 CONSTANT = ["train.schedule=constant", "train.warmup=0", "train.validation_share=0",
-            "windows.stride=128"]
+            "windows.stride=128", "train.precision=fp32"]  # fmt: skip
 CANDIDATES = {
     "gru 256x2, batch 32, lr 3e-3, dropout 0.1 (the old best)": [
         'train.kinds=["gru"]', "train.hidden=256", "train.dropout=0.1", *CONSTANT],
@@ -38,6 +40,8 @@ CANDIDATES = {
         *CONSTANT],
     "lstm 512x2, batch 32, lr 3e-3, dropout 0.25 (best's kind, width, batch and lr)": [
         "train.dropout=0.25", "train.weight_drop=0", *CONSTANT],
+    "lstm 512x2, batch 32, lr 3e-3, dropout 0.25, bf16 autocast (best's precision)": [
+        "train.dropout=0.25", "train.weight_drop=0", *CONSTANT, "train.precision=bf16"],
 }  # fmt: skip
 
 
@@ -53,7 +57,8 @@ def probe(overrides: list[str], seconds: float, every: int) -> None:
         recipe.start_epoch(epoch)
         for batch in recipe.batches(epoch):
             model.train()
-            recipe.train_step(lambda b: recipe.loss(model, b), batch, 1.0)
+            with autocast(recipe.device, config.train.precision):  # as the runtime's loop
+                recipe.train_step(lambda b: recipe.loss(model, b), batch, 1.0)
             step += 1
             if step % every == 0:
                 elapsed = time.perf_counter() - start
