@@ -180,7 +180,7 @@ def fit_members(kind: str, wins, vocab_size: int, config, run_id: str, where: Pa
     ensemble, the first member's Fitted)."""
     from models.charlm import CharEnsemble
 
-    cfg, models, first = config.train, [], None
+    cfg, models, fits = config.train, [], []
     for k in range(1, cfg.members + 1):
         member_cfg = config.model_copy(update={"train": cfg.model_copy(
             update={"seed": cfg.seed + k - 1, "members": 1})})  # fmt: skip
@@ -199,8 +199,8 @@ def fit_members(kind: str, wins, vocab_size: int, config, run_id: str, where: Pa
         tracking.log_metrics(run_id, {f"test_ppl.member{k}": ppl})
         run_logger().info("%s member %d: test perplexity %.3f", kind, k, ppl)
         models.append(model)
-        first = first or fitted
-    return CharEnsemble(models), first
+        fits.append(fitted)
+    return CharEnsemble(models), fits[0]
 
 
 @task(name="train-variant", cache_policy=NO_CACHE)
@@ -216,13 +216,12 @@ def train_variant(kind: str, wins, vocab: list[str], config, parent: str, data_f
     with tracking.child_run(parent, PIPELINE, kind, {"model.kind": kind, **flatten(cfg)},
                             tags) as run_id:  # fmt: skip
         tracking.log_metrics(run_id, {"vocab_size": len(vocab)})
+        test = read_split(wins.path, "test")
         if cfg.members > 1 and kind != "lstm_bidir":
-            test = read_split(wins.path, "test")
             model, fitted = fit_members(kind, wins, len(vocab), config, run_id, where, test)
         else:
             meta = {"run_ids": [run_id, parent], "pipeline": PIPELINE, "kind": kind}
             model, fitted = fit_member(kind, wins, len(vocab), config, run_id, where, meta)
-            test = read_split(wins.path, "test")
         final = perplexity(model, test, cfg.batch_size, "cpu")
         samples = {p: {"greedy": continue_text(model, vocab, p, config.evaluate.n_chars),
                        "sampled": continue_text(model, vocab, p, config.evaluate.n_chars,
